@@ -1,0 +1,33 @@
+"""Stage `pretrain`: MLM + NSP pre-training on the prepared shards -> HF-format BERT directory."""
+from bertforge.config import resolve_path, stage_main, to_plain
+from bertforge.outputs import atomic_dir, write_json
+from bertforge.tracking import log_metrics_dict, stage_run, upstream_run_id, write_run_file
+
+
+def run(cfg):
+    from bertforge.pretraining import fingerprint, prepare_checkpoint_dir, pretrain, record_checkpoint_owner
+
+    prepared, out = resolve_path(cfg.paths.prepared), resolve_path(cfg.paths.pretrained)
+    ckpt = resolve_path(cfg.paths.checkpoints)
+    fp = fingerprint(cfg, upstream_run_id(prepared))
+    resume_run = prepare_checkpoint_dir(ckpt, fp)
+    params = {"seed": cfg.seed, "model": to_plain(cfg.model), "pretrain": to_plain(cfg.pretrain),
+              "trainer": to_plain(cfg.trainer)}
+    with stage_run(cfg, "pretrain", params, upstream=prepared, run_id=resume_run) as mlrun, atomic_dir(out) as tmp:
+        record_checkpoint_owner(ckpt, fp, mlrun.info.run_id)
+        metrics = pretrain(cfg, prepared, tmp, ckpt, mlrun, resolve_path(cfg.paths.plots) / "pretrain")
+        write_run_file(tmp, mlrun, "pretrain", model=cfg.model.name)
+        log_metrics_dict(metrics, "final/")
+        metrics_file = resolve_path(cfg.paths.metrics) / "pretrain.json"
+        write_json(metrics_file, metrics)
+        import mlflow
+
+        mlflow.log_artifact(str(metrics_file))
+    print(f"pretrained BERT-{cfg.model.name}: held-out MLM accuracy {metrics['mlm_accuracy']:.3f} "
+          f"(unigram baseline {metrics['unigram_accuracy']:.3f}), NSP accuracy {metrics['nsp_accuracy']:.3f} -> {out}")
+
+
+main = stage_main(run)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""The one seam between a stage and its configuration.
+
+A stage script is a Hydra app (`python pipelines/finetune.py task=rte lr=...`, `-m` sweeps)
+and, under DVC, runs on the composed `params.yaml` (`--params params.yaml [--task NAME]`).
+Both paths end in the same stage function with the same config shape.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONF_DIR = PROJECT_ROOT / "conf"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or impossible; the message names the key."""
+
+
+def root_dir() -> Path:
+    """Where relative paths are anchored: DVC's root when DVC runs us, else the checkout."""
+    return Path(os.environ.get("DVC_ROOT") or PROJECT_ROOT)
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else root_dir() / p
+
+
+def select_task(cfg: DictConfig, name: str) -> DictConfig:
+    """Make `cfg.task` the task `name` from the `tasks` suite (the DVC per-task seam)."""
+    tasks = cfg.get("tasks") or {}
+    if name not in tasks:
+        raise ConfigError(f"tasks.{name}: no such task in the suite (known: {', '.join(tasks) or 'none'})")
+    cfg = cfg.copy()
+    OmegaConf.set_struct(cfg, False)
+    cfg.task = tasks[name]
+    return cfg
+
+
+def load_params(path: str | os.PathLike, overrides: list[str], task: str | None) -> DictConfig:
+    cfg = OmegaConf.load(resolve_path(path))
+    if overrides:
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+    return select_task(cfg, task) if task else cfg
+
+
+def compose(overrides: list[str] | None = None) -> DictConfig:
+    """Compose conf/ as Hydra (and DVC's `exp run`) would; for tests and tools."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides or [])
+
+
+def stage_main(stage: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+    """Entry point for `pipelines/*.py`: `--params FILE [--task NAME] [key=value ...]` or Hydra."""
+
+    def main() -> Any:
+        argv = sys.argv[1:]
+        if argv[:1] == ["--params"]:
+            if len(argv) < 2:
+                raise SystemExit("--params needs a file, e.g. --params params.yaml")
+            path, rest, task = argv[1], argv[2:], None
+            if rest[:1] == ["--task"]:
+                if len(rest) < 2:
+                    raise SystemExit("--task needs a task name")
+                task, rest = rest[1], rest[2:]
+            return stage(load_params(path, rest, task))
+        import hydra
+
+        return hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(stage)()
+
+    return main
+
+
+def to_plain(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def write_params(path: str | os.PathLike, overrides: list[str] | None = None) -> None:
+    """Compose conf/ into `path` exactly as `dvc exp run` does (DVC's own compose-and-dump)."""
+    from dvc.utils.hydra import compose_and_dump
+
+    compose_and_dump(path, str(CONF_DIR), None, "config", str(PROJECT_ROOT), overrides or [])
+
+
+if __name__ == "__main__":  # python -m bertforge.config [overrides...]  -> params.yaml
+    write_params(PROJECT_ROOT / "params.yaml", sys.argv[1:])

@@ -1,0 +1,114 @@
+"""Sequence classification / regression on top of a BERT encoder, with best-dev selection."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from .config import ConfigError
+from .optim import adamw_with_schedule
+from .tasks import Example, TaskData, compute_metrics, task_score
+
+
+def encode(tokenizer, examples: list[Example], data: TaskData, max_length: int) -> list[dict]:
+    a = [e.text_a for e in examples]
+    b = [e.text_b for e in examples] if examples and examples[0].text_b is not None else None
+    enc = tokenizer(a, b, truncation=True, max_length=max_length)
+    out = []
+    for i, ex in enumerate(examples):
+        item = {k: enc[k][i] for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc}
+        item["labels"] = data.label_id(ex)
+        out.append(item)
+    return out
+
+
+def make_loader(tokenizer, items: list[dict], batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    regression = bool(items) and isinstance(items[0]["labels"], float)
+
+    def collate(batch):
+        feats = tokenizer.pad([{k: v for k, v in x.items() if k != "labels"} for x in batch], return_tensors="pt")
+        feats["labels"] = torch.tensor([x["labels"] for x in batch], dtype=torch.float if regression else torch.long)
+        return dict(feats)
+
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(items, batch_size=batch_size, shuffle=shuffle, generator=g, collate_fn=collate)
+
+
+def load_classifier(init: str | Path, num_labels: int, labels: list[str] | None, random_init: bool):
+    """From any BERT directory (ours, an HF checkpoint on disk); `random_init` keeps only its architecture."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    init = Path(init)
+    if not (init / "config.json").exists():
+        raise ConfigError(f"finetune.init: {init} is not a model directory (no config.json)")
+    kw = dict(num_labels=num_labels, problem_type="regression" if labels is None else "single_label_classification")
+    if labels is not None:
+        kw.update(id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+    config = AutoConfig.from_pretrained(str(init), **kw)
+    if config.model_type != "bert":
+        raise ConfigError(f"finetune.init: {init} holds a {config.model_type!r} model, not BERT")
+    if random_init:
+        return AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
+    return AutoModelForSequenceClassification.from_pretrained(str(init), config=config, attn_implementation="sdpa")
+
+
+@torch.no_grad()
+def predict(model, loader: DataLoader, regression: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions (label ids or scores) and the raw logits for every example, in order."""
+    model.eval()
+    logits = []
+    for batch in loader:
+        batch = {k: v.to(model.device) for k, v in batch.items() if k != "labels"}
+        logits.append(model(**batch).logits.float().cpu())
+    out = torch.cat(logits).numpy()
+    return (out[:, 0] if regression else out.argmax(-1)), out
+
+
+class FinetuneModule(pl.LightningModule):
+    def __init__(self, model, cfg, metric_names: list[str], regression: bool, total_steps: int):
+        super().__init__()
+        self.model, self.cfg, self.metric_names, self.regression = model, cfg, list(metric_names), regression
+        self.total_steps = total_steps
+        self.best_score, self.best_state, self.best_metrics, self.history = -float("inf"), None, {}, []
+        self._preds, self._gold = [], []
+
+    def training_step(self, batch, batch_idx):
+        loss = self.model(**batch).loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite fine-tuning loss at step {self.global_step}")
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        logits = self.model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
+        self._preds.append((logits[:, 0] if self.regression else logits.argmax(-1)).cpu())
+        self._gold.append(batch["labels"].cpu())
+
+    def on_validation_epoch_end(self):
+        preds, gold = torch.cat(self._preds).numpy(), torch.cat(self._gold).numpy()
+        self._preds, self._gold = [], []
+        if self.trainer.sanity_checking:
+            return
+        metrics = compute_metrics(self.metric_names, preds, gold)
+        score = task_score(metrics, self.metric_names)
+        self.log_dict({f"dev/{k}": v for k, v in metrics.items()})
+        self.history.append({"epoch": self.current_epoch, "step": self.global_step, "score": score, **metrics})
+        if score > self.best_score:  # best-checkpoint selection on the dev metric
+            self.best_score, self.best_metrics = score, {**metrics, "epoch": self.current_epoch}
+            self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
+    def configure_optimizers(self):
+        c = self.cfg
+        warmup = int(c.warmup_ratio * self.total_steps)
+        return adamw_with_schedule(self.model, c.lr, c.weight_decay, (0.9, 0.999), 1e-6, warmup, self.total_steps)
+
+    def best_model(self):
+        model = copy.deepcopy(self.model).cpu()
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+        return model.float()

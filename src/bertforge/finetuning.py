@@ -1,0 +1,57 @@
+"""The `finetune` stage: a task head on a BERT encoder -> HF-format classifier directory."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from .config import ConfigError, resolve_path
+from .finetune_module import FinetuneModule, encode, load_classifier, make_loader
+from .tasks import load_task
+from .tokenization import load_tokenizer
+from .trainer import build_trainer
+
+
+def init_dir(cfg) -> tuple[Path, bool]:
+    """(model directory, random_init) for `finetune.init`: pretrained | random | a BERT directory."""
+    init = str(cfg.finetune.init)
+    if init in ("pretrained", "random"):
+        return resolve_path(cfg.paths.pretrained), init == "random"
+    return resolve_path(init), False
+
+
+def finetune_settings(cfg):
+    """`finetune` with the task's own overrides (`task.finetune`, e.g. more epochs for small tasks)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.merge(cfg.finetune, cfg.task.get("finetune") or {})
+
+
+def check_tokenizer_matches(tokenizer, model, where: Path) -> None:
+    n, m = len(tokenizer), model.config.vocab_size
+    if n > m:
+        raise ConfigError(f"{where}: tokenizer has {n} tokens but the model's vocab_size is {m}")
+
+
+def finetune_one(cfg, init: Path, random_init: bool, out_dir: Path, logger) -> dict:
+    """Train on the task's train split, keep the best dev epoch, save model + tokenizer to `out_dir`."""
+    task, fc = cfg.task, finetune_settings(cfg)
+    data = load_task(task)
+    tokenizer = load_tokenizer(init)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    model = load_classifier(init, data.num_labels, data.labels, random_init)
+    check_tokenizer_matches(tokenizer, model, init)
+    regression = data.labels is None
+    train = make_loader(tokenizer, encode(tokenizer, data.splits["train"], data, fc.max_seq_length), fc.batch_size, True, cfg.seed)
+    dev = make_loader(tokenizer, encode(tokenizer, data.splits["dev"], data, fc.max_seq_length), 128, False, cfg.seed)
+    total = math.ceil(len(train.dataset) / fc.batch_size) * fc.epochs
+    module = FinetuneModule(model, fc, list(task.metrics), regression, total)
+    trainer = build_trainer(cfg.trainer, logger, max_epochs=fc.epochs, enable_checkpointing=False,
+                            log_every_n_steps=max(1, min(10, total // 4)))
+    trainer.fit(module, train_dataloaders=train, val_dataloaders=dev)
+    best = module.best_model()
+    best.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    return {"best_dev": module.best_metrics, "history": module.history, "train_examples": len(train.dataset),
+            "dev_examples": len(dev.dataset), "init": str(init), "random_init": random_init}

@@ -1,0 +1,143 @@
+"""Lightning module and data module for MLM + NSP pre-training."""
+from __future__ import annotations
+
+import csv
+import math
+import time
+from functools import partial
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from .modeling import sparse_pretraining_forward
+from .optim import adamw_with_schedule
+from .pretraining_data import PretrainingDataset, SpecialIds, collate
+from .shards import Shard
+
+
+VALID_EPOCH = 2**31 - 1  # the seed stream of the fixed validation set, disjoint from training epochs
+
+
+class PretrainData(pl.LightningDataModule):
+    """Pairs and masks are rebuilt every epoch (dynamic masking), seeded by (seed, epoch)."""
+
+    def __init__(self, shard_dir: Path, special: SpecialIds, cfg, seed: int, num_workers: int):
+        super().__init__()
+        self.train_shard, self.valid_shard = Shard(shard_dir / "train"), Shard(shard_dir / "valid")
+        self.special, self.cfg, self.seed, self.num_workers = special, cfg, seed, num_workers
+        self._collate = partial(collate, pad_id=special.pad)
+
+    def _loader(self, ds, shuffle: bool, epoch: int) -> DataLoader:
+        g = torch.Generator().manual_seed(self.seed * 1000 + epoch)
+        return DataLoader(ds, batch_size=self.cfg.batch_size, shuffle=shuffle, generator=g, drop_last=shuffle,
+                          collate_fn=self._collate, num_workers=self.num_workers, persistent_workers=False)
+
+    def train_dataloader(self) -> DataLoader:
+        epoch = self.trainer.current_epoch if self.trainer else 0
+        return self._loader(PretrainingDataset(self.train_shard, self.special, self.cfg, self.seed, epoch), True, epoch)
+
+    def val_dataloader(self) -> DataLoader:
+        # fixed pairs and masks: validation numbers are comparable across steps and runs
+        ds = PretrainingDataset(self.valid_shard, self.special, self.cfg, self.seed, VALID_EPOCH, self.cfg.val_max_examples)
+        return self._loader(ds, False, 0)
+
+
+class PretrainModule(pl.LightningModule):
+    def __init__(self, model, cfg, total_steps: int, unigram_id: int):
+        super().__init__()
+        self.model, self.cfg, self.total_steps, self.unigram_id = model, cfg, total_steps, unigram_id
+        self._val: dict[str, float] = {}
+        self._t0, self._tokens = None, 0
+
+    def _losses(self, batch):
+        out = sparse_pretraining_forward(self.model, batch)
+        mlm = F.cross_entropy(out.mlm_logits.float(), out.mlm_labels)
+        nsp = F.cross_entropy(out.nsp_logits.float(), batch["next_sentence_label"])
+        return out, mlm, nsp
+
+    def training_step(self, batch, batch_idx):
+        _, mlm, nsp = self._losses(batch)
+        loss = mlm + nsp
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite pre-training loss ({loss.item()}) at step {self.global_step}; "
+                "the last good checkpoint is kept — lower pretrain.lr or use trainer.precision=32-true"
+            )
+        self._tokens += int(batch["attention_mask"].sum())
+        every = self.trainer.log_every_n_steps
+        if self.global_step % every == 0:
+            now = time.perf_counter()
+            if self._t0 is not None:
+                dt = now - self._t0
+                self.log("train/tokens_per_s", self._tokens / dt)
+                self.log("train/samples_per_s", every * batch["input_ids"].shape[0] / dt)
+            self._t0, self._tokens = now, 0
+        self.log_dict({"train/loss": loss, "train/mlm_loss": mlm, "train/nsp_loss": nsp}, prog_bar=True)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        return loss
+
+    def on_validation_epoch_start(self):
+        self._val = dict(mlm_loss=0.0, mlm_correct=0, unigram_correct=0, masked=0, nsp_correct=0, pairs=0)
+
+    def validation_step(self, batch, batch_idx):
+        out, mlm, _ = self._losses(batch)
+        v, n = self._val, out.mlm_labels.numel()
+        v["mlm_loss"] += mlm.item() * n
+        v["masked"] += n
+        v["mlm_correct"] += int((out.mlm_logits.argmax(-1) == out.mlm_labels).sum())
+        v["unigram_correct"] += int((out.mlm_labels == self.unigram_id).sum())
+        v["nsp_correct"] += int((out.nsp_logits.argmax(-1) == batch["next_sentence_label"]).sum())
+        v["pairs"] += batch["input_ids"].shape[0]
+
+    def on_validation_epoch_end(self):
+        v = self._val
+        loss = v["mlm_loss"] / max(v["masked"], 1)
+        self.log_dict({
+            "val/mlm_loss": loss,
+            "val/perplexity": math.exp(min(loss, 50.0)),
+            "val/mlm_accuracy": v["mlm_correct"] / max(v["masked"], 1),
+            "val/unigram_accuracy": v["unigram_correct"] / max(v["masked"], 1),
+            "val/nsp_accuracy": v["nsp_correct"] / max(v["pairs"], 1),
+        }, prog_bar=True)
+
+    def configure_optimizers(self):
+        c = self.cfg
+        return adamw_with_schedule(self.model, c.lr, c.weight_decay, c.adam_betas, c.adam_eps, c.warmup_steps, self.total_steps)
+
+
+class CurveWriter(pl.Callback):
+    """Appends logged metrics to CSV files for `dvc plots`, kept consistent across resumes."""
+
+    def __init__(self, directory: Path, train_keys: list[str], val_keys: list[str]):
+        self.files = {"train": (Path(directory) / "train.csv", train_keys), "valid": (Path(directory) / "valid.csv", val_keys)}
+
+    def on_fit_start(self, trainer, pl_module):
+        for path, keys in self.files.values():
+            rows = []
+            if path.exists():  # resumed: drop rows past the checkpoint's step
+                with open(path, newline="") as fh:
+                    rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= trainer.global_step]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w", newline="") as fh:
+                w = csv.DictWriter(fh, ["step", *keys])
+                w.writeheader()
+                w.writerows(rows)
+
+    def _append(self, which: str, trainer):
+        path, keys = self.files[which]
+        m = trainer.callback_metrics
+        if not all(f"{k}" in m for k in keys):
+            return
+        with open(path, "a", newline="") as fh:
+            csv.writer(fh).writerow([trainer.global_step, *(f"{float(m[k]):.6g}" for k in keys)])
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step % trainer.log_every_n_steps == 0:
+            self._append("train", trainer)
+
+    def on_validation_end(self, trainer, pl_module):  # after the module has logged its val metrics
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self._append("valid", trainer)

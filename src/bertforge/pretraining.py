@@ -1,0 +1,91 @@
+"""The `pretrain` stage: shards -> Lightning MLM+NSP training -> HF-format model directory.
+
+Checkpoints live in a persistent directory tagged with a fingerprint of everything that shapes
+the maths; an interrupted run resumes from `last.ckpt` (and its MLflow run), a changed config
+starts afresh.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from .config import ConfigError, to_plain
+from .modeling import bert_config, build_pretraining_model
+from .outputs import read_json, write_json
+from .pretrain_module import CurveWriter, PretrainData, PretrainModule
+from .pretraining_data import SpecialIds
+from .shards import Shard
+from .tokenization import load_tokenizer
+from .trainer import build_trainer
+
+TRAIN_KEYS = ["train/loss", "train/mlm_loss", "train/nsp_loss", "train/lr"]
+VAL_KEYS = ["val/mlm_loss", "val/mlm_accuracy", "val/unigram_accuracy", "val/nsp_accuracy", "val/perplexity"]
+
+
+def fingerprint(cfg, upstream_run: str | None) -> str:
+    parts = {"seed": cfg.seed, "model": to_plain(cfg.model), "pretrain": to_plain(cfg.pretrain), "data": upstream_run}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prepare_checkpoint_dir(ckpt_dir: Path, fp: str) -> str | None:
+    """Keep checkpoints made under the same fingerprint; return the MLflow run id to continue.
+    The caller records the new (fingerprint, run id) with `record_checkpoint_owner`."""
+    state = ckpt_dir / "state.json"
+    if state.exists() and read_json(state).get("fingerprint") == fp and (ckpt_dir / "last.ckpt").exists():
+        return read_json(state).get("run_id")
+    if ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+    ckpt_dir.mkdir(parents=True)
+    return None
+
+
+def record_checkpoint_owner(ckpt_dir: Path, fp: str, run_id: str) -> None:
+    write_json(ckpt_dir / "state.json", {"fingerprint": fp, "run_id": run_id})
+
+
+def most_frequent_token(shard: Shard, special: SpecialIds) -> int:
+    counts = np.bincount(np.asarray(shard.tokens), minlength=special.vocab_size)
+    counts[list(special.all_special)] = 0
+    return int(counts.argmax())
+
+
+def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out: Path) -> dict:
+    tokenizer = load_tokenizer(prepared / "tokenizer")
+    special = SpecialIds.from_tokenizer(tokenizer)
+    pc = cfg.pretrain
+    config = bert_config(cfg.model, len(tokenizer), tokenizer.pad_token_id)
+    if pc.max_seq_length > config.max_position_embeddings:
+        raise ConfigError(f"pretrain.max_seq_length={pc.max_seq_length} exceeds "
+                          f"model.max_position_embeddings={config.max_position_embeddings}")
+    model = build_pretraining_model(config)
+    data = PretrainData(prepared / "shards", special, pc, cfg.seed, cfg.trainer.num_workers)
+    module = PretrainModule(model, pc, pc.max_steps, most_frequent_token(data.train_shard, special))
+
+    from .tracking import lightning_logger
+
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", every_n_train_steps=pc.checkpoint_every_n_steps,
+                                 save_last=True, save_top_k=1, auto_insert_metric_name=False)
+    trainer = build_trainer(
+        cfg.trainer, lightning_logger(run), max_steps=pc.max_steps, gradient_clip_val=pc.grad_clip,
+        log_every_n_steps=pc.log_every_n_steps, val_check_interval=pc.val_every_n_steps, check_val_every_n_epoch=None,
+        reload_dataloaders_every_n_epochs=1, callbacks=[checkpoint, CurveWriter(ckpt_dir / "curves", TRAIN_KEYS, VAL_KEYS)],
+        enable_checkpointing=True,
+    )
+    last = ckpt_dir / "last.ckpt"
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None, weights_only=True)
+    final = trainer.validate(module, datamodule=data, verbose=False)[0]
+
+    model.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    curves_out.mkdir(parents=True, exist_ok=True)
+    for name in ("train.csv", "valid.csv"):
+        shutil.copyfile(ckpt_dir / "curves" / name, curves_out / name)
+    metrics = {k.split("/", 1)[1]: float(v) for k, v in final.items()}
+    metrics.update(steps=int(trainer.global_step), parameters=sum(p.numel() for p in model.parameters()),
+                   mlm_accuracy_over_unigram=metrics["mlm_accuracy"] - metrics["unigram_accuracy"])
+    return metrics

@@ -1,0 +1,99 @@
+"""One MLflow run per stage execution, with lineage back to the run that produced the input.
+
+Default backend: `sqlite:///<root>/mlflow.db` (artifacts in `<root>/mlartifacts`), where root is
+`$DVC_ROOT` under DVC or the checkout; `MLFLOW_TRACKING_URI` overrides.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from .config import flatten, root_dir, to_plain
+from .outputs import read_json, write_json
+
+RUN_FILE = "run.json"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root_dir() / 'mlflow.db').resolve()}"
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root_dir(), capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def upstream_run_id(directory: Path | None) -> str | None:
+    if directory is None or not (Path(directory) / RUN_FILE).exists():
+        return None
+    return read_json(Path(directory) / RUN_FILE).get("run_id")
+
+
+def _experiment_id(name: str) -> str:
+    import mlflow
+
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    artifacts = (root_dir() / "mlartifacts").resolve().as_uri()
+    return mlflow.create_experiment(name, artifact_location=artifacts)
+
+
+@contextmanager
+def stage_run(cfg, stage: str, params: dict, task: str | None = None, upstream: Path | None = None,
+              run_id: str | None = None) -> Iterator:
+    """Start the stage's MLflow run, or continue `run_id` (a resumed stage); yields the active run
+    (hand its id to Lightning's MLFlowLogger)."""
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")  # only the runs we start
+    mlflow.set_tracking_uri(tracking_uri())
+    tags = {
+        "stage": stage,
+        "git_commit": git_commit(),
+        "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""),
+        "dvc_stage": os.environ.get("DVC_STAGE", ""),
+    }
+    if task:
+        tags["task"] = task
+    up = upstream_run_id(upstream)
+    if up:
+        tags["upstream_run_id"] = up
+    run_name = f"{stage}-{task}" if task else stage
+    if run_id is not None and mlflow.tracking.MlflowClient().search_runs(
+            [_experiment_id(cfg.tracking.experiment)], f"attributes.run_id = '{run_id}'") == []:
+        run_id = None  # the checkpoint's run lives in another tracking store: start afresh
+    with mlflow.start_run(run_id=run_id, experiment_id=_experiment_id(cfg.tracking.experiment),
+                          run_name=None if run_id else run_name, tags=tags,
+                          log_system_metrics=bool(cfg.tracking.system_metrics)) as run:
+        flat = {k: ("null" if v is None else v) for k, v in flatten(params).items()}
+        items = list(flat.items())
+        for i in range(0, len(items), 100):
+            mlflow.log_params(dict(items[i : i + 100]))
+        mlflow.log_dict(to_plain(cfg), "config.yaml")
+        yield run
+
+
+def lightning_logger(run, prefix: str = ""):
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    return MLFlowLogger(tracking_uri=tracking_uri(), run_id=run.info.run_id, prefix=prefix, log_model=False)
+
+
+def write_run_file(out_dir: Path, run, stage: str, **extra) -> None:
+    write_json(Path(out_dir) / RUN_FILE, {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
+                                          "stage": stage, **extra})
+
+
+def log_metrics_dict(metrics: dict, prefix: str = "") -> None:
+    import mlflow
+
+    flat = {f"{prefix}{k}": float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if flat:
+        mlflow.log_metrics(flat)
