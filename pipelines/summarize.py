@@ -1,19 +1,26 @@
 """Stage `summarize`: one table of per-task dev scores and their GLUE-style average."""
 from bertforge.config import resolve_path, stage_main
 from bertforge.outputs import read_json, write_json
+from bertforge.tracking import log_metrics_dict, stage_run, upstream_run_id
 
 
 def run(cfg):
-    scores, gains = {}, {}
+    scores, gains, upstream = {}, {}, []
     for name in cfg.tasks:
         m = read_json(resolve_path(cfg.paths.metrics) / "eval" / f"{name}.json")
         scores[name] = m["dev"]["score"]
         if "pretraining_gain" in m:
             gains[name] = m["pretraining_gain"]
+        upstream.append(upstream_run_id(resolve_path(cfg.paths.evaluated) / name) or "")
     summary = {"tasks": scores, "average": sum(scores.values()) / len(scores)}
     if gains:
         summary["pretraining_gain"] = gains
-    write_json(resolve_path(cfg.paths.metrics) / "summary.json", summary)
+    with stage_run(cfg, "summarize", {"tasks": list(cfg.tasks)}):
+        import mlflow
+
+        mlflow.set_tag("upstream_run_ids", ",".join(upstream))
+        log_metrics_dict(summary)
+        write_json(resolve_path(cfg.paths.metrics) / "summary.json", summary)
     print(f"summary: {summary}")
 
 

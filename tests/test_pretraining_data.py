@@ -59,7 +59,10 @@ def test_nsp_balance_and_negatives_from_other_documents(parts):
     instances = create_instances(shard, 64, 0.1, random.Random(3))
     assert len(instances) > 1000
     random_share = np.mean([r for _, _, r in instances])
-    assert random_share == pytest.approx(0.5, abs=0.03)
+    # The reference algorithm flips a fair coin, except that a chunk of a single sentence (often a
+    # short document's tail) always gets a random B: on these 6-20 sentence documents that gives
+    # 56-57% random, as Google's create_pretraining_data.py would.
+    assert 0.5 <= random_share <= 0.6
     # A random B never continues A's document: its first whole sentence belongs to another document.
     checked = 0
     for a, b, is_random in instances[:400]:
@@ -93,9 +96,9 @@ def test_lengths_and_segments(parts):
         assert types[0] == 0 and types[-1] == 1
         assert sep_a is None or (types[: sep_a + 1] == 0).all()
         lengths.append(len(ids))
-    # most sequences fill the target length; short_seq_prob=0.1 makes some shorter
+    # most sequences fill the target length; document tails and short_seq_prob=0.1 make the rest shorter
     full = np.mean(np.asarray(lengths) >= cfg.pretrain.max_seq_length - 2)
-    assert 0.6 < full < 0.97
+    assert 0.4 < full < 0.9
 
 
 def test_dynamic_masking_is_seeded(parts):

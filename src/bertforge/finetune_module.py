@@ -52,8 +52,10 @@ def load_classifier(init: str | Path, num_labels: int, labels: list[str] | None,
     if config.model_type != "bert":
         raise ConfigError(f"finetune.init: {init} holds a {config.model_type!r} model, not BERT")
     if random_init:
-        return AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
-    return AutoModelForSequenceClassification.from_pretrained(str(init), config=config, attn_implementation="sdpa")
+        model = AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(str(init), config=config, attn_implementation="sdpa")
+    return model.train()  # from_pretrained returns eval mode, and Lightning keeps modules' modes: dropout off
 
 
 @torch.no_grad()

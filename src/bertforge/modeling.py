@@ -26,7 +26,7 @@ def bert_config(model_cfg, vocab_size: int, pad_token_id: int) -> BertConfig:
 
 
 def build_pretraining_model(config: BertConfig) -> BertForPreTraining:
-    return BertForPreTraining._from_config(config, attn_implementation="sdpa")
+    return BertForPreTraining._from_config(config, attn_implementation="sdpa").train()
 
 
 @dataclass

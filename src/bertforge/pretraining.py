@@ -62,6 +62,9 @@ def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out
     if pc.max_seq_length > config.max_position_embeddings:
         raise ConfigError(f"pretrain.max_seq_length={pc.max_seq_length} exceeds "
                           f"model.max_position_embeddings={config.max_position_embeddings}")
+    import pytorch_lightning as pl
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # reproducible initialisation
     model = build_pretraining_model(config)
     data = PretrainData(prepared / "shards", special, pc, cfg.seed, cfg.trainer.num_workers)
     module = PretrainModule(model, pc, pc.max_steps, most_frequent_token(data.train_shard, special))

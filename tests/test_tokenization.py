@@ -1,0 +1,51 @@
+import pytest
+from omegaconf import OmegaConf
+
+from bertforge.config import ConfigError, compose
+from bertforge.tokenization import check_hangul_safe, load_tokenizer, save_tokenizer, train_wordpiece
+
+KO = ["대한민국은 민주공화국이다.", "대한민국의 주권은 국민에게 있고, 모든 권력은 국민으로부터 나온다.",
+      "국민은 법 앞에 평등하다.", "모든 국민은 학문과 예술의 자유를 가진다."] * 20
+
+
+def test_korean_round_trips_through_trained_tokenizer(tmp_path):
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    cfg = OmegaConf.merge(compose(["tokenizer=korean"]).tokenizer, {"vocab_size": 400, "limit_alphabet": 400})
+    save_tokenizer(train_wordpiece(KO, cfg), tmp_path, cfg, 128)
+    for loader in (AutoTokenizer, BertTokenizerFast):
+        tok = loader.from_pretrained(tmp_path)
+        for s in KO[:4]:
+            ids = tok(s)["input_ids"]
+            assert tok.unk_token_id not in ids
+            assert tok.decode(ids, skip_special_tokens=True).replace(" ", "") == s.replace(" ", "")
+
+
+def test_accent_stripping_on_hangul_is_refused():
+    check_hangul_safe(KO, strip_accents=False)
+    check_hangul_safe(["café au lait"] * 10, strip_accents=True)
+    with pytest.raises(ConfigError, match="tokenizer.strip_accents=true would decompose Hangul"):
+        check_hangul_safe(KO, strip_accents=True)
+
+
+def test_prepared_tokenizer_loads_identically(demo_prepared):
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    _, out, stats = demo_prepared
+    assert stats["unk_rate"] == 0.0  # every demo word is in the vocabulary
+    a = BertTokenizerFast.from_pretrained(out / "tokenizer")
+    b = load_tokenizer(out / "tokenizer")
+    text = "Café these brulais rukil every vukbaim ."
+    assert a(text, "x y")["input_ids"] == b(text, "x y")["input_ids"]
+    # the uncased profile lowercases and strips accents like BERT-uncased
+    assert a.backend_tokenizer.normalizer.normalize_str("Café") == "cafe"
+    assert len(a) == stats["vocab_size"]
+
+
+def test_tokenizer_dir_without_special_tokens_is_rejected(tmp_path):
+    import json
+
+    (tmp_path / "vocab.txt").write_text("a\nb\n[UNK]\n")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer"}))
+    with pytest.raises(ConfigError, match="lacks the special tokens"):
+        load_tokenizer(tmp_path)
