@@ -53,6 +53,15 @@ def test_exp_run_composes_params_and_runs_every_stage(repo_copy):
     assert params["model"]["name"] == "tiny"
 
 
+def test_changed_group_reruns_only_affected_stages(repo_copy):
+    repo, _ = repo_copy
+    params = (repo / "params.yaml").read_text()
+    out = sh(["dvc", "exp", "run", "--dry", *[a for o in TINY + ["model=mini"] for a in ("-S", o)]], repo)
+    (repo / "params.yaml").write_text(params)
+    assert "Stage 'prepare' didn't change, skipping" in out
+    assert "Running stage 'pretrain'" in out and "Running stage 'finetune@demo'" in out
+
+
 def test_outputs_and_metrics(repo_copy):
     repo, _ = repo_copy
     prep = json.loads((repo / "metrics/prepare.json").read_text())
@@ -115,6 +124,6 @@ def test_exported_directories_load_with_transformers(repo_copy):
     clf_dir = repo / "outputs/finetune/demo/model"
     clf = AutoModelForSequenceClassification.from_pretrained(clf_dir)
     tok = AutoTokenizer.from_pretrained(clf_dir)
-    assert clf.config.num_labels == 8 and clf.config.id2label[0] == "topic0"
+    assert clf.config.num_labels == 2 and clf.config.id2label == {0: "ungrammatical", 1: "grammatical"}
     with torch.no_grad():
-        assert clf(**tok(["the cat runs ."], return_tensors="pt")).logits.shape == (1, 8)
+        assert clf(**tok(["the cat runs ."], return_tensors="pt")).logits.shape == (1, 2)

@@ -86,3 +86,18 @@ def test_finetune_and_evaluate_real_glue_slice(tmp_path, monkeypatch):
     assert len(rows) == 49 and rows[1].split("\t")[1] in ("entailment", "not_entailment")
     conf = (tmp_path / "p/confusion/rte.csv").read_text().splitlines()
     assert conf[0] == "actual,predicted" and len(conf) == 49
+
+
+def test_demo_agreement_task_flips_verb_number():
+    from bertforge.corpus import demo_lexicon
+
+    data = load_task(compose(["task=demo", "task.num_train=400"]).task)
+    assert collections.Counter(e.label for e in data.splits["train"]) == {"grammatical": 200, "ungrammatical": 200}
+    verbs = {v for group in demo_lexicon().verbs for v in group}
+    for e in data.splits["train"][:200]:
+        words = e.text_a.split()
+        i = next(i for i, w in enumerate(words) if w in verbs or (w.endswith("s") and w[:-1] in verbs))
+        subject_head = words[i - 1] if words[:i].count("of") == 0 else words[words.index("of") - 1]
+        plural_subject = subject_head.endswith("s")
+        singular_verb = words[i] not in verbs
+        assert (plural_subject != singular_verb) == (e.label == "grammatical"), e.text_a

@@ -82,13 +82,14 @@ class DemoLanguage:
         adj = self._pick(rng, self.lex.adjectives, topic) + " " if rng.random() < 0.4 else ""
         return f"{det} {adj}{noun}{'s' if plural else ''}"
 
-    def sentence(self, rng: random.Random, topic: int, subject: str | None = None) -> tuple[str, str]:
-        """One sentence; returns it with its object noun (the next sentence may continue from it)."""
+    def sentence(self, rng: random.Random, topic: int, subject: str | None = None, agree: bool = True) -> tuple[str, str]:
+        """One sentence; returns it with its object noun (the next sentence may continue from it).
+        `agree=False` gives the main verb the wrong number (an ungrammatical sentence)."""
         plural = rng.random() < 0.5
         subj = self.noun_phrase(rng, topic, plural, subject)
         if rng.random() < 0.25:  # agreement across an attractor: "the X of the Ys runs"
             subj += " of " + self.noun_phrase(rng, topic, rng.random() < 0.5)
-        verb = self._pick(rng, self.lex.verbs, topic) + ("" if plural else "s")
+        verb = self._pick(rng, self.lex.verbs, topic) + ("" if plural == agree else "s")
         obj = self._pick(rng, self.lex.nouns, topic)
         words = [subj, verb, self.noun_phrase(rng, topic, rng.random() < 0.5, obj)]
         r = rng.random()

@@ -78,15 +78,24 @@ def read_delimited(path: Path, task, labels: list[str] | None, delimiter: str = 
 
 
 def demo_task(task) -> TaskData:
+    """`kind: agreement`: is the sentence grammatical (does the verb agree with its subject)?
+    `kind: topic`: which of the 8 topics is the sentence about? Classes are balanced."""
     lang = DemoLanguage()
-    labels = [f"topic{t}" for t in range(N_TOPICS)]
+    kind = task.get("kind", "agreement")
+    if kind not in ("agreement", "topic"):
+        raise ConfigError(f"task.kind: unknown demo task {kind!r} (known: agreement, topic)")
+    labels = ["ungrammatical", "grammatical"] if kind == "agreement" else [f"topic{t}" for t in range(N_TOPICS)]
     rng = random.Random(task.seed)
 
     def split(n: int, name: str) -> list[Example]:
         out = []
         for i in range(n):
-            t = i % N_TOPICS
-            out.append(Example(lang.sentence(rng, t)[0], None, labels[t], f"{name}:{i + 1}"))
+            topic, y = rng.randrange(N_TOPICS), i % len(labels)
+            if kind == "agreement":
+                text = lang.sentence(rng, topic, agree=bool(y))[0]
+            else:
+                text = lang.sentence(rng, y)[0]
+            out.append(Example(text, None, labels[y], f"{name}:{i + 1}"))
         rng.shuffle(out)
         return out
 
