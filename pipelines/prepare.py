@@ -12,10 +12,10 @@ def run(cfg):
 
         stats = prepare(cfg, tmp)
         write_run_file(tmp, mlrun, "prepare", corpus=cfg.corpus.name)
-        log_metrics_dict({k: v for k, v in stats.items() if k != "sentence_length_histogram"}, "corpus/")
+        hist = stats.pop("sentence_length_histogram")  # a plot, not a metric
+        log_metrics_dict(stats, "corpus/")
         metrics_dir, plots_dir = resolve_path(cfg.paths.metrics), resolve_path(cfg.paths.plots)
         write_json(metrics_dir / "prepare.json", stats)
-        hist = stats["sentence_length_histogram"]
         write_text(plots_dir / "prepare" / "sentence_lengths.csv",
                    "tokens,sentences\n" + "".join(f"{k},{v}\n" for k, v in hist.items()))
         import mlflow
