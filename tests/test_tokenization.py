@@ -49,3 +49,19 @@ def test_tokenizer_dir_without_special_tokens_is_rejected(tmp_path):
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer"}))
     with pytest.raises(ConfigError, match="lacks the special tokens"):
         load_tokenizer(tmp_path)
+
+
+def test_prepare_is_deterministic_across_processes(tmp_path):
+    """Two `prepare` runs in fresh processes write byte-identical tokenizers and shards."""
+    import hashlib
+    import subprocess
+    import sys
+
+    code = ("import sys, pathlib; from bertforge.config import compose; from bertforge.preparation import prepare; "
+            "prepare(compose(['corpus.num_documents=200', 'tokenizer.vocab_size=800']), pathlib.Path(sys.argv[1]))")
+    digests = []
+    for run in ("a", "b"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / run)], check=True, capture_output=True)
+        files = ["tokenizer/tokenizer.json", "shards/train/tokens.npy", "shards/valid/document_offsets.npy"]
+        digests.append([hashlib.sha256((tmp_path / run / f).read_bytes()).hexdigest() for f in files])
+    assert digests[0] == digests[1]

@@ -59,6 +59,11 @@ def train_wordpiece(sentences: Iterable[str], cfg) -> Tokenizer:
         show_progress=False,
     )
     tok.train_from_iterator(sentences, trainer=trainer)
+    # The trainer orders its alphabet by Rust HashMap iteration, which changes from process to
+    # process; WordPiece only uses the vocabulary as a set, so fix the ids: specials, then sorted.
+    vocab = tok.get_vocab()
+    ordered = SPECIAL_TOKENS + sorted(t for t in vocab if t not in SPECIAL_TOKENS)
+    tok.model = models.WordPiece({t: i for i, t in enumerate(ordered)}, unk_token="[UNK]", max_input_chars_per_word=100)
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
