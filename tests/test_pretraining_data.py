@@ -57,7 +57,7 @@ def test_nsp_balance_and_negatives_from_other_documents(parts):
         for s in shard.document(d):
             doc_of.setdefault(tuple(s.tolist()), set()).add(d)
     instances = create_instances(shard, 64, 0.1, random.Random(3))
-    assert len(instances) > 1000
+    assert len(instances) > 800
     random_share = np.mean([r for _, _, r in instances])
     # The reference algorithm flips a fair coin, except that a chunk of a single sentence (often a
     # short document's tail) always gets a random B: on these 6-20 sentence documents that gives

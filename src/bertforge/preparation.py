@@ -48,9 +48,9 @@ def prepare(cfg, out_dir: Path) -> dict:
     if not sample:
         raise ValueError(f"corpus {corpus.name!r}: no text found (empty corpus)")
     check_hangul_safe(sample, bool(cfg.tokenizer.strip_accents))
-    tok = train_wordpiece(iter_sentences(normalized_documents(corpus)), cfg.tokenizer)
-    save_tokenizer(tok, out_dir / "tokenizer", cfg.tokenizer, model_max_length=512)
-    vocab_size = tok.get_vocab_size()
+    vocab = train_wordpiece(lambda: iter_sentences(normalized_documents(corpus)), cfg.tokenizer)
+    tok = save_tokenizer(vocab, out_dir / "tokenizer", cfg.tokenizer, model_max_length=512).backend_tokenizer
+    vocab_size = len(vocab)
     extra = {"unk_tokens": 0, "single_sentence_documents": 0}
     splits = write_shards(_encode(tok, normalized_documents(corpus), extra), out_dir / "shards", vocab_size,
                           corpus.valid_fraction, cfg.seed)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import unicodedata
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from .config import ConfigError, resolve_path
 
@@ -43,40 +43,45 @@ def check_hangul_safe(sample: list[str], strip_accents: bool, key: str = "tokeni
         )
 
 
-def train_wordpiece(sentences: Iterable[str], cfg) -> Tokenizer:
+def _train(sentences: Iterable[str], cfg, extra_tokens: list[str]) -> Tokenizer:
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
     tok.normalizer = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=bool(cfg.strip_accents), lowercase=bool(cfg.lowercase)
     )
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece(prefix="##")
     trainer = trainers.WordPieceTrainer(
         vocab_size=cfg.vocab_size,
         min_frequency=cfg.min_frequency,
         limit_alphabet=cfg.limit_alphabet,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=SPECIAL_TOKENS + extra_tokens,
         continuing_subword_prefix="##",
         show_progress=False,
     )
     tok.train_from_iterator(sentences, trainer=trainer)
-    # The trainer orders its alphabet by Rust HashMap iteration, which changes from process to
-    # process; WordPiece only uses the vocabulary as a set, so fix the ids: specials, then sorted.
-    vocab = tok.get_vocab()
-    ordered = SPECIAL_TOKENS + sorted(t for t in vocab if t not in SPECIAL_TOKENS)
-    tok.model = models.WordPiece({t: i for i, t in enumerate(ordered)}, unk_token="[UNK]", max_input_chars_per_word=100)
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
-    )
     return tok
 
 
-def save_tokenizer(tok: Tokenizer, out_dir: Path, cfg, model_max_length: int):
-    """Save a directory that `BertTokenizerFast.from_pretrained` and `AutoTokenizer` load identically."""
+def train_wordpiece(sentences: Callable[[], Iterable[str]], cfg) -> dict[str, int]:
+    """Train a WordPiece vocabulary, identical on every run (returns token -> id).
+
+    The `tokenizers` trainer gives `##x` tokens ids in hash-map order and breaks merge-count ties
+    by id, so the vocabulary can change between processes (huggingface/tokenizers#1794). A first
+    pass finds the alphabet (which the trainer sorts); the second pre-registers every `##x` in
+    sorted order so no id depends on hashing. Ids are then specials first, the rest sorted.
+    """
+    alphabet = sorted(t for t in _train(sentences(), cfg, []).get_vocab() if len(t) == 1 and t not in SPECIAL_TOKENS)
+    vocab = _train(sentences(), cfg, [f"##{c}" for c in alphabet]).get_vocab()
+    ordered = SPECIAL_TOKENS + sorted(t for t in vocab if t not in SPECIAL_TOKENS)
+    return {t: i for i, t in enumerate(ordered)}
+
+
+def save_tokenizer(vocab: dict[str, int], out_dir: Path, cfg, model_max_length: int):
+    """Save a directory that `BertTokenizerFast.from_pretrained` and `AutoTokenizer` load identically;
+    returns the tokenizer (encode with it, so shards match what users load)."""
     from transformers import BertTokenizerFast
 
     hf = BertTokenizerFast(
-        vocab=tok.get_vocab(),
+        vocab=vocab,
         do_lower_case=bool(cfg.lowercase),
         strip_accents=bool(cfg.strip_accents),
         model_max_length=model_max_length,
