@@ -4,7 +4,7 @@ import torch
 from bertforge.config import compose
 
 
-def _pretrain(tmp_path, prepared, name, overrides=()):
+def _pretrain(tmp_path, prepared, name, overrides=(), callbacks=()):
     from safetensors.torch import load_file
 
     from bertforge.pretraining import pretrain
@@ -14,9 +14,9 @@ def _pretrain(tmp_path, prepared, name, overrides=()):
                    "pretrain.val_every_n_steps=15", "pretrain.checkpoint_every_n_steps=15",
                    "pretrain.val_max_examples=64", *overrides])
     out, ckpt = tmp_path / name / "model", tmp_path / name / "ckpt"
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     with stage_run(cfg, "pretrain", {}) as run:
-        metrics = pretrain(cfg, prepared, out, ckpt, run, tmp_path / name / "plots")
+        metrics = pretrain(cfg, prepared, out, ckpt, run, tmp_path / name / "plots", callbacks)
     return metrics, load_file(out / "model.safetensors")
 
 
@@ -41,3 +41,31 @@ def test_impossible_sequence_length_fails_before_training(tmp_path, demo_prepare
     _, prepared, _ = demo_prepared
     with pytest.raises(ConfigError, match="pretrain.max_seq_length=600 exceeds model.max_position_embeddings=512"):
         _pretrain(tmp_path, prepared, "d", ["pretrain.max_seq_length=600"])
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_to_identical_weights(tmp_path, demo_prepared, tracking):
+    """Crash mid-epoch after the step-20 checkpoint; resuming must end bit-identical to a run
+    that was never interrupted (same data position, optimizer, scheduler and dropout RNG)."""
+    import pytorch_lightning as pl
+
+    _, prepared, _ = demo_prepared
+
+    class CrashAt(pl.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 27:
+                raise _Crash
+
+    over = ["pretrain.max_steps=40", "pretrain.checkpoint_every_n_steps=10", "pretrain.val_every_n_steps=20"]
+    _, uninterrupted = _pretrain(tmp_path, prepared, "full", over)
+    with pytest.raises(_Crash):
+        _pretrain(tmp_path, prepared, "resumed", over, callbacks=[CrashAt()])
+    assert (tmp_path / "resumed/ckpt/last.ckpt").exists()
+    metrics, resumed = _pretrain(tmp_path, prepared, "resumed", over)
+    assert metrics["steps"] == 40
+    assert all(torch.equal(uninterrupted[k], resumed[k]) for k in uninterrupted)
+    rows = (tmp_path / "resumed/plots/train.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(10, 41, 10))  # no duplicated steps

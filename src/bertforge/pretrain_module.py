@@ -10,12 +10,46 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from .modeling import sparse_pretraining_forward
 from .optim import adamw_with_schedule
 from .pretraining_data import PretrainingDataset, SpecialIds, collate
 from .shards import Shard
+
+
+class EpochBatches(Sampler):
+    """One epoch's batches in a seeded order; `start` skips those already trained on (resume)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool, drop_last: bool):
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist() if shuffle else list(range(n))
+        stop = n - n % batch_size if drop_last else n
+        self.batches = [order[i : i + batch_size] for i in range(0, stop, batch_size)]
+        self.start = 0
+
+    def __iter__(self):
+        yield from self.batches[self.start :]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose position in the epoch goes into Lightning checkpoints, so a run resumed
+    mid-epoch continues with the next unseen batch. The position is the trainer's count of
+    processed batches (the loader itself runs one batch ahead because Lightning prefetches)."""
+
+    def __init__(self, dataset, batch_sampler: EpochBatches, epoch: int, position, **kwargs):
+        # its own generator: creating the iterator must not consume the global RNG (dropout)
+        super().__init__(dataset, batch_sampler=batch_sampler, generator=torch.Generator(), **kwargs)
+        self.epoch, self._position = epoch, position
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "batches": int(self._position())}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("epoch") == self.epoch:
+            self.batch_sampler.start = min(int(state["batches"]), len(self.batch_sampler))
 
 
 VALID_EPOCH = 2**31 - 1  # the seed stream of the fixed validation set, disjoint from training epochs
@@ -31,9 +65,9 @@ class PretrainData(pl.LightningDataModule):
         self._collate = partial(collate, pad_id=special.pad)
 
     def _loader(self, ds, shuffle: bool, epoch: int) -> DataLoader:
-        g = torch.Generator().manual_seed(self.seed * 1000 + epoch)
-        return DataLoader(ds, batch_size=self.cfg.batch_size, shuffle=shuffle, generator=g, drop_last=shuffle,
-                          collate_fn=self._collate, num_workers=self.num_workers, persistent_workers=False)
+        batches = EpochBatches(len(ds), self.cfg.batch_size, self.seed * 1000 + epoch, shuffle, drop_last=shuffle)
+        position = lambda: self.trainer.fit_loop.epoch_loop.batch_progress.current.processed  # noqa: E731
+        return ResumableLoader(ds, batches, epoch, position, collate_fn=self._collate, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer else 0
@@ -107,6 +141,14 @@ class PretrainModule(pl.LightningModule):
         c = self.cfg
         return adamw_with_schedule(self.model, c.lr, c.weight_decay, c.adam_betas, c.adam_eps, c.warmup_steps, self.total_steps)
 
+    # Dropout draws from torch's global RNG: keep its state so a resumed run draws the same masks.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"])
+
 
 class CurveWriter(pl.Callback):
     """Appends logged metrics to CSV files for `dvc plots`, kept consistent across resumes."""
@@ -114,7 +156,7 @@ class CurveWriter(pl.Callback):
     def __init__(self, directory: Path, train_keys: list[str], val_keys: list[str]):
         self.files = {"train": (Path(directory) / "train.csv", train_keys), "valid": (Path(directory) / "valid.csv", val_keys)}
 
-    def on_fit_start(self, trainer, pl_module):
+    def on_train_start(self, trainer, pl_module):  # after a checkpoint has restored global_step
         for path, keys in self.files.values():
             rows = []
             if path.exists():  # resumed: drop rows past the checkpoint's step

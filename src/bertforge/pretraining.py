@@ -54,7 +54,7 @@ def most_frequent_token(shard: Shard, special: SpecialIds) -> int:
     return int(counts.argmax())
 
 
-def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out: Path) -> dict:
+def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out: Path, callbacks=()) -> dict:
     tokenizer = load_tokenizer(prepared / "tokenizer")
     special = SpecialIds.from_tokenizer(tokenizer)
     pc = cfg.pretrain
@@ -76,7 +76,7 @@ def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out
     trainer = build_trainer(
         cfg.trainer, lightning_logger(run), max_steps=pc.max_steps, gradient_clip_val=pc.grad_clip,
         log_every_n_steps=pc.log_every_n_steps, val_check_interval=pc.val_every_n_steps, check_val_every_n_epoch=None,
-        reload_dataloaders_every_n_epochs=1, callbacks=[checkpoint, CurveWriter(ckpt_dir / "curves", TRAIN_KEYS, VAL_KEYS)],
+        reload_dataloaders_every_n_epochs=1, callbacks=[checkpoint, CurveWriter(ckpt_dir / "curves", TRAIN_KEYS, VAL_KEYS), *callbacks],
         enable_checkpointing=True,
     )
     last = ckpt_dir / "last.ckpt"
