@@ -69,3 +69,18 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, demo_prepared, t
     assert all(torch.equal(uninterrupted[k], resumed[k]) for k in uninterrupted)
     rows = (tmp_path / "resumed/plots/train.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(10, 41, 10))  # no duplicated steps
+
+
+def test_checkpoint_fingerprint_covers_config_data_and_code(monkeypatch):
+    from pathlib import Path
+
+    from bertforge import pretraining
+
+    cfg = compose()
+    base = pretraining.fingerprint(cfg, "run-a")
+    assert base == pretraining.fingerprint(compose(), "run-a")
+    assert base != pretraining.fingerprint(compose(["pretrain.lr=0.5"]), "run-a")
+    assert base != pretraining.fingerprint(cfg, "run-b")
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda p: real(p) + (b"#" if p.name == "modeling.py" else b""))
+    assert base != pretraining.fingerprint(cfg, "run-a")

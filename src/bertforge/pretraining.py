@@ -28,7 +28,11 @@ VAL_KEYS = ["val/mlm_loss", "val/mlm_accuracy", "val/unigram_accuracy", "val/nsp
 
 
 def fingerprint(cfg, upstream_run: str | None) -> str:
-    parts = {"seed": cfg.seed, "model": to_plain(cfg.model), "pretrain": to_plain(cfg.pretrain), "data": upstream_run}
+    """Checkpoints are reusable only under the same config, input data *and code* (a code change
+    that DVC re-runs the stage for must not resume a checkpoint the old code made)."""
+    code = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py")))).hexdigest()
+    parts = {"seed": cfg.seed, "model": to_plain(cfg.model), "pretrain": to_plain(cfg.pretrain), "data": upstream_run,
+             "code": code}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
