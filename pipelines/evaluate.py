@@ -1,7 +1,7 @@
 """Stage `evaluate@<task>`: dev metrics (for `dvc metrics show`), predictions, confusion matrix."""
 from bertforge.config import ConfigError, resolve_path, stage_main, to_plain
-from bertforge.outputs import atomic_dir, write_json
-from bertforge.tracking import log_metrics_dict, stage_run, write_run_file
+from bertforge.outputs import atomic_dir
+from bertforge.tracking import log_metrics_dict, stage_run, write_metrics, write_run_file
 
 
 def run(cfg):
@@ -33,11 +33,9 @@ def run(cfg):
             result["pretraining_gain"] = result["dev"]["score"] - result["random_init_dev"]["score"]
         write_run_file(tmp, mlrun, "evaluate", task=name)
         log_metrics_dict(result)
-        metrics_file = resolve_path(cfg.paths.metrics) / "eval" / f"{name}.json"
-        write_json(metrics_file, result)
+        write_metrics(resolve_path(cfg.paths.metrics) / "eval" / f"{name}.json", result)
         import mlflow
 
-        mlflow.log_artifact(str(metrics_file))
         mlflow.log_artifact(str(tmp / "model_dev_predictions.tsv"))
     print(f"evaluated {name}: {result}")
 

@@ -1,7 +1,7 @@
 """Stage `prepare`: corpus -> tokenizer directory + token shards + corpus statistics."""
 from bertforge.config import resolve_path, stage_main, to_plain
-from bertforge.outputs import atomic_dir, write_json, write_text
-from bertforge.tracking import log_metrics_dict, stage_run, write_run_file
+from bertforge.outputs import atomic_dir, write_text
+from bertforge.tracking import log_metrics_dict, stage_run, write_metrics, write_run_file
 
 
 def run(cfg):
@@ -15,12 +15,9 @@ def run(cfg):
         hist = stats.pop("sentence_length_histogram")  # a plot, not a metric
         log_metrics_dict(stats, "corpus/")
         metrics_dir, plots_dir = resolve_path(cfg.paths.metrics), resolve_path(cfg.paths.plots)
-        write_json(metrics_dir / "prepare.json", stats)
+        write_metrics(metrics_dir / "prepare.json", stats)
         write_text(plots_dir / "prepare" / "sentence_lengths.csv",
                    "tokens,sentences\n" + "".join(f"{k},{v}\n" for k, v in hist.items()))
-        import mlflow
-
-        mlflow.log_artifact(str(metrics_dir / "prepare.json"))
     print(f"prepared {stats['documents']} documents, {stats['sentences']} sentences, {stats['tokens']} tokens "
           f"(vocab {stats['vocab_size']}, [UNK] rate {stats['unk_rate']:.4%}) -> {out}")
 

@@ -1,7 +1,7 @@
 """Stage `pretrain`: MLM + NSP pre-training on the prepared shards -> HF-format BERT directory."""
 from bertforge.config import resolve_path, stage_main, to_plain
-from bertforge.outputs import atomic_dir, write_json
-from bertforge.tracking import log_metrics_dict, stage_run, upstream_run_id, write_run_file
+from bertforge.outputs import atomic_dir
+from bertforge.tracking import log_metrics_dict, stage_run, upstream_run_id, write_metrics, write_run_file
 
 
 def run(cfg):
@@ -18,11 +18,7 @@ def run(cfg):
         metrics = pretrain(cfg, prepared, tmp, ckpt, mlrun, resolve_path(cfg.paths.plots) / "pretrain")
         write_run_file(tmp, mlrun, "pretrain", model=cfg.model.name)
         log_metrics_dict(metrics, "final/")
-        metrics_file = resolve_path(cfg.paths.metrics) / "pretrain.json"
-        write_json(metrics_file, metrics)
-        import mlflow
-
-        mlflow.log_artifact(str(metrics_file))
+        write_metrics(resolve_path(cfg.paths.metrics) / "pretrain.json", metrics)
     print(f"pretrained BERT-{cfg.model.name}: held-out MLM accuracy {metrics['mlm_accuracy']:.3f} "
           f"(unigram baseline {metrics['unigram_accuracy']:.3f}), NSP accuracy {metrics['nsp_accuracy']:.3f} -> {out}")
 

@@ -1,7 +1,7 @@
 """Stage `summarize`: one table of per-task dev scores and their GLUE-style average."""
 from bertforge.config import resolve_path, stage_main
-from bertforge.outputs import read_json, write_json
-from bertforge.tracking import log_metrics_dict, stage_run, upstream_run_id
+from bertforge.outputs import read_json
+from bertforge.tracking import log_metrics_dict, stage_run, upstream_run_id, write_metrics
 
 
 def run(cfg):
@@ -20,7 +20,7 @@ def run(cfg):
 
         mlflow.set_tag("upstream_run_ids", ",".join(upstream))
         log_metrics_dict(summary)
-        write_json(resolve_path(cfg.paths.metrics) / "summary.json", summary)
+        write_metrics(resolve_path(cfg.paths.metrics) / "summary.json", summary)
     print(f"summary: {summary}")
 
 

@@ -97,3 +97,11 @@ def log_metrics_dict(metrics: dict, prefix: str = "") -> None:
     flat = {f"{prefix}{k}": float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     if flat:
         mlflow.log_metrics(flat)
+
+
+def write_metrics(path: Path, metrics: dict) -> None:
+    """Write a stage's metrics JSON (for `dvc metrics`) and attach it to the active MLflow run."""
+    import mlflow
+
+    write_json(path, metrics)
+    mlflow.log_artifact(str(path))
