@@ -120,6 +120,14 @@ def test_exported_directories_load_with_transformers(repo_copy):
         assert clf(**tok(["the cat runs ."], return_tensors="pt")).logits.shape == (1, 2)
 
 
+def test_hydra_sweep_runs_every_job_and_writes_nothing_into_the_repo(repo_copy):
+    repo, _ = repo_copy
+    before = sh(["git", "status", "--porcelain", "--untracked-files=all"], repo)
+    out = sh([sys.executable, "pipelines/summarize.py", "-m", "seed=1,2"], repo)
+    assert out.count("summary: ") == 2
+    assert sh(["git", "status", "--porcelain", "--untracked-files=all"], repo) == before
+
+
 def test_changed_group_reruns_only_affected_stages(repo_copy):
     """Last in this module: it moves the copy's workspace to a new experiment."""
     repo, _ = repo_copy

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -73,6 +74,9 @@ def stage_main(stage: Callable[[DictConfig], Any]) -> Callable[[], Any]:
             return stage(load_params(path, rest, task))
         import hydra
 
+        if {"-m", "--multirun"} & set(argv) and not any(a.startswith("hydra.sweep.dir=") for a in argv):
+            # Hydra always writes multirun.yaml into the sweep dir: keep it out of the repository
+            sys.argv.append(f"hydra.sweep.dir={Path(tempfile.gettempdir()) / 'bertforge-multirun'}")
         return hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(stage)()
 
     return main
