@@ -8,6 +8,7 @@ def run(cfg):
     if cfg.get("task") is None:
         raise ConfigError("task: choose a task, e.g. `python pipelines/evaluate.py task=rte`")
     from bertforge.evaluation import evaluate_model, write_confusion, write_predictions
+    from bertforge.finetuning import finetune_settings
     from bertforge.tasks import load_task
 
     task, name = cfg.task, cfg.task.name
@@ -23,7 +24,7 @@ def run(cfg):
             if not (model_root / variant).exists():
                 continue
             metrics, score, examples, preds = evaluate_model(model_root / variant, task, data, "dev",
-                                                             cfg.finetune.max_seq_length)
+                                                             finetune_settings(cfg).max_seq_length)
             key = "dev" if variant == "model" else "random_init_dev"
             result[key] = {**metrics, "score": score, "examples": len(examples)}
             write_predictions(tmp / f"{variant}_dev_predictions.tsv", examples, preds, data)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
+
 from .finetune_module import encode, make_loader, predict
 from .tasks import TaskData, compute_metrics, task_score
 from .tokenization import load_tokenizer
@@ -19,8 +21,6 @@ def evaluate_model(model_dir: Path, task, data: TaskData, split: str, max_seq_le
     regression = data.labels is None
     preds, _ = predict(model, loader, regression)
     gold = [data.label_id(e) for e in examples]
-    import numpy as np
-
     metrics = compute_metrics(list(task.metrics), preds, np.asarray(gold))
     return metrics, task_score(metrics, list(task.metrics)), examples, preds
 
