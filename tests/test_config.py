@@ -40,3 +40,19 @@ def test_model_grid(name, dims):
     m = compose([f"model={name}"]).model
     assert (m.num_hidden_layers, m.hidden_size, m.num_attention_heads) == dims
     assert m.intermediate_size == 4 * m.hidden_size
+
+
+def test_paths_anchor_at_the_checkout_being_run_not_the_installed_one(tmp_path, monkeypatch):
+    """One environment serves several clones; each stage must read and write its own files."""
+    from bertforge.config import conf_dir, resolve_path, root_dir
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf/config.yaml").write_text("seed: 1\n")
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path / "sub")
+    assert root_dir() == tmp_path.resolve() and conf_dir() == tmp_path.resolve() / "conf"
+    assert resolve_path("metrics/x.json") == tmp_path.resolve() / "metrics/x.json"
+    monkeypatch.setenv("DVC_ROOT", str(REPO))
+    assert root_dir() == REPO

@@ -14,8 +14,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CONF_DIR = PROJECT_ROOT / "conf"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout this package was installed from
 
 
 class ConfigError(ValueError):
@@ -23,8 +22,20 @@ class ConfigError(ValueError):
 
 
 def root_dir() -> Path:
-    """Where relative paths are anchored: DVC's root when DVC runs us, else the checkout."""
-    return Path(os.environ.get("DVC_ROOT") or PROJECT_ROOT)
+    """Where relative paths and `conf/` are anchored: DVC's root when DVC runs us, else the project
+    checkout containing the working directory. Not the package's own location: one environment may
+    serve several clones (experiment copies, CI), and each must read and write only its own files."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"])
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / "dvc.yaml").is_file() and (d / "conf" / "config.yaml").is_file():
+            return d
+    return PROJECT_ROOT
+
+
+def conf_dir() -> Path:
+    return root_dir() / "conf"
 
 
 def resolve_path(path: str | os.PathLike) -> Path:
@@ -54,7 +65,7 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
     """Compose conf/ as Hydra (and DVC's `exp run`) would; for tests and tools."""
     from hydra import compose as hydra_compose, initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=overrides or [])
 
 
@@ -77,7 +88,7 @@ def stage_main(stage: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         if {"-m", "--multirun"} & set(argv) and not any(a.startswith("hydra.sweep.dir=") for a in argv):
             # Hydra always writes multirun.yaml into the sweep dir: keep it out of the repository
             sys.argv.append(f"hydra.sweep.dir={Path(tempfile.gettempdir()) / 'bertforge-multirun'}")
-        return hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(stage)()
+        return hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(stage)()
 
     return main
 
@@ -101,8 +112,8 @@ def write_params(path: str | os.PathLike, overrides: list[str] | None = None) ->
     """Compose conf/ into `path` exactly as `dvc exp run` does (DVC's own compose-and-dump)."""
     from dvc.utils.hydra import compose_and_dump
 
-    compose_and_dump(path, str(CONF_DIR), None, "config", str(PROJECT_ROOT), overrides or [])
+    compose_and_dump(path, str(conf_dir()), None, "config", str(root_dir()), overrides or [])
 
 
 if __name__ == "__main__":  # python -m bertforge.config [overrides...]  -> params.yaml
-    write_params(PROJECT_ROOT / "params.yaml", sys.argv[1:])
+    write_params(root_dir() / "params.yaml", sys.argv[1:])
