@@ -1,0 +1,118 @@
+"""`bertforge` command line: `bertforge embed --model DIR "sentence" ...`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError
+from .embeddings import POOLINGS, Embeddings, embed
+from .outputs import atomic_file
+
+OUTPUT_FORMATS = (".npy", ".npz", ".parquet")
+
+
+def read_sentences(args) -> list[str]:
+    sentences = list(args.sentences)
+    if args.file:
+        if args.file == "-":
+            text = sys.stdin.read()
+        else:
+            path = Path(args.file)
+            if not path.is_file():
+                raise ConfigError(f"--file: {path} does not exist")
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as e:
+                line = path.read_bytes()[: e.start].count(b"\n") + 1
+                raise ConfigError(f"--file: {path}:{line}: not UTF-8 text") from None
+        sentences += text.splitlines()  # one sentence per line; row i of the output is line i
+    if not sentences:
+        raise ConfigError("no sentences: give them as arguments or with --file")
+    return sentences
+
+
+def save(path: Path, sentences: list[str], emb: Embeddings) -> None:
+    """`.npy`: sentence embeddings; `.npz`: plus zero-padded token embeddings and their mask;
+    `.parquet`: one row per sentence (text, embedding, and tokens/token_embeddings if asked)."""
+    suffix = path.suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise ConfigError(f"--output: {path}: unknown format (use {', '.join(OUTPUT_FORMATS)})")
+    if suffix == ".npy" and emb.tokens is not None:
+        raise ConfigError("--output: token-level output needs .npz or .parquet (a .npy holds one array)")
+    with atomic_file(path) as tmp:
+        if suffix == ".npy":
+            with open(tmp, "wb") as fh:
+                np.save(fh, emb.sentences)
+        elif suffix == ".npz":
+            arrays = {"embeddings": emb.sentences}
+            if emb.tokens is not None:
+                longest = max(len(t) for t in emb.tokens)
+                padded = np.zeros((len(emb.tokens), longest, emb.sentences.shape[1]), dtype=np.float32)
+                mask = np.zeros((len(emb.tokens), longest), dtype=np.int8)
+                for i, t in enumerate(emb.tokens):
+                    padded[i, : len(t)], mask[i, : len(t)] = t, 1
+                arrays.update(token_embeddings=padded, attention_mask=mask)
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            cols = {"text": pa.array(sentences, pa.string()),
+                    "embedding": pa.array(list(emb.sentences), pa.list_(pa.float32()))}
+            if emb.tokens is not None:
+                cols["tokens"] = pa.array(emb.token_strings, pa.list_(pa.string()))
+                cols["token_embeddings"] = pa.array([list(t) for t in emb.tokens], pa.list_(pa.list_(pa.float32())))
+            pq.write_table(pa.table(cols), tmp)
+
+
+def cmd_embed(args) -> None:
+    sentences = read_sentences(args)
+    emb = embed(args.model, sentences, pooling=args.pooling, tokens=args.tokens, max_length=args.max_length,
+                batch_size=args.batch_size)
+    print(f"Shape of BERT embeddings: {emb.sentences.shape}")
+    if emb.tokens is not None:
+        print(f"Token embeddings: {len(emb.tokens)} sentences x (tokens, {emb.sentences.shape[1]}); "
+              f"lengths {[len(t) for t in emb.tokens][:8]}{' ...' if len(emb.tokens) > 8 else ''}")
+    if args.output:
+        save(Path(args.output), sentences, emb)
+        print(f"wrote {args.output}")
+    elif args.print:
+        np.set_printoptions(precision=4, suppress=True, linewidth=120, threshold=20)
+        for s, v in zip(sentences, emb.sentences):
+            print(f"{s!r}: {v}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bertforge", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("embed", help="sentence (and token) embeddings from a BERT directory")
+    e.add_argument("sentences", nargs="*", help="sentences to embed (or use --file)")
+    e.add_argument("--model", required=True, help="a BERT directory: outputs/pretrain, a fine-tuned model, MiniLM ...")
+    e.add_argument("--file", help="one sentence per line (UTF-8); '-' reads standard input")
+    e.add_argument("--pooling", choices=POOLINGS, default="pooled",
+                   help="pooled: pooled_output (default); cls: last-layer [CLS]; mean: masked mean of tokens")
+    e.add_argument("--tokens", action="store_true", help="also return token-level outputs (last layer)")
+    e.add_argument("--output", help=f"write embeddings to a file ({', '.join(OUTPUT_FORMATS)})")
+    e.add_argument("--print", action="store_true", help="print each sentence's vector (abbreviated)")
+    e.add_argument("--max-length", type=int, default=128, help="truncate sentences to this many tokens")
+    e.add_argument("--batch-size", type=int, default=32)
+    e.set_defaults(func=cmd_embed)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ConfigError as e:
+        print(f"bertforge {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Sentence and token embeddings from any BERT directory: the classic TF-Hub sample as a function.
+
+`pooled` is BERT's `pooled_output` ([CLS] through the pre-trained dense + tanh pooler), `cls`
+the last layer's [CLS] vector, `mean` the mask-weighted mean of the last layer's token vectors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ConfigError
+
+POOLINGS = ("pooled", "cls", "mean")
+
+
+@dataclass
+class Embeddings:
+    sentences: np.ndarray  # [n, hidden], float32
+    tokens: list[np.ndarray] | None  # per sentence [length_i, hidden], special tokens included
+    token_strings: list[list[str]] | None
+
+
+def load_encoder(model_dir: str | Path, need_pooler: bool):
+    """BertModel from a pre-training, classifier or plain BERT directory, with one clear error for
+    anything else (including a pooler that the checkpoint does not have: it would be random)."""
+    from transformers import AutoConfig, BertModel
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise ConfigError(f"--model: {model_dir} is not a model directory (no config.json)")
+    config = AutoConfig.from_pretrained(str(model_dir))
+    if config.model_type != "bert":
+        raise ConfigError(f"--model: {model_dir} holds a {config.model_type!r} model, not BERT")
+    model, info = BertModel.from_pretrained(str(model_dir), output_loading_info=True, attn_implementation="sdpa")
+    missing = [k for k in info["missing_keys"] if not k.startswith("pooler.") or need_pooler]
+    if missing:
+        what = "pooler weights (use --pooling cls or mean)" if all(k.startswith("pooler.") for k in missing) else "weights"
+        raise ConfigError(f"--model: {model_dir} lacks {what}: {', '.join(sorted(missing)[:4])}")
+    return model.eval()
+
+
+def check_vocab(tokenizer, model, model_dir) -> None:
+    if len(tokenizer) > model.config.vocab_size:
+        raise ConfigError(f"--model: {model_dir}: tokenizer has {len(tokenizer)} tokens but the model's "
+                          f"vocab_size is {model.config.vocab_size}; they do not belong together")
+
+
+@torch.inference_mode()
+def embed(model_dir: str | Path, sentences: list[str], pooling: str = "pooled", tokens: bool = False,
+          max_length: int = 128, batch_size: int = 32, model=None, tokenizer=None) -> Embeddings:
+    """Embed `sentences` (order kept). Batches are built from length-sorted sentences so that
+    padding costs little; `model`/`tokenizer` may be passed in to embed many lists with one load."""
+    from .tokenization import load_tokenizer
+
+    model_dir = Path(model_dir).expanduser().resolve()  # a CLI path is relative to the working directory
+    if pooling not in POOLINGS:
+        raise ConfigError(f"pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
+    if model is None:
+        model = load_encoder(model_dir, need_pooler=pooling == "pooled")
+    if tokenizer is None:
+        tokenizer = load_tokenizer(model_dir)
+    check_vocab(tokenizer, model, model_dir)
+    enc = tokenizer(list(sentences), truncation=True, max_length=max_length)
+    order = sorted(range(len(sentences)), key=lambda i: len(enc["input_ids"][i]))
+    hidden = model.config.hidden_size
+    out = np.zeros((len(sentences), hidden), dtype=np.float32)
+    per_token: list[np.ndarray | None] = [None] * len(sentences)
+    device = next(model.parameters()).device
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        batch = tokenizer.pad([{k: enc[k][i] for k in enc.keys()} for i in idx], return_tensors="pt")
+        batch = {k: v.to(device) for k, v in batch.items()}
+        res = model(**batch)
+        last = res.last_hidden_state.float()
+        if pooling == "pooled":
+            vec = res.pooler_output.float()
+        elif pooling == "cls":
+            vec = last[:, 0]
+        else:
+            m = batch["attention_mask"].unsqueeze(-1).to(last.dtype)
+            vec = (last * m).sum(1) / m.sum(1).clamp(min=1)
+        out[idx] = vec.cpu().numpy()
+        if tokens:
+            lengths = batch["attention_mask"].sum(1).tolist()
+            for row, i in enumerate(idx):
+                per_token[i] = last[row, : lengths[row]].cpu().numpy()
+    strings = [tokenizer.convert_ids_to_tokens(ids) for ids in enc["input_ids"]] if tokens else None
+    return Embeddings(out, per_token if tokens else None, strings)  # type: ignore[arg-type]

