@@ -7,9 +7,9 @@ from bertforge.tracking import log_metrics_dict, stage_run, write_metrics, write
 def run(cfg):
     if cfg.get("task") is None:
         raise ConfigError("task: choose a task, e.g. `python pipelines/evaluate.py task=rte`")
-    from bertforge.evaluation import evaluate_model, write_confusion, write_predictions
+    from bertforge.evaluation import confusion_figure, evaluate_model, write_confusion, write_predictions
     from bertforge.finetuning import finetune_settings
-    from bertforge.tasks import load_task
+    from bertforge.tasks import eval_splits, load_task
 
     task, name = cfg.task, cfg.task.name
     model_root = resolve_path(cfg.paths.finetuned) / name
@@ -17,27 +17,34 @@ def run(cfg):
         raise ConfigError(f"{model_root}: no fine-tuned model; run finetune for task {name} first")
     out = resolve_path(cfg.paths.evaluated) / name
     data = load_task(task)
-    result = {}
+    result, splits = {}, eval_splits(task)
     with stage_run(cfg, "evaluate", {"task": to_plain(task)}, task=name, upstream=model_root) as mlrun, \
             atomic_dir(out) as tmp:
+        import mlflow
+
         for variant in ("model", "random_init"):
             if not (model_root / variant).exists():
                 continue
-            metrics, score, examples, preds = evaluate_model(model_root / variant, task, data, "dev",
-                                                             finetune_settings(cfg).max_seq_length)
-            key = "dev" if variant == "model" else "random_init_dev"
-            result[key] = {**metrics, "score": score, "examples": len(examples)}
-            write_predictions(tmp / f"{variant}_dev_predictions.tsv", examples, preds, data)
-            if variant == "model":
-                write_confusion(resolve_path(cfg.paths.plots) / "confusion" / f"{name}.csv", examples, preds, data)
-        if "random_init_dev" in result:
-            result["pretraining_gain"] = result["dev"]["score"] - result["random_init_dev"]["score"]
+            prefix = "" if variant == "model" else "random_init_"
+            for split in splits:
+                metrics, score, examples, preds = evaluate_model(model_root / variant, task, data, split,
+                                                                 finetune_settings(cfg).max_seq_length)
+                result[prefix + split] = {**metrics, "score": score, "examples": len(examples)}
+                write_predictions(tmp / f"{variant}_{split}_predictions.tsv", examples, preds, data)
+                if variant == "model":
+                    if split == "dev":
+                        write_confusion(resolve_path(cfg.paths.plots) / "confusion" / f"{name}.csv", examples, preds, data)
+                    if data.labels is not None:
+                        mlflow.log_figure(confusion_figure(examples, preds, data, f"{name} {split}"),
+                                          f"confusion_{split}.png")
+                    mlflow.log_artifact(str(tmp / f"{variant}_{split}_predictions.tsv"))
+            # GLUE's task score: mean over the task's evaluation splits (MNLI: matched and mismatched)
+            result[prefix + "score"] = sum(result[prefix + s]["score"] for s in splits) / len(splits)
+        if "random_init_score" in result:
+            result["pretraining_gain"] = result["score"] - result["random_init_score"]
         write_run_file(tmp, mlrun, "evaluate", task=name)
         log_metrics_dict(result)
         write_metrics(resolve_path(cfg.paths.metrics) / "eval" / f"{name}.json", result)
-        import mlflow
-
-        mlflow.log_artifact(str(tmp / "model_dev_predictions.tsv"))
     print(f"evaluated {name}: {result}")
 
 

@@ -8,7 +8,7 @@ def run(cfg):
     scores, gains, upstream = {}, {}, []
     for name in cfg.tasks:
         m = read_json(resolve_path(cfg.paths.metrics) / "eval" / f"{name}.json")
-        scores[name] = m["dev"]["score"]
+        scores[name] = m["score"]
         if "pretraining_gain" in m:
             gains[name] = m["pretraining_gain"]
         upstream.append(upstream_run_id(resolve_path(cfg.paths.evaluated) / name) or "")

@@ -23,7 +23,7 @@ def test_group_choices_compose():
     cfg = compose(["model=mini", "tasks=glue", "task=rte"])
     assert (cfg.model.num_hidden_layers, cfg.model.hidden_size) == (4, 256)
     assert list(cfg.tasks) == ["cola", "sst2", "mrpc", "stsb", "rte"]
-    assert cfg.task.name == "rte" and cfg.task.data_dir == "../shared/data/RTE"
+    assert cfg.task.name == "rte" and cfg.task.local.data_dir == "../shared/data/RTE"
     assert "task" not in compose()  # default: no single task, the suite drives DVC
 
 

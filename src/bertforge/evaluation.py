@@ -47,3 +47,30 @@ def write_confusion(path: Path, examples, preds, data: TaskData) -> None:
                 w.writerow([round(float(ex.label)), round(float(p))])
             else:
                 w.writerow([ex.label, data.labels[int(p)]])
+
+
+def confusion_figure(examples, preds, data: TaskData, title: str):
+    """Confusion matrix (rows: gold, columns: predicted) as a matplotlib figure, for MLflow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(data.labels)
+    counts = np.zeros((k, k), dtype=np.int64)
+    for ex, p in zip(examples, preds):
+        counts[data.labels.index(str(ex.label)), int(p)] += 1
+    fig, ax = plt.subplots(figsize=(1.2 * k + 2.5, 1.2 * k + 2))
+    ax.imshow(counts, cmap="Blues")
+    ax.set_xticks(range(k), data.labels, rotation=30, ha="right")
+    ax.set_yticks(range(k), data.labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title(title)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(counts[i, j]), ha="center", va="center",
+                    color="white" if counts[i, j] > counts.max() / 2 else "black")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

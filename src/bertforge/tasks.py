@@ -1,7 +1,6 @@
-"""Fine-tuning tasks: readers for GLUE-format and custom TSV/CSV files, the demo task, metrics."""
+"""Fine-tuning tasks: splits and labels from a task config (GLUE, custom files, HF datasets, the demo), metrics."""
 from __future__ import annotations
 
-import csv
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ import numpy as np
 
 from .config import ConfigError, resolve_path
 from .corpus import N_TOPICS, DemoLanguage
+from .task_readers import TaskDataError, file_rows, hf_rows
 
 
 @dataclass(frozen=True)
@@ -31,50 +31,6 @@ class TaskData:
 
     def label_id(self, ex: Example) -> int | float:
         return float(ex.label) if self.labels is None else self.labels.index(str(ex.label))
-
-
-def _column(header: list[str] | None, col, path: Path, key: str) -> int:
-    if isinstance(col, int):
-        return col
-    if header is None:
-        raise ConfigError(f"{key}={col!r}: {path} has no header row; give a column index")
-    if col not in header:
-        raise ConfigError(f"{path}:1: no column {col!r} for {key} (columns: {header})")
-    return header.index(col)
-
-
-def read_delimited(path: Path, task, labels: list[str] | None, delimiter: str = "\t") -> list[Example]:
-    """Tab-separated GLUE files are read without CSV quoting: quotes there are literal text."""
-    if not path.exists():
-        raise ConfigError(f"task.files: {path} does not exist")
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        rows = csv.reader(fh, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
-        header = next(rows, None) if task.header else None
-        ia = _column(header, task.text_a, path, "task.text_a")
-        ib = None if task.text_b is None else _column(header, task.text_b, path, "task.text_b")
-        il = _column(header, task.label, path, "task.label")
-        need = max(i for i in (ia, ib, il) if i is not None)
-        out = []
-        for lineno, row in enumerate(rows, 2 if task.header else 1):
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) <= need:
-                raise ValueError(f"{path}:{lineno}: expected at least {need + 1} columns, found {len(row)}")
-            label = row[il].strip()
-            if labels is not None and label not in labels:
-                raise ValueError(f"{path}:{lineno}: column {il + 1}: label {label!r} is not one of {labels}")
-            if labels is None:
-                try:
-                    label = float(label)
-                except ValueError:
-                    raise ValueError(f"{path}:{lineno}: column {il + 1}: {label!r} is not a number (regression task)") from None
-            text_b = row[ib] if ib is not None else None
-            if ib is not None and not text_b.strip():
-                raise ValueError(f"{path}:{lineno}: column {ib + 1}: empty second text in a pair task")
-            out.append(Example(row[ia], text_b, label, f"{path.name}:{lineno}"))
-    if not out:
-        raise ValueError(f"{path}: the split is empty")
-    return out
 
 
 def demo_task(task) -> TaskData:
@@ -102,21 +58,102 @@ def demo_task(task) -> TaskData:
     return TaskData({"train": split(task.num_train, "train"), "dev": split(task.num_dev, "dev")}, labels)
 
 
+def _label_value(where: str, raw, problem: str, column) -> str | float:
+    if problem == "regression":
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise TaskDataError(f"{where}: column {column!r}: {raw!r} is not a number (regression task)") from None
+    return str(raw).strip()
+
+
+def _examples(rows, task, split: str, known: list[str] | None, where_split: str) -> list[Example]:
+    spec_b = task.local.text_b if task.source == "local" else task.hf.text_b
+    column = task.local.label if task.source == "local" else task.hf.label
+    out = []
+    for where, a, b, y in rows:
+        if not isinstance(a, str) or (spec_b is not None and not isinstance(b, str)):
+            raise TaskDataError(f"{where}: a text column holds {type(a if not isinstance(a, str) else b).__name__}, not text")
+        if spec_b is not None and not b.strip():
+            raise TaskDataError(f"{where}: column {spec_b!r}: empty second text in a pair task")
+        label = _label_value(where, y, task.problem, column)
+        if known is not None and label not in known:
+            raise TaskDataError(f"{where}: column {column!r}: label {label!r} is not one of {known}")
+        out.append(Example(a, b, label, where))
+        if task.get("max_examples") and len(out) == task.max_examples:
+            break
+    if not out:
+        raise TaskDataError(f"{where_split}: the {split} split is empty")
+    return out
+
+
+def _discover_labels(train: list[Example]) -> list[str]:
+    """Labels found in the training split, in numeric order if they are all numbers."""
+    found = set(str(e.label) for e in train)
+    try:
+        labels = sorted(found, key=float)
+    except ValueError:
+        labels = sorted(found)
+    if len(labels) < 2:
+        raise TaskDataError(f"task.labels: the training split has only the label(s) {labels}; need at least 2")
+    return labels
+
+
+def _seeded_split(splits: dict[str, list[Example]], task) -> None:
+    """No dev file: hold out `split.dev_fraction` of train, chosen with `split.seed`."""
+    frac = float(task.split.dev_fraction)
+    if not 0 < frac < 1:
+        raise ConfigError(f"task.split.dev_fraction: {frac} must be between 0 and 1")
+    train = list(splits["train"])
+    random.Random(task.split.seed).shuffle(train)
+    n_dev = max(1, round(frac * len(train)))
+    if n_dev >= len(train):
+        raise TaskDataError(f"task.split: {len(train)} training examples are too few to hold out a dev split")
+    splits["dev"], splits["train"] = train[:n_dev], train[n_dev:]
+
+
 def load_task(task) -> TaskData:
-    if task.format == "demo":
+    """Train and evaluation splits of a task config (source `demo`, `local` files or `hf` dataset)."""
+    source = task.get("source")
+    if source == "demo":
         return demo_task(task)
-    if task.format in ("tsv", "csv"):
-        labels = None if task.labels is None else [str(x) for x in task.labels]
-        base = resolve_path(task.data_dir)
-        splits = {}
-        for name, fname in task.files.items():
-            rows = read_delimited(base / fname, task, labels, "\t" if task.format == "tsv" else ",")
-            splits[name] = rows[: task.max_examples] if task.get("max_examples") else rows
-        for required in ("train", "dev"):
-            if required not in splits:
-                raise ConfigError(f"task.files.{required}: missing for task {task.name}")
-        return TaskData(splits, labels)
-    raise ConfigError(f"task.format: unknown format {task.format!r} (known: demo, tsv, csv)")
+    if source not in ("local", "hf"):
+        raise ConfigError(f"task.source: unknown source {source!r} (known: demo, local, hf)")
+    if task.problem not in ("classification", "regression"):
+        raise ConfigError(f"task.problem: {task.problem!r} is not classification or regression")
+    known = None if task.get("labels") is None else [str(x) for x in task.labels]
+    if task.problem == "regression" and known is not None:
+        raise ConfigError("task.labels: a regression task has no label set (set task.labels=null)")
+    if source == "local":
+        base = resolve_path(task.local.data_dir)
+        files = {k: v for k, v in task.local.files.items() if v is not None}
+        where = {name: str(base / f) for name, f in files.items()}
+        read = lambda name, labels: file_rows(base / files[name], task.local)  # noqa: E731
+    else:
+        files = {k: v for k, v in task.hf.splits.items() if v is not None}
+        where = {name: f"{task.hf.path}[{s}]" for name, s in files.items()}
+        read = lambda name, labels: hf_rows(task.hf, files[name], labels)  # noqa: E731
+    if "train" not in files:
+        raise ConfigError(f"task.{source}.{'files' if source == 'local' else 'splits'}.train: missing for task {task.name}")
+    splits = {"train": _examples(read("train", known), task, "train", known, where["train"])}
+    if task.problem == "classification" and known is None:
+        known = _discover_labels(splits["train"])
+    for name in files:
+        if name != "train":
+            splits[name] = _examples(read(name, known), task, name, known, where[name])
+    if "dev" not in splits:
+        if task.get("split") is None:
+            raise ConfigError(f"task: no dev split for {task.name}: list a dev file or set task.split.dev_fraction")
+        _seeded_split(splits, task)
+    for name in eval_splits(task):
+        if name not in splits:
+            raise ConfigError(f"task.eval_splits: no split {name!r} (splits: {list(splits)})")
+    return TaskData(splits, known)
+
+
+def eval_splits(task) -> list[str]:
+    """Splits the task is scored on; GLUE scores MNLI on matched and mismatched dev sets."""
+    return list(task.get("eval_splits") or ["dev"])
 
 
 # ---------------------------------------------------------------- metrics (GLUE's official ones)
