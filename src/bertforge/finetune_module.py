@@ -26,7 +26,35 @@ def encode(tokenizer, examples: list[Example], data: TaskData, max_length: int) 
     return out
 
 
-def make_loader(tokenizer, items: list[dict], batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+class LengthGroupedBatches(torch.utils.data.Sampler):
+    """Shuffled batches of similar length: shuffle, cut into windows of 50 batches, sort each
+    window by length, batch it, shuffle the batches (seeded; a new order every epoch). Dynamic
+    padding then pads little, without sorting the whole epoch (which would skew batches)."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, window: int = 50):
+        self.lengths, self.batch_size, self.seed, self.window, self.epoch = lengths, batch_size, seed, window, 0
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        order = torch.randperm(len(self.lengths), generator=g).tolist()
+        span = self.batch_size * self.window
+        batches = []
+        for start in range(0, len(order), span):
+            chunk = sorted(order[start:start + span], key=lambda i: self.lengths[i], reverse=True)
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        for j in torch.randperm(len(batches), generator=g).tolist():
+            yield batches[j]
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this before each epoch
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+
+def make_loader(tokenizer, items: list[dict], batch_size: int, shuffle: bool, seed: int,
+                group_by_length: bool = False) -> DataLoader:
     regression = bool(items) and isinstance(items[0]["labels"], float)
 
     def collate(batch):
@@ -34,6 +62,9 @@ def make_loader(tokenizer, items: list[dict], batch_size: int, shuffle: bool, se
         feats["labels"] = torch.tensor([x["labels"] for x in batch], dtype=torch.float if regression else torch.long)
         return dict(feats)
 
+    if shuffle and group_by_length:
+        sampler = LengthGroupedBatches([len(x["input_ids"]) for x in items], batch_size, seed)
+        return DataLoader(items, batch_sampler=sampler, collate_fn=collate)
     g = torch.Generator().manual_seed(seed)
     return DataLoader(items, batch_size=batch_size, shuffle=shuffle, generator=g, collate_fn=collate)
 
@@ -98,7 +129,7 @@ class FinetuneModule(pl.LightningModule):
             return
         metrics = compute_metrics(self.metric_names, preds, gold)
         score = task_score(metrics, self.metric_names)
-        self.log_dict({f"dev/{k}": v for k, v in metrics.items()})
+        self.log_dict({f"dev/{k}": v for k, v in metrics.items()} | {"dev/score": score})
         self.history.append({"epoch": self.current_epoch, "step": self.global_step, "score": score, **metrics})
         if score > self.best_score:  # best-checkpoint selection on the dev metric
             self.best_score, self.best_metrics = score, {**metrics, "epoch": self.current_epoch}

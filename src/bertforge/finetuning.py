@@ -43,12 +43,16 @@ def finetune_one(cfg, init: Path, random_init: bool, out_dir: Path, logger) -> d
     model = load_classifier(init, data.num_labels, data.labels, random_init)
     check_tokenizer_matches(tokenizer, model, init)
     regression = data.labels is None
-    train = make_loader(tokenizer, encode(tokenizer, data.splits["train"], data, fc.max_seq_length), fc.batch_size, True, cfg.seed)
+    train = make_loader(tokenizer, encode(tokenizer, data.splits["train"], data, fc.max_seq_length), fc.batch_size, True,
+                        cfg.seed, group_by_length=bool(fc.get("group_by_length")))
     dev = make_loader(tokenizer, encode(tokenizer, data.splits["dev"], data, fc.max_seq_length), 128, False, cfg.seed)
     total = math.ceil(len(train.dataset) / fc.batch_size) * fc.epochs
     module = FinetuneModule(model, fc, list(task.metrics), regression, total)
+    callbacks = []
+    if fc.get("early_stopping_patience"):  # stop when the dev score has not improved for N epochs
+        callbacks.append(pl.callbacks.EarlyStopping("dev/score", mode="max", patience=int(fc.early_stopping_patience)))
     trainer = build_trainer(cfg.trainer, logger, max_epochs=fc.epochs, enable_checkpointing=False,
-                            log_every_n_steps=max(1, min(10, total // 4)))
+                            log_every_n_steps=max(1, min(10, total // 4)), callbacks=callbacks)
     trainer.fit(module, train_dataloaders=train, val_dataloaders=dev)
     best = module.best_model()
     best.save_pretrained(str(out_dir))

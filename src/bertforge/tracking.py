@@ -41,8 +41,11 @@ def _experiment_id(name: str) -> str:
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    artifacts = (root_dir() / "mlartifacts").resolve().as_uri()
-    return mlflow.create_experiment(name, artifact_location=artifacts)
+    uri = tracking_uri()
+    if not uri.startswith("sqlite:///"):  # a server or other store decides where artifacts go
+        return mlflow.create_experiment(name)
+    artifacts = Path(uri[len("sqlite:///"):]).parent / "mlartifacts"  # next to the database
+    return mlflow.create_experiment(name, artifact_location=artifacts.resolve().as_uri())
 
 
 @contextmanager
@@ -105,3 +108,30 @@ def write_metrics(path: Path, metrics: dict) -> None:
 
     write_json(path, metrics)
     mlflow.log_artifact(str(path))
+
+
+def log_classifier(model_dir: Path, tcfg, task: str) -> str | None:
+    """Log a fine-tuned classifier with `mlflow.transformers` (a text-classification pipeline)
+    and, if `tracking.register_prefix` is set, register it as `<prefix>-<task>` and point
+    `tracking.alias` at the new version."""
+    if not tcfg.get("log_model"):
+        return None
+    import mlflow
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    import torch
+    import transformers
+
+
+    # explicit requirements: MLflow's inference would import-scan the environment (slow, noisy)
+    reqs = [f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}"]
+    info = mlflow.transformers.log_model({"model": model, "tokenizer": tokenizer}, name="model",
+                                         task="text-classification", pip_requirements=reqs)
+    if tcfg.get("register_prefix"):
+        name = f"{tcfg.register_prefix}-{task}"
+        version = mlflow.register_model(info.model_uri, name)
+        if tcfg.get("alias"):
+            mlflow.MlflowClient().set_registered_model_alias(name, str(tcfg.alias), version.version)
+    return info.model_uri
