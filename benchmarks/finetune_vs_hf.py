@@ -34,7 +34,8 @@ def settings(args, task: str, seed: int, tmp: Path) -> list[str]:
     return [f"task={task}", f"seed={seed}", f"finetune.init={args.model}", f"finetune.lr={args.lr}",
             f"finetune.batch_size={args.batch_size}", f"finetune.epochs={args.epochs}",
             f"finetune.max_seq_length={args.max_seq_length}", f"paths.finetuned={tmp / 'ft'}",
-            f"trainer={args.trainer}", "tracking.log_model=false"]
+            f"trainer={args.trainer}", "tracking.log_model=false"] + \
+        ([f"task.max_examples={{train: {args.max_train}}}"] if args.max_train else [])
 
 
 def run_ours(args, task: str, seed: int, tmp: Path) -> dict:
@@ -97,7 +98,7 @@ def run_hf(args, task: str, seed: int, tmp: Path) -> dict:
 
     targs = TrainingArguments(
         output_dir=str(tmp / "hf"), learning_rate=args.lr, per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=128, num_train_epochs=args.epochs, warmup_ratio=0.1, weight_decay=0.01,
+        per_device_eval_batch_size=128, num_train_epochs=args.epochs, warmup_steps=0.1, weight_decay=0.01,
         seed=seed, eval_strategy="epoch", save_strategy="no", report_to=[], use_cpu=True,
         logging_strategy="epoch", dataloader_num_workers=0, disable_tqdm=True)
     trainer = Trainer(model=model, args=targs, train_dataset=Encoded(data.splits["train"]),
@@ -117,6 +118,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--max-seq-length", type=int, default=128)
+    ap.add_argument("--max-train", type=int, default=None, help="use the first N training examples (dev: all)")
     ap.add_argument("--trainer", default="cpu", help="our trainer config (cpu: bf16 autocast, cpu32: fp32)")
     ap.add_argument("--out", default=None, help="append one JSON line per run here")
     args = ap.parse_args()

@@ -70,6 +70,9 @@ def _label_value(where: str, raw, problem: str, column) -> str | float:
 def _examples(rows, task, split: str, known: list[str] | None, where_split: str) -> list[Example]:
     spec_b = task.local.text_b if task.source == "local" else task.hf.text_b
     column = task.local.label if task.source == "local" else task.hf.label
+    limit = task.get("max_examples")
+    if limit is not None and not isinstance(limit, int):  # a mapping: per split, e.g. {train: 8000}
+        limit = limit.get(split)
     out = []
     for where, a, b, y in rows:
         if not isinstance(a, str) or (spec_b is not None and not isinstance(b, str)):
@@ -80,7 +83,7 @@ def _examples(rows, task, split: str, known: list[str] | None, where_split: str)
         if known is not None and label not in known:
             raise TaskDataError(f"{where}: column {column!r}: label {label!r} is not one of {known}")
         out.append(Example(a, b, label, where))
-        if task.get("max_examples") and len(out) == task.max_examples:
+        if limit and len(out) == limit:
             break
     if not out:
         raise TaskDataError(f"{where_split}: the {split} split is empty")
