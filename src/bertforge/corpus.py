@@ -184,5 +184,7 @@ def read_corpus(cfg) -> Iterator[Document]:
     if kind == "demo":
         return demo_documents(cfg.seed, cfg.num_documents, cfg.min_sentences, cfg.max_sentences)
     if kind == "text":
-        return text_documents(list(cfg.files), cfg.sentence_per_line, cfg.get("doc_start_regex"), cfg.get("skip_regex"))
+        docs = text_documents(list(cfg.files), cfg.sentence_per_line, cfg.get("doc_start_regex"), cfg.get("skip_regex"))
+        least = int(cfg.get("min_doc_sentences") or 1)
+        return (d for d in docs if len(d) >= least) if least > 1 else docs
     raise ConfigError(f"corpus.format: unknown reader {kind!r} (known: demo, text)")
