@@ -94,7 +94,7 @@ def run_hf(args, task: str, seed: int, tmp: Path) -> dict:
         logits = pred.predictions
         preds = logits[:, 0] if regression else np.argmax(logits, -1)
         m = compute_metrics(metric_names, preds, np.asarray(pred.label_ids))
-        return {**m, "score": task_score(m, metric_names)}
+        return {**m, "score": task_score(m, cfg.task)}
 
     targs = TrainingArguments(
         output_dir=str(tmp / "hf"), learning_rate=args.lr, per_device_train_batch_size=args.batch_size,

@@ -54,7 +54,7 @@ def record_sweep_job(root, job: str, best_dev: dict, cfg, run_id: str) -> None:
 
     board_path = root / "leaderboard.json"
     board = [e for e in (read_json(board_path) if board_path.exists() else []) if e["job"] != job]
-    score = task_score(best_dev, list(cfg.task.metrics))
+    score = task_score(best_dev, cfg.task)
     from hydra.core.hydra_config import HydraConfig
 
     board.append({"job": job, "overrides": list(HydraConfig.get().overrides.task), "score": score, "best_dev": best_dev, "mlflow_run_id": run_id, "dir": str(root / job)})

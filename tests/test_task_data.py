@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from bertforge.config import ConfigError, compose
 from bertforge.task_readers import TaskDataError
-from bertforge.tasks import eval_splits, load_task
+from bertforge.tasks import eval_splits, load_task, task_score
 
 
 def custom(tmp_path, **over):
@@ -144,6 +144,9 @@ def test_every_glue_task_config_composes_with_official_metrics():
     assert metrics["mrpc"] == metrics["qqp"] == ["f1", "accuracy"]
     assert collections.Counter(t.hf.path for t in cfg.tasks.values()) == {"nyu-mll/glue": 9}
     assert list(cfg.tasks.mnli.eval_splits) == ["dev", "dev_mismatched"]
+    m = {"matthews_corr": 0.3, "accuracy": 0.7, "f1": 0.8}
+    assert task_score(m, cfg.tasks.cola) == pytest.approx(0.3)  # GLUE scores CoLA on MCC alone
+    assert task_score(m, cfg.tasks.mrpc) == pytest.approx(0.75)  # and MRPC on the mean of F1 and accuracy
 
 
 def test_length_grouped_batches_cover_every_example_once_and_cut_padding():

@@ -22,7 +22,7 @@ def evaluate_model(model_dir: Path, task, data: TaskData, split: str, max_seq_le
     preds, _ = predict(model, loader, regression)
     gold = [data.label_id(e) for e in examples]
     metrics = compute_metrics(list(task.metrics), preds, np.asarray(gold))
-    return metrics, task_score(metrics, list(task.metrics)), examples, preds
+    return metrics, task_score(metrics, task), examples, preds
 
 
 def write_predictions(path: Path, examples, preds, data: TaskData) -> None:

@@ -102,9 +102,9 @@ def predict(model, loader: DataLoader, regression: bool) -> tuple[np.ndarray, np
 
 
 class FinetuneModule(pl.LightningModule):
-    def __init__(self, model, cfg, metric_names: list[str], regression: bool, total_steps: int):
+    def __init__(self, model, cfg, task, regression: bool, total_steps: int):
         super().__init__()
-        self.model, self.cfg, self.metric_names, self.regression = model, cfg, list(metric_names), regression
+        self.model, self.cfg, self.task, self.regression = model, cfg, task, regression
         self.total_steps = total_steps
         self.best_score, self.best_state, self.best_metrics, self.history = -float("inf"), None, {}, []
         self._preds, self._gold = [], []
@@ -127,8 +127,8 @@ class FinetuneModule(pl.LightningModule):
         self._preds, self._gold = [], []
         if self.trainer.sanity_checking:
             return
-        metrics = compute_metrics(self.metric_names, preds, gold)
-        score = task_score(metrics, self.metric_names)
+        metrics = compute_metrics(list(self.task.metrics), preds, gold)
+        score = task_score(metrics, self.task)
         self.log_dict({f"dev/{k}": v for k, v in metrics.items()} | {"dev/score": score})
         self.history.append({"epoch": self.current_epoch, "step": self.global_step, "score": score, **metrics})
         if score > self.best_score:  # best-checkpoint selection on the dev metric

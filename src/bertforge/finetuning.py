@@ -47,7 +47,7 @@ def finetune_one(cfg, init: Path, random_init: bool, out_dir: Path, logger) -> d
                         cfg.seed, group_by_length=bool(fc.get("group_by_length")))
     dev = make_loader(tokenizer, encode(tokenizer, data.splits["dev"], data, fc.max_seq_length), 128, False, cfg.seed)
     total = math.ceil(len(train.dataset) / fc.batch_size) * fc.epochs
-    module = FinetuneModule(model, fc, list(task.metrics), regression, total)
+    module = FinetuneModule(model, fc, task, regression, total)
     callbacks = []
     if fc.get("early_stopping_patience"):  # stop when the dev score has not improved for N epochs
         callbacks.append(pl.callbacks.EarlyStopping("dev/score", mode="max", patience=int(fc.early_stopping_patience)))

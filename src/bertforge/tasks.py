@@ -196,6 +196,7 @@ def compute_metrics(names: list[str], preds: np.ndarray, gold: np.ndarray) -> di
     return out
 
 
-def task_score(metrics: dict[str, float], names: list[str]) -> float:
-    """GLUE's per-task score: the mean of the task's metrics."""
-    return float(np.mean([metrics[n] for n in names]))
+def task_score(metrics: dict[str, float], task) -> float:
+    """GLUE's per-task score: the mean of the task's `score_metrics` (default: all its metrics), so MRPC averages
+    F1 and accuracy while CoLA, which also reports accuracy, is scored on Matthews correlation alone."""
+    return float(np.mean([metrics[n] for n in (task.get("score_metrics") or task.metrics)]))
