@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .config import ConfigError
-from .optim import adamw_with_schedule
+from .optim import optimizer_with_schedule
 from .tasks import Example, TaskData, compute_metrics, task_score
 
 
@@ -138,7 +138,7 @@ class FinetuneModule(pl.LightningModule):
     def configure_optimizers(self):
         c = self.cfg
         warmup = int(c.warmup_ratio * self.total_steps)
-        return adamw_with_schedule(self.model, c.lr, c.weight_decay, (0.9, 0.999), 1e-6, warmup, self.total_steps)
+        return optimizer_with_schedule(self.model, c.lr, c.weight_decay, (0.9, 0.999), 1e-6, warmup, self.total_steps)
 
     def best_model(self):
         model = copy.deepcopy(self.model).cpu()

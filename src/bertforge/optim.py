@@ -1,7 +1,12 @@
-"""AdamW with BERT's weight-decay exclusions and linear warmup then linear decay."""
+"""BERT's optimizers: AdamW or LAMB with the weight-decay exclusions (bias, LayerNorm), linear
+warmup then linear or cosine decay."""
 from __future__ import annotations
 
+import math
+
 import torch
+
+from .config import ConfigError
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -10,19 +15,78 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
         if not p.requires_grad:
             continue
         (no_decay if p.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # LAMB's layer adaptation skips the same parameters as weight decay (Google's reference default)
+    return [{"params": decay, "weight_decay": weight_decay, "adapt": True},
+            {"params": no_decay, "weight_decay": 0.0, "adapt": False}]
 
 
-def warmup_linear(warmup_steps: int, total_steps: int):
+def warmup_decay(warmup_steps: int, total_steps: int, schedule: str = "linear"):
+    if schedule not in ("linear", "cosine"):
+        raise ConfigError(f"pretrain.schedule={schedule!r}: expected linear or cosine")
+
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / max(1, warmup_steps)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 1.0 - progress if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
 
 
-def adamw_with_schedule(model, lr, weight_decay, betas, eps, warmup_steps, total_steps):
-    opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=tuple(betas), eps=eps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_linear(warmup_steps, total_steps))
+class Lamb(torch.optim.Optimizer):
+    """LAMB (You et al., 2020, as in Google's `lamb_optimizer`): the Adam update plus decoupled
+    weight decay, scaled per tensor by the trust ratio ||w|| / ||update|| where `adapt` is set."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, adapt=True))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
+                state["step"] += 1
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                m.mul_(b1).add_(p.grad, alpha=1 - b1)
+                v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                update = (m / (1 - b1 ** state["step"])) / ((v / (1 - b2 ** state["step"])).sqrt_() + group["eps"])
+                if group["weight_decay"]:
+                    update.add_(p, alpha=group["weight_decay"])
+                ratio = 1.0
+                if group["adapt"]:
+                    w_norm, u_norm = p.norm().item(), update.norm().item()
+                    ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
+                p.add_(update, alpha=-group["lr"] * ratio)
+        return loss
+
+
+def check_optim_config(pc) -> None:
+    """Fail before training, not at the first optimizer step."""
+    if pc.get("optimizer", "adamw") not in ("adamw", "lamb"):
+        raise ConfigError(f"pretrain.optimizer={pc.optimizer!r}: expected adamw or lamb")
+    warmup_decay(pc.warmup_steps, pc.max_steps, pc.get("schedule", "linear"))
+    if int(pc.get("accumulate_grad_batches", 1)) < 1:
+        raise ConfigError(f"pretrain.accumulate_grad_batches={pc.accumulate_grad_batches}: must be >= 1")
+
+
+def optimizer_with_schedule(model, lr, weight_decay, betas, eps, warmup_steps, total_steps,
+                            name: str = "adamw", schedule: str = "linear"):
+    groups = param_groups(model, weight_decay)
+    if name == "adamw":
+        opt = torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps)  # ignores `adapt`
+    elif name == "lamb":
+        opt = Lamb(groups, lr=lr, betas=betas, eps=eps)
+    else:
+        raise ConfigError(f"pretrain.optimizer={name!r}: expected adamw or lamb")
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_decay(warmup_steps, total_steps, schedule))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
 from .modeling import sparse_pretraining_forward
-from .optim import adamw_with_schedule
+from .optim import optimizer_with_schedule
 from .pretraining_data import PretrainingDataset, SpecialIds, collate
 from .shards import Shard
 
@@ -84,7 +84,7 @@ class PretrainModule(pl.LightningModule):
         super().__init__()
         self.model, self.cfg, self.total_steps, self.unigram_id = model, cfg, total_steps, unigram_id
         self._val: dict[str, float] = {}
-        self._t0, self._tokens = None, 0
+        self._t0, self._tokens, self._samples, self._micro = None, 0, 0, 0
 
     def _losses(self, batch):
         out = sparse_pretraining_forward(self.model, batch)
@@ -93,6 +93,17 @@ class PretrainModule(pl.LightningModule):
         return out, mlm, nsp
 
     def training_step(self, batch, batch_idx):
+        # throughput over windows of micro-batches (with gradient accumulation a step is several):
+        # the window closes at the start of a batch, so it holds the batches computed since it opened
+        if self._micro % self.trainer.log_every_n_steps == 0:
+            now = time.perf_counter()
+            if self._t0 is not None:
+                self.log("train/tokens_per_s", self._tokens / (now - self._t0))
+                self.log("train/samples_per_s", self._samples / (now - self._t0))
+            self._t0, self._tokens, self._samples = now, 0, 0
+        self._tokens += int(batch["attention_mask"].sum())
+        self._samples += batch["input_ids"].shape[0]
+        self._micro += 1
         _, mlm, nsp = self._losses(batch)
         loss = mlm + nsp
         if not torch.isfinite(loss):
@@ -100,15 +111,6 @@ class PretrainModule(pl.LightningModule):
                 f"non-finite pre-training loss ({loss.item()}) at step {self.global_step}; "
                 "the last good checkpoint is kept — lower pretrain.lr or use trainer.precision=32-true"
             )
-        self._tokens += int(batch["attention_mask"].sum())
-        every = self.trainer.log_every_n_steps
-        if self.global_step % every == 0:
-            now = time.perf_counter()
-            if self._t0 is not None:
-                dt = now - self._t0
-                self.log("train/tokens_per_s", self._tokens / dt)
-                self.log("train/samples_per_s", every * batch["input_ids"].shape[0] / dt)
-            self._t0, self._tokens = now, 0
         self.log_dict({"train/loss": loss, "train/mlm_loss": mlm, "train/nsp_loss": nsp}, prog_bar=True)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss
@@ -139,7 +141,8 @@ class PretrainModule(pl.LightningModule):
 
     def configure_optimizers(self):
         c = self.cfg
-        return adamw_with_schedule(self.model, c.lr, c.weight_decay, c.adam_betas, c.adam_eps, c.warmup_steps, self.total_steps)
+        return optimizer_with_schedule(self.model, c.lr, c.weight_decay, c.adam_betas, c.adam_eps, c.warmup_steps,
+                                       self.total_steps, c.get("optimizer", "adamw"), c.get("schedule", "linear"))
 
     # Dropout draws from torch's global RNG: keep its state so a resumed run draws the same masks.
     def on_save_checkpoint(self, checkpoint: dict) -> None:

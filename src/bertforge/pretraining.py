@@ -16,6 +16,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from .config import ConfigError, to_plain
 from .modeling import bert_config, build_pretraining_model
+from .optim import check_optim_config
 from .outputs import read_json, write_json
 from .pretrain_module import CurveWriter, PretrainData, PretrainModule
 from .pretraining_data import SpecialIds
@@ -66,6 +67,7 @@ def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out
     if pc.max_seq_length > config.max_position_embeddings:
         raise ConfigError(f"pretrain.max_seq_length={pc.max_seq_length} exceeds "
                           f"model.max_position_embeddings={config.max_position_embeddings}")
+    check_optim_config(pc)
     import pytorch_lightning as pl
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # reproducible initialisation
@@ -80,6 +82,7 @@ def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out
     trainer = build_trainer(
         cfg.trainer, lightning_logger(run), max_steps=pc.max_steps, gradient_clip_val=pc.grad_clip,
         log_every_n_steps=pc.log_every_n_steps, val_check_interval=pc.val_every_n_steps, check_val_every_n_epoch=None,
+        accumulate_grad_batches=int(pc.get("accumulate_grad_batches", 1)),
         reload_dataloaders_every_n_epochs=1, callbacks=[checkpoint, CurveWriter(ckpt_dir / "curves", TRAIN_KEYS, VAL_KEYS), *callbacks],
         enable_checkpointing=True,
     )
