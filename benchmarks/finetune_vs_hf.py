@@ -105,7 +105,8 @@ def run_hf(args, task: str, seed: int, tmp: Path) -> dict:
                       eval_dataset=Encoded(data.splits["dev"]), compute_metrics=metrics)
     trainer.train()
     wall = time.perf_counter() - t0
-    history = [{"epoch": round(h["epoch"]), "score": h["eval_score"]} for h in trainer.state.log_history if "eval_score" in h]
+    history = [{"epoch": round(h["epoch"]), **{k[5:]: h[k] for k in h if k[5:] in metric_names or k == "eval_score"}}
+               for h in trainer.state.log_history if "eval_score" in h]
     return {"final": history[-1]["score"], "best": max(h["score"] for h in history), "history": history, "wall_s": wall}
 
 
@@ -120,13 +121,18 @@ def main() -> None:
     ap.add_argument("--max-seq-length", type=int, default=128)
     ap.add_argument("--max-train", type=int, default=None, help="use the first N training examples (dev: all)")
     ap.add_argument("--trainer", default="cpu", help="our trainer config (cpu: bf16 autocast, cpu32: fp32)")
+    ap.add_argument("--recipes", nargs="+", default=["ours", "hf"], choices=["ours", "hf"],
+                    help="e.g. --recipes ours --seeds 2 3 for our seed-to-seed noise alone")
+    ap.add_argument("--table-from", default=None, help="print the table from an --out file instead of running")
     ap.add_argument("--out", default=None, help="append one JSON line per run here")
     args = ap.parse_args()
     args.model = args.model or minilm_dir()
-    rows = []
-    for task in args.tasks:
+    rows = [json.loads(line) for line in open(args.table_from)] if args.table_from else []
+    for task in [] if args.table_from else args.tasks:
         for seed in args.seeds:
             for name, fn in (("ours", run_ours), ("hf", run_hf)):
+                if name not in args.recipes:
+                    continue
                 with tempfile.TemporaryDirectory() as d:
                     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(d) / 'mlflow.db'}"
                     res = {"task": task, "seed": seed, "recipe": name, **fn(args, task, seed, Path(d))}
@@ -135,8 +141,12 @@ def main() -> None:
                 if args.out:
                     with open(args.out, "a") as fh:
                         fh.write(json.dumps(res) + "\n")
+    if args.table_from:
+        args.tasks = list(dict.fromkeys(r["task"] for r in rows))
+        args.seeds = sorted({r["seed"] for r in rows})
     print(f"\nMiniLM-L6, lr {args.lr}, batch {args.batch_size}, {args.epochs} epochs, max_seq_length "
-          f"{args.max_seq_length}, seeds {args.seeds}; dev score = mean of the task's GLUE metrics\n")
+          f"{args.max_seq_length}, seeds {args.seeds}; dev score = GLUE task score (CoLA: MCC; MRPC: mean of F1 and accuracy; "
+          f"STS-B: mean of Pearson and Spearman)\n")
     print("| task | ours: last epoch | ours: best epoch | stock HF: last epoch | ours wall s | stock wall s | speed-up |")
     print("|---|---|---|---|---|---|---|")
     for task in args.tasks:
@@ -144,10 +154,13 @@ def main() -> None:
         hf = [r for r in rows if r["task"] == task and r["recipe"] == "hf"]
 
         def fmt(xs):
+            if not xs:
+                return "—"
             return f"{statistics.mean(xs):.4f}" + (f" ± {statistics.stdev(xs):.4f}" if len(xs) > 1 else "")
 
         best = [task_best(r) for r in ours]
-        ow, hw = statistics.median(r["wall_s"] for r in ours), statistics.median(r["wall_s"] for r in hf)
+        ow = statistics.median(r["wall_s"] for r in ours) if ours else float("nan")
+        hw = statistics.median(r["wall_s"] for r in hf) if hf else float("nan")
         print(f"| {task} | {fmt([r['final'] for r in ours])} | {fmt(best)} | {fmt([r['final'] for r in hf])} | "
               f"{ow:.0f} | {hw:.0f} | {hw / ow:.2f}x |")
 
