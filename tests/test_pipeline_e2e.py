@@ -141,3 +141,60 @@ def test_changed_group_reruns_only_affected_stages(repo_copy):
     assert yaml.safe_load((repo / "params.yaml").read_text())["model"]["hidden_size"] == 256
     shown = sh(["dvc", "exp", "show", "--json"], repo)
     assert "tiny-mini" in shown and "tiny" in shown
+
+
+def test_kill_9_mid_pretraining_then_dvc_repro_resumes_to_the_same_weights(repo_copy):
+    """Last: rewrites the copy's params. A `dvc repro` killed with SIGKILL after a checkpoint is
+    resumed by the next `dvc repro` (same MLflow run) and ends bit-identical to a run never killed."""
+    import signal
+    import time
+
+    import mlflow
+    import yaml
+    from safetensors.torch import load_file
+
+    repo, _ = repo_copy
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["model"] = yaml.safe_load((repo / "conf/model/tiny.yaml").read_text())
+    params["pretrain"].update(max_steps=400, checkpoint_every_n_steps=25, val_every_n_steps=200, log_every_n_steps=25)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    ckpt, out = repo / "checkpoints/pretrain", repo / "outputs/pretrain"
+
+    sh(["dvc", "repro", "pretrain"], repo, timeout=600)
+    reference = load_file(out / "model.safetensors")
+
+    shutil.rmtree(ckpt)
+    shutil.rmtree(out)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen(["dvc", "repro", "pretrain"], cwd=repo, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(int(p.stem[4:]) >= 100 for p in ckpt.glob("step*.ckpt")):
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = max(int(p.stem[4:]) for p in ckpt.glob("step*.ckpt"))
+    assert 100 <= killed_at < 400 and not (out / "model.safetensors").exists()
+    assert list(out.parent.glob(".pretrain.tmp-*"))  # the killed run's half-written output
+
+    log = sh(["dvc", "repro", "pretrain"], repo, timeout=600)
+    assert "Running stage 'pretrain'" in log
+    resumed = load_file(out / "model.safetensors")
+    assert not list(out.parent.glob(".pretrain.tmp-*"))
+    assert resumed.keys() == reference.keys() and all(torch_equal(resumed[k], reference[k]) for k in reference)
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("bertforge").experiment_id],
+                              filter_string="params.`pretrain.max_steps` = '400'")
+    assert len(runs) == 2  # the uninterrupted run, and the killed run continued to its end
+    assert all(r.info.status == "FINISHED" for r in runs)
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train/loss")]
+    assert min(steps) < killed_at < max(steps)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)

@@ -15,6 +15,8 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a temporary sibling of `final`; on success it replaces `final`, on error it is removed."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):  # left by a killed run (kill -9 skips cleanup)
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         yield tmp
