@@ -159,7 +159,9 @@ def main() -> None:
             return f"{statistics.mean(xs):.4f}" + (f" ± {statistics.stdev(xs):.4f}" if len(xs) > 1 else "")
 
         best = [task_best(r) for r in ours]
-        ow = statistics.median(r["wall_s"] for r in ours) if ours else float("nan")
+        # wall time only from runs made side by side with a stock run (same seed, same session)
+        paired = [r for r in ours if any(h["seed"] == r["seed"] for h in hf)] or ours
+        ow = statistics.median(r["wall_s"] for r in paired) if paired else float("nan")
         hw = statistics.median(r["wall_s"] for r in hf) if hf else float("nan")
         print(f"| {task} | {fmt([r['final'] for r in ours])} | {fmt(best)} | {fmt([r['final'] for r in hf])} | "
               f"{ow:.0f} | {hw:.0f} | {hw / ow:.2f}x |")
