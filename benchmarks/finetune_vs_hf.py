@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import stage_runner
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
 
@@ -39,16 +41,12 @@ def settings(args, task: str, seed: int, tmp: Path) -> list[str]:
 
 
 def run_ours(args, task: str, seed: int, tmp: Path) -> dict:
-    import importlib.util
-
     from bertforge.config import compose
 
     cfg = compose(settings(args, task, seed, tmp))
-    spec = importlib.util.spec_from_file_location("finetune", Path(__file__).parents[1] / "pipelines/finetune.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    run = stage_runner("finetune")
     t0 = time.perf_counter()
-    mod.run(cfg)
+    run(cfg)
     wall = time.perf_counter() - t0
     report = json.loads((tmp / "ft" / task / "finetune.json").read_text())["model"]
     return {"final": report["history"][-1]["score"], "best": report["best_dev"], "history": report["history"], "wall_s": wall}
@@ -62,7 +60,7 @@ def run_hf(args, task: str, seed: int, tmp: Path) -> dict:
                               set_seed)
 
     from bertforge.config import compose
-    from bertforge.tasks import compute_metrics, load_task, task_score
+    from bertforge.tasks import load_task, score_predictions
 
     t0 = time.perf_counter()
     cfg = compose(settings(args, task, seed, tmp))
@@ -93,8 +91,8 @@ def run_hf(args, task: str, seed: int, tmp: Path) -> dict:
     def metrics(pred):
         logits = pred.predictions
         preds = logits[:, 0] if regression else np.argmax(logits, -1)
-        m = compute_metrics(metric_names, preds, np.asarray(pred.label_ids))
-        return {**m, "score": task_score(m, cfg.task)}
+        m, score = score_predictions(cfg.task, preds, np.asarray(pred.label_ids))
+        return {**m, "score": score}
 
     targs = TrainingArguments(
         output_dir=str(tmp / "hf"), learning_rate=args.lr, per_device_train_batch_size=args.batch_size,

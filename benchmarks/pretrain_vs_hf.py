@@ -25,41 +25,44 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import stage_runner
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
 
 
-def batches(args, cfg, masked: bool):
-    """The first `steps` training batches of epoch 0 (ours: our masking; stock: unmasked pairs)."""
-    from functools import partial
-
-    from bertforge.pretraining_data import PretrainingDataset, SpecialIds, collate
+def pairs(args, cfg):
+    """The tokenizer and epoch 0's pairs; the first (warmup + steps) batches are measured."""
+    from bertforge.pretraining_data import PretrainingDataset, SpecialIds
     from bertforge.shards import Shard
     from bertforge.tokenization import load_tokenizer
 
     tok = load_tokenizer(Path(args.prepared) / "tokenizer")
     ds = PretrainingDataset(Shard(Path(args.prepared) / "shards" / "train"), SpecialIds.from_tokenizer(tok),
                             cfg.pretrain, cfg.seed, 0)
-    n = args.batch_size
-    need = (args.warmup + args.steps) * n
+    need = (args.warmup + args.steps) * args.batch_size
     if len(ds) < need:
         raise SystemExit(f"{args.prepared}: {len(ds)} pairs, the benchmark needs {need}")
-    if masked:
-        c = partial(collate, pad_id=tok.pad_token_id)
-        return tok, [c([ds[i] for i in range(b * n, (b + 1) * n)]) for b in range(args.warmup + args.steps)]
-    from transformers import DataCollatorForLanguageModeling
+    return tok, ds
 
-    hf = DataCollatorForLanguageModeling(tok, mlm_probability=cfg.pretrain.masked_lm_prob)
+
+def batch_ranges(args):
+    n = args.batch_size
+    return [range(b * n, (b + 1) * n) for b in range(args.warmup + args.steps)]
+
+
+def stock_features(args, ds) -> list[list[dict]]:
+    """Unmasked `[CLS] A [SEP] B [SEP]` pairs: the stock collator masks them inside the step."""
     s = ds.special
     out = []
-    for b in range(args.warmup + args.steps):
+    for rows in batch_ranges(args):
         feats = []
-        for a, bb, is_random in ds.instances[b * n : (b + 1) * n]:
-            ids = [s.cls, *a.tolist(), s.sep, *bb.tolist(), s.sep]
-            feats.append({"input_ids": ids, "token_type_ids": [0] * (len(a) + 2) + [1] * (len(bb) + 1),
+        for a, b, is_random in (ds.instances[i] for i in rows):
+            feats.append({"input_ids": [s.cls, *a.tolist(), s.sep, *b.tolist(), s.sep],
+                          "token_type_ids": [0] * (len(a) + 2) + [1] * (len(b) + 1),
                           "next_sentence_label": int(is_random)})
         out.append(feats)
-    return tok, out, hf
+    return out
 
 
 def model_for(cfg, tok):
@@ -71,15 +74,6 @@ def model_for(cfg, tok):
     return build_pretraining_model(bert_config(cfg.model, len(tok), tok.pad_token_id))
 
 
-def optimizer(model, cfg):
-    import torch
-
-    from bertforge.optim import param_groups
-
-    p = cfg.pretrain
-    return torch.optim.AdamW(param_groups(model, p.weight_decay), lr=p.lr, betas=tuple(p.adam_betas), eps=p.adam_eps)
-
-
 def windows(times: list[float], tokens: list[int], args) -> float:
     """Median tokens/s over windows of `args.window` steps after warm-up."""
     rates = []
@@ -88,19 +82,19 @@ def windows(times: list[float], tokens: list[int], args) -> float:
     return statistics.median(rates)
 
 
-def run_stock(args, cfg):
+def train_loop(args, cfg, model, inputs, step_loss) -> tuple[float, list[float]]:
+    """AdamW steps over `inputs`; `step_loss(x)` returns (loss, batch). Gives tokens/s and the losses."""
     import torch
 
-    tok, feats, collator = batches(args, cfg, masked=False)
-    model = model_for(cfg, tok).float()
-    opt = optimizer(model, cfg)
-    torch.manual_seed(cfg.seed)
+    from bertforge.optim import param_groups
+
+    p = cfg.pretrain
+    opt = torch.optim.AdamW(param_groups(model, p.weight_decay), lr=p.lr, betas=tuple(p.adam_betas), eps=p.adam_eps)
     times, tokens, losses = [time.perf_counter()], [0], []
-    for f in feats:
-        batch = collator(f)  # masking is part of the stock step, as in Trainer's collate
-        loss = model(**batch).loss
+    for x in inputs:
+        loss, batch = step_loss(x)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.pretrain.grad_clip)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
@@ -109,34 +103,42 @@ def run_stock(args, cfg):
     return windows(times, tokens, args), losses
 
 
-def run_bare(args, cfg):
+def run_stock(args, cfg, tok, ds):
+    import torch
+    from transformers import DataCollatorForLanguageModeling
+
+    collator = DataCollatorForLanguageModeling(tok, mlm_probability=cfg.pretrain.masked_lm_prob)
+    model = model_for(cfg, tok).float()
+    torch.manual_seed(cfg.seed)
+
+    def step_loss(features):
+        batch = collator(features)  # masking is part of the stock step, as in Trainer's collate
+        return model(**batch).loss, batch
+
+    return train_loop(args, cfg, model, stock_features(args, ds), step_loss)
+
+
+def run_bare(args, cfg, tok, ds):
     import torch
     import torch.nn.functional as F
 
     from bertforge.modeling import sparse_pretraining_forward
+    from bertforge.pretraining_data import collate
 
-    tok, prepared = batches(args, cfg, masked=True)
+    prepared = [collate([ds[i] for i in rows], pad_id=tok.pad_token_id) for rows in batch_ranges(args)]
     model = model_for(cfg, tok)
-    opt = optimizer(model, cfg)
-    times, tokens, losses = [time.perf_counter()], [0], []
-    for batch in prepared:
+
+    def step_loss(batch):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = sparse_pretraining_forward(model, batch)
         loss = F.cross_entropy(out.mlm_logits.float(), out.mlm_labels) + \
             F.cross_entropy(out.nsp_logits.float(), batch["next_sentence_label"])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.pretrain.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        times.append(time.perf_counter())
-        tokens.append(int(batch["attention_mask"].sum()))
-    return windows(times, tokens, args), losses
+        return loss, batch
+
+    return train_loop(args, cfg, model, prepared, step_loss)
 
 
 def run_stage(args, overrides: list[str], tmp: Path) -> tuple[float, float]:
-    import importlib.util
-
     import mlflow
 
     from bertforge.config import compose
@@ -146,11 +148,9 @@ def run_stage(args, overrides: list[str], tmp: Path) -> tuple[float, float]:
                                f"pretrain.val_every_n_steps={10**6}", f"pretrain.checkpoint_every_n_steps={10**6}",
                                f"paths.pretrained={tmp / 'pre'}", f"paths.checkpoints={tmp / 'ckpt'}",
                                f"paths.metrics={tmp / 'metrics'}", f"paths.plots={tmp / 'plots'}"])
-    spec = importlib.util.spec_from_file_location("pretrain", Path(__file__).parents[1] / "pipelines/pretrain.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    run_pretrain = stage_runner("pretrain")
     t0 = time.perf_counter()
-    mod.run(cfg)
+    run_pretrain(cfg)
     wall = time.perf_counter() - t0
     client = mlflow.MlflowClient()
     run = client.search_runs([e.experiment_id for e in client.search_experiments()])[0]
@@ -178,8 +178,9 @@ def main() -> None:
                      f"pretrain.batch_size={args.batch_size}", f"pretrain.max_seq_length={args.seq}",
                      f"pretrain.max_predictions_per_seq={args.max_predictions}"]
         cfg = compose(overrides)
-        stock, stock_loss = run_stock(args, cfg)
-        bare, bare_loss = run_bare(args, cfg)
+        tok, ds = pairs(args, cfg)
+        stock, stock_loss = run_stock(args, cfg, tok, ds)
+        bare, bare_loss = run_bare(args, cfg, tok, ds)
         with tempfile.TemporaryDirectory() as d:
             os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(d) / 'mlflow.db'}"
             stage, wall = run_stage(args, overrides, Path(d))

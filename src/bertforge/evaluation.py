@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .finetune_module import encode, make_loader, predict
-from .tasks import TaskData, compute_metrics, task_score
+from .tasks import TaskData, score_predictions
 from .tokenization import load_tokenizer
 
 
@@ -21,8 +21,8 @@ def evaluate_model(model_dir: Path, task, data: TaskData, split: str, max_seq_le
     regression = data.labels is None
     preds, _ = predict(model, loader, regression)
     gold = [data.label_id(e) for e in examples]
-    metrics = compute_metrics(list(task.metrics), preds, np.asarray(gold))
-    return metrics, task_score(metrics, task), examples, preds
+    metrics, score = score_predictions(task, preds, np.asarray(gold))
+    return metrics, score, examples, preds
 
 
 def write_predictions(path: Path, examples, preds, data: TaskData) -> None:

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from .config import ConfigError
 from .optim import optimizer_with_schedule
-from .tasks import Example, TaskData, compute_metrics, task_score
+from .tasks import Example, TaskData, score_predictions
 
 
 def encode(tokenizer, examples: list[Example], data: TaskData, max_length: int) -> list[dict]:
@@ -127,8 +127,7 @@ class FinetuneModule(pl.LightningModule):
         self._preds, self._gold = [], []
         if self.trainer.sanity_checking:
             return
-        metrics = compute_metrics(list(self.task.metrics), preds, gold)
-        score = task_score(metrics, self.task)
+        metrics, score = score_predictions(self.task, preds, gold)
         self.log_dict({f"dev/{k}": v for k, v in metrics.items()} | {"dev/score": score})
         self.history.append({"epoch": self.current_epoch, "step": self.global_step, "score": score, **metrics})
         if score > self.best_score:  # best-checkpoint selection on the dev metric

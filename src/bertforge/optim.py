@@ -70,10 +70,16 @@ class Lamb(torch.optim.Optimizer):
         return loss
 
 
+def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+    classes = {"adamw": torch.optim.AdamW, "lamb": Lamb}  # AdamW ignores the groups' `adapt`
+    if name not in classes:
+        raise ConfigError(f"pretrain.optimizer={name!r}: expected adamw or lamb")
+    return classes[name]
+
+
 def check_optim_config(pc) -> None:
     """Fail before training, not at the first optimizer step."""
-    if pc.get("optimizer", "adamw") not in ("adamw", "lamb"):
-        raise ConfigError(f"pretrain.optimizer={pc.optimizer!r}: expected adamw or lamb")
+    optimizer_class(pc.get("optimizer", "adamw"))
     warmup_decay(pc.warmup_steps, pc.max_steps, pc.get("schedule", "linear"))
     if int(pc.get("accumulate_grad_batches", 1)) < 1:
         raise ConfigError(f"pretrain.accumulate_grad_batches={pc.accumulate_grad_batches}: must be >= 1")
@@ -81,12 +87,6 @@ def check_optim_config(pc) -> None:
 
 def optimizer_with_schedule(model, lr, weight_decay, betas, eps, warmup_steps, total_steps,
                             name: str = "adamw", schedule: str = "linear"):
-    groups = param_groups(model, weight_decay)
-    if name == "adamw":
-        opt = torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps)  # ignores `adapt`
-    elif name == "lamb":
-        opt = Lamb(groups, lr=lr, betas=betas, eps=eps)
-    else:
-        raise ConfigError(f"pretrain.optimizer={name!r}: expected adamw or lamb")
+    opt = optimizer_class(name)(param_groups(model, weight_decay), lr=lr, betas=tuple(betas), eps=eps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_decay(warmup_steps, total_steps, schedule))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

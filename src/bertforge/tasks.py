@@ -200,3 +200,9 @@ def task_score(metrics: dict[str, float], task) -> float:
     """GLUE's per-task score: the mean of the task's `score_metrics` (default: all its metrics), so MRPC averages
     F1 and accuracy while CoLA, which also reports accuracy, is scored on Matthews correlation alone."""
     return float(np.mean([metrics[n] for n in (task.get("score_metrics") or task.metrics)]))
+
+
+def score_predictions(task, preds: np.ndarray, gold: np.ndarray) -> tuple[dict[str, float], float]:
+    """The task's metrics on these predictions, and its GLUE score."""
+    metrics = compute_metrics(list(task.metrics), preds, gold)
+    return metrics, task_score(metrics, task)
