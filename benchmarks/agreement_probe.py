@@ -11,7 +11,7 @@ import random
 import torch
 from transformers import AutoTokenizer, BertForPreTraining
 
-from bertforge.corpus import N_TOPICS, DemoLanguage, demo_lexicon
+from bertforge.demo_language import N_TOPICS, DemoLanguage, demo_lexicon
 
 
 def main() -> None:

@@ -58,11 +58,12 @@ def test_nsp_balance_and_negatives_from_other_documents(parts):
             doc_of.setdefault(tuple(s.tolist()), set()).add(d)
     instances = create_instances(shard, 64, 0.1, random.Random(3))
     assert len(instances) > 800
-    random_share = np.mean([r for _, _, r in instances])
     # The reference algorithm flips a fair coin, except that a chunk of a single sentence (often a
     # short document's tail) always gets a random B: on these 6-20 sentence documents that gives
-    # 56-57% random, as Google's create_pretraining_data.py would.
-    assert 0.5 <= random_share <= 0.6
+    # about 57% random, as Google's create_pretraining_data.py would. One pass of ~900 pairs has a
+    # s.d. of ~0.025 (seeds 0-7 gave 0.545-0.614), so the mean of 8 passes is tested.
+    shares = [np.mean([r for _, _, r in create_instances(shard, 64, 0.1, random.Random(s))]) for s in range(8)]
+    assert 0.54 <= np.mean(shares) <= 0.60
     # A random B never continues A's document: its first whole sentence belongs to another document.
     checked = 0
     for a, b, is_random in instances[:400]:

@@ -90,7 +90,7 @@ def test_finetune_and_evaluate_real_glue_slice(tmp_path, monkeypatch):
 
 
 def test_demo_agreement_task_flips_verb_number():
-    from bertforge.corpus import demo_lexicon
+    from bertforge.demo_language import demo_lexicon
 
     data = load_task(compose(["task=demo", "task.num_train=400"]).task)
     assert collections.Counter(e.label for e in data.splits["train"]) == {"grammatical": 200, "ungrammatical": 200}

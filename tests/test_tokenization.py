@@ -1,3 +1,5 @@
+from collections import Counter
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -12,7 +14,8 @@ def test_korean_round_trips_through_trained_tokenizer(tmp_path):
     from transformers import AutoTokenizer, BertTokenizerFast
 
     cfg = OmegaConf.merge(compose(["tokenizer=korean"]).tokenizer, {"vocab_size": 400, "limit_alphabet": 400})
-    save_tokenizer(train_wordpiece(lambda: KO, cfg), tmp_path, cfg, 128)
+    (tmp_path / "ko.txt").write_text("\n".join(KO), encoding="utf-8")
+    save_tokenizer(train_wordpiece([tmp_path / "ko.txt"], cfg, Counter("".join(KO))), tmp_path, cfg, 128)
     for loader in (AutoTokenizer, BertTokenizerFast):
         tok = loader.from_pretrained(tmp_path)
         for s in KO[:4]:

