@@ -20,7 +20,9 @@ def run(cfg):
         log_metrics_dict(metrics, "final/")
         write_metrics(resolve_path(cfg.paths.metrics) / "pretrain.json", metrics)
     print(f"pretrained BERT-{cfg.model.name}: held-out MLM accuracy {metrics['mlm_accuracy']:.3f} "
-          f"(unigram baseline {metrics['unigram_accuracy']:.3f}), NSP accuracy {metrics['nsp_accuracy']:.3f} -> {out}")
+          f"(unigram baseline {metrics['unigram_accuracy']:.3f})"
+          + (f", {cfg.pretrain.objective.upper()} accuracy {metrics['nsp_accuracy']:.3f}" if "nsp_accuracy" in metrics else "")
+          + f" -> {out}")
 
 
 main = stage_main(run)

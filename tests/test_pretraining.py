@@ -84,3 +84,16 @@ def test_checkpoint_fingerprint_covers_config_data_and_code(monkeypatch):
     real = Path.read_bytes
     monkeypatch.setattr(Path, "read_bytes", lambda p: real(p) + (b"#" if p.name == "modeling.py" else b""))
     assert base != pretraining.fingerprint(cfg, "run-a")
+
+
+@pytest.mark.parametrize("objective", ["mlm", "sop"])
+def test_other_objectives_train_and_log_their_curves(tmp_path, demo_prepared, tracking, objective):
+    import csv
+
+    _, prepared, _ = demo_prepared
+    metrics, weights = _pretrain(tmp_path, prepared, objective, [f"pretrain.objective={objective}",
+                                                                 "pretrain.whole_word_masking=true"])
+    assert ("nsp_accuracy" in metrics) == (objective == "sop") and metrics["mlm_loss"] < 8.0
+    rows = list(csv.DictReader(open(tmp_path / objective / "plots" / "valid.csv")))
+    assert [int(r["step"]) for r in rows] == [15, 30]
+    assert "cls.seq_relationship.weight" in weights  # BertForPreTraining's names, whatever the objective

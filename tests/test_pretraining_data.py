@@ -3,6 +3,7 @@ import random
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from bertforge.pretraining_data import PretrainingDataset, SpecialIds, collate, create_instances, mask_tokens, truncate_seq_pair
 from bertforge.shards import Shard
@@ -126,3 +127,95 @@ def test_collate_pads_and_masks(parts):
     assert batch["input_ids"].shape == (8, width)
     assert (batch["attention_mask"].sum(1).tolist() == [len(ds[i]["input_ids"]) for i in range(8)])
     assert (batch["labels"][batch["attention_mask"] == 0] == -100).all()
+
+
+def test_whole_word_masking_masks_every_piece_of_a_word():
+    # ids 5-9 start words, 10-14 are "##" pieces; 0-4 are special
+    cont = np.zeros(15, dtype=bool)
+    cont[10:] = True
+    special = SpecialIds(cls=2, sep=3, mask=4, pad=0, vocab_size=15, all_special=(0, 1, 2, 3, 4), continuation=cont)
+    rng = np.random.default_rng(0)
+    words = [[5], [6, 10], [7, 11, 12], [8], [9, 13, 14, 10]] * 8
+    ids = np.asarray([2, *[t for w in words for t in w], 3], dtype=np.int64)
+    bounds = np.cumsum([1] + [len(w) for w in words])
+    masked_share = []
+    for _ in range(400):
+        _, labels = mask_tokens(ids, special, 0.15, 20, rng, whole_word=True)
+        chosen = labels != -100
+        n_target = min(20, round(len(ids) * 0.15))
+        assert chosen.sum() <= n_target and not chosen[[0, -1]].any()
+        for lo, hi in zip(bounds[:-1], bounds[1:]):  # every word is masked entirely or not at all
+            assert chosen[lo:hi].all() or not chosen[lo:hi].any()
+        masked_share.append(chosen.sum() / n_target)
+    # words of 1-4 pieces fill the 15% budget almost exactly (skipping words that would overshoot)
+    assert np.mean(masked_share) > 0.95
+    # a [SEP] between pieces splits groups: "##" pieces after a special token form their own word
+    ids2 = np.asarray([2, 6, 3, 10, 11, 3])
+    for seed in range(20):
+        _, labels = mask_tokens(ids2, special, 0.5, 3, np.random.default_rng(seed), whole_word=True)
+        chosen = labels != -100
+        assert not chosen[[0, 2, 5]].any() and chosen[3] == chosen[4]
+
+
+def _find(haystack: np.ndarray, needle: np.ndarray) -> int:
+    """Start of `needle` in `haystack` (-1 if absent)."""
+    if len(needle) == 0:
+        return -1
+    starts = np.flatnonzero(haystack[: len(haystack) - len(needle) + 1] == needle[0])
+    return next((int(s) for s in starts if (haystack[s : s + len(needle)] == needle).all()), -1)
+
+
+def test_sop_pairs_are_consecutive_and_half_are_swapped(parts):
+    _, shard, _, _ = parts
+    instances = create_instances(shard, 64, 0.1, random.Random(1), objective="sop")
+    tokens = np.asarray(shard.tokens)
+    in_order = swapped = 0
+    for a, b, label in instances[:400]:
+        if len(a) + len(b) >= 61:
+            continue  # truncate_seq_pair may have cut the sides where they meet
+        pa, pb = _find(tokens, a), _find(tokens, b)
+        if label == 0:
+            assert pa + len(a) == pb  # B continues A directly
+            in_order += 1
+        elif pb + len(b) == pa:
+            swapped += 1  # B is the text right before A
+    share = swapped / max(in_order + swapped, 1)
+    assert in_order > 50 and 0.38 < share < 0.62  # fair coin over ~150 pairs: s.d. 0.04
+
+
+def test_mlm_only_packs_whole_sentences_across_documents(parts):
+    cfg, shard, special, _ = parts
+    pc = OmegaConf.merge(cfg.pretrain, {"objective": "mlm"})
+    ds = PretrainingDataset(shard, special, pc, seed=5, epoch=0)
+    sentences = sum(len(shard.document(d)) for d in range(shard.num_documents))
+    seen = 0
+    for a, b, label in ds.instances:
+        assert b is None and label == -100 and len(a) <= pc.max_seq_length - 2
+        seen += 1 + int((a == special.sep).sum())  # pieces between document separators
+    assert seen <= sentences + len(ds.instances)
+    n_tokens = sum(len(a) - int((a == special.sep).sum()) for a, _, _ in ds.instances)
+    assert n_tokens == len(shard.tokens)  # every token once, nothing dropped (no sentence is over-long here)
+    fill = np.mean([len(a) for a, _, _ in ds.instances]) / (pc.max_seq_length - 2)
+    assert fill > 0.85  # packing fills sequences (pairs with short_seq_prob fill ~0.7)
+    x = ds[0]
+    assert x["input_ids"][0] == special.cls and x["input_ids"][-1] == special.sep and not x["token_type_ids"].any()
+    assert collate([ds[i] for i in range(4)], special.pad)["next_sentence_label"].tolist() == [-100] * 4
+
+
+def test_static_masking_repeats_the_dupe_factor_copies(parts):
+    cfg, shard, special, _ = parts
+    pc = OmegaConf.merge(cfg.pretrain, {"masking": "static", "dupe_factor": 3})
+    e0, e1, e3 = (PretrainingDataset(shard, special, pc, seed=5, epoch=e) for e in (0, 1, 3))
+    same = lambda x, y: all(np.array_equal(x[i]["input_ids"], y[i]["input_ids"]) for i in range(40))  # noqa: E731
+    assert same(e0, e3) and not same(e0, e1)
+
+
+@pytest.mark.parametrize("override, key", [({"objective": "xlnet"}, "pretrain.objective"),
+                                           ({"masking": "static", "dupe_factor": 0}, "pretrain.dupe_factor"),
+                                           ({"masked_lm_prob": 1.5}, "pretrain.masked_lm_prob")])
+def test_impossible_example_settings_name_the_key(parts, override, key):
+    from bertforge.config import ConfigError
+    from bertforge.pretraining_data import check_example_config
+
+    with pytest.raises(ConfigError, match=key):
+        check_example_config(OmegaConf.merge(parts[0].pretrain, override))

@@ -85,11 +85,15 @@ class PretrainModule(pl.LightningModule):
         self.model, self.cfg, self.total_steps, self.unigram_id = model, cfg, total_steps, unigram_id
         self._val: dict[str, float] = {}
         self._t0, self._tokens, self._samples, self._micro = None, 0, 0, 0
+        self.pair_task = cfg.get("objective", "nsp") != "mlm"  # nsp or sop; mlm trains no pair head
 
     def _losses(self, batch):
         out = sparse_pretraining_forward(self.model, batch)
         mlm = F.cross_entropy(out.mlm_logits.float(), out.mlm_labels)
-        nsp = F.cross_entropy(out.nsp_logits.float(), batch["next_sentence_label"])
+        if self.pair_task:
+            nsp = F.cross_entropy(out.nsp_logits.float(), batch["next_sentence_label"])
+        else:  # zero, but the head stays in the graph (DDP expects every parameter to get a gradient)
+            nsp = out.nsp_logits.float().sum() * 0.0
         return out, mlm, nsp
 
     def training_step(self, batch, batch_idx):
@@ -136,7 +140,7 @@ class PretrainModule(pl.LightningModule):
             "val/perplexity": math.exp(min(loss, 50.0)),
             "val/mlm_accuracy": v["mlm_correct"] / max(v["masked"], 1),
             "val/unigram_accuracy": v["unigram_correct"] / max(v["masked"], 1),
-            "val/nsp_accuracy": v["nsp_correct"] / max(v["pairs"], 1),
+            **({"val/nsp_accuracy": v["nsp_correct"] / max(v["pairs"], 1)} if self.pair_task else {}),
         }, prog_bar=True)
 
     def configure_optimizers(self):

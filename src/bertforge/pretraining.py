@@ -19,7 +19,7 @@ from .modeling import bert_config, build_pretraining_model
 from .optim import check_optim_config
 from .outputs import read_json, write_json
 from .pretrain_module import CurveWriter, PretrainData, PretrainModule
-from .pretraining_data import SpecialIds
+from .pretraining_data import SpecialIds, check_example_config
 from .shards import Shard
 from .tokenization import load_tokenizer
 from .trainer import build_trainer
@@ -68,6 +68,7 @@ def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out
         raise ConfigError(f"pretrain.max_seq_length={pc.max_seq_length} exceeds "
                           f"model.max_position_embeddings={config.max_position_embeddings}")
     check_optim_config(pc)
+    check_example_config(pc)
     import pytorch_lightning as pl
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # reproducible initialisation
@@ -77,13 +78,14 @@ def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out
 
     from .tracking import lightning_logger
 
+    val_keys = [k for k in VAL_KEYS if module.pair_task or k != "val/nsp_accuracy"]
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", every_n_train_steps=pc.checkpoint_every_n_steps,
                                  save_last=True, save_top_k=1, auto_insert_metric_name=False)
     trainer = build_trainer(
         cfg.trainer, lightning_logger(run), max_steps=pc.max_steps, gradient_clip_val=pc.grad_clip,
         log_every_n_steps=pc.log_every_n_steps, val_check_interval=pc.val_every_n_steps, check_val_every_n_epoch=None,
         accumulate_grad_batches=int(pc.get("accumulate_grad_batches", 1)),
-        reload_dataloaders_every_n_epochs=1, callbacks=[checkpoint, CurveWriter(ckpt_dir / "curves", TRAIN_KEYS, VAL_KEYS), *callbacks],
+        reload_dataloaders_every_n_epochs=1, callbacks=[checkpoint, CurveWriter(ckpt_dir / "curves", TRAIN_KEYS, val_keys), *callbacks],
         enable_checkpointing=True,
     )
     last = ckpt_dir / "last.ckpt"

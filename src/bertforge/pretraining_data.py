@@ -1,9 +1,17 @@
 """Pre-training examples as in BERT's reference `create_pretraining_data.py`.
 
-Pairs: segment A is a run of consecutive sentences; B is its true continuation or (50%) a span
-from a *different* document, the unused sentences of A's chunk being put back. Pairs are rebuilt
-each epoch from (seed, epoch); masks are drawn per example from (seed, epoch, index), so the data
-are the same for any number of workers.
+`pretrain.objective`:
+- `nsp` (BERT): segment A is a run of consecutive sentences; B is its true continuation or (50%) a
+  span from a *different* document, the unused sentences of A's chunk being put back.
+- `sop` (ALBERT): B is always A's continuation, and (50%) the two are swapped; label 1 = swapped.
+  As in ALBERT's reference, a chunk of a single sentence still takes a random B (label 1).
+- `mlm` (RoBERTa FULL-SENTENCES): no pair task; whole sentences packed up to the length limit,
+  crossing document boundaries with an extra [SEP].
+
+Examples are rebuilt each epoch from (seed, epoch) and masks drawn per example from (seed, epoch,
+index) — dynamic masking — so the data are the same for any number of loader workers. With
+`pretrain.masking=static`, epoch e uses copy e mod `dupe_factor`: the reference's dupe_factor
+fixed copies of the data, repeated exactly.
 """
 from __future__ import annotations
 
@@ -17,6 +25,10 @@ from torch.utils.data import Dataset
 from .shards import Shard
 
 
+OBJECTIVES = ("nsp", "sop", "mlm")
+NO_PAIR_LABEL = -100  # objective=mlm: ignored by the loss
+
+
 @dataclass(frozen=True)
 class SpecialIds:
     cls: int
@@ -25,10 +37,15 @@ class SpecialIds:
     pad: int
     vocab_size: int
     all_special: tuple[int, ...]
+    continuation: np.ndarray | None = None  # [vocab] bool: "##" word pieces (whole-word masking)
 
     @classmethod
     def from_tokenizer(cls, tok) -> "SpecialIds":
-        return cls(tok.cls_token_id, tok.sep_token_id, tok.mask_token_id, tok.pad_token_id, len(tok), tuple(tok.all_special_ids))
+        cont = np.zeros(len(tok), dtype=bool)
+        for token, i in tok.get_vocab().items():
+            cont[i] = token.startswith("##")
+        return cls(tok.cls_token_id, tok.sep_token_id, tok.mask_token_id, tok.pad_token_id, len(tok),
+                   tuple(tok.all_special_ids), cont)
 
 
 def truncate_seq_pair(a: list, b: list, max_tokens: int, rng: random.Random) -> None:
@@ -41,8 +58,9 @@ def truncate_seq_pair(a: list, b: list, max_tokens: int, rng: random.Random) -> 
             longer.pop()
 
 
-def create_instances(shard: Shard, max_seq_length: int, short_seq_prob: float, rng: random.Random):
-    """All (tokens_a, tokens_b, is_random_next) pairs for one pass over the shard."""
+def create_instances(shard: Shard, max_seq_length: int, short_seq_prob: float, rng: random.Random, objective: str = "nsp"):
+    """All (tokens_a, tokens_b, label) pairs for one pass over the shard (label 1: B is random
+    for nsp, A and B are swapped for sop)."""
     n_docs = shard.num_documents
     if n_docs < 2:
         raise ValueError(f"NSP needs at least 2 documents, the shard has {n_docs}")
@@ -62,8 +80,8 @@ def create_instances(shard: Shard, max_seq_length: int, short_seq_prob: float, r
             if i == len(document) - 1 or length >= target:
                 a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
                 tokens_a = [t for seg in chunk[:a_end] for t in seg.tolist()]
-                if len(chunk) == 1 or rng.random() < 0.5:
-                    is_random = True
+                if len(chunk) == 1 or (objective == "nsp" and rng.random() < 0.5):
+                    label = 1
                     other = rng.randrange(n_docs - 1)
                     other += other >= doc_index  # any document but this one
                     rdoc = shard.document(other)
@@ -74,27 +92,75 @@ def create_instances(shard: Shard, max_seq_length: int, short_seq_prob: float, r
                             break
                     i -= len(chunk) - a_end  # put the unused sentences back
                 else:
-                    is_random = False
                     tokens_b = [t for seg in chunk[a_end:] for t in seg.tolist()]
+                    label = 0
+                    if objective == "sop" and rng.random() < 0.5:
+                        tokens_a, tokens_b, label = tokens_b, tokens_a, 1
                 truncate_seq_pair(tokens_a, tokens_b, max_tokens, rng)
                 if tokens_a and tokens_b:
-                    instances.append((np.asarray(tokens_a, np.int32), np.asarray(tokens_b, np.int32), is_random))
+                    instances.append((np.asarray(tokens_a, np.int32), np.asarray(tokens_b, np.int32), label))
                 chunk, length = [], 0
             i += 1
     return instances
 
 
-def mask_tokens(input_ids: np.ndarray, special: SpecialIds, masked_lm_prob: float, max_predictions: int, rng: np.random.Generator):
-    """BERT masking: choose 15% of non-special positions (capped), 80% [MASK], 10% random, 10% kept."""
+def pack_sentences(shard: Shard, max_tokens: int, rng: random.Random, doc_sep: int | None = None):
+    """RoBERTa's FULL-SENTENCES: documents in a seeded order, their sentences packed whole into
+    sequences of at most `max_tokens`; a document boundary inside a sequence is marked by an extra
+    [SEP] (`doc_sep`). A sentence longer than the limit is cut to it. Examples are (tokens, None,
+    NO_PAIR_LABEL)."""
+    order = list(range(shard.num_documents))
+    rng.shuffle(order)
+    instances, current = [], []
+    for d in order:
+        if current and doc_sep is not None:
+            current.append(doc_sep)
+        for sent in shard.document(d):
+            sent = sent.tolist()[:max_tokens]
+            if current and len(current) + len(sent) > max_tokens:
+                if current[-1] == doc_sep:
+                    current.pop()
+                instances.append((np.asarray(current, np.int32), None, NO_PAIR_LABEL))
+                current = []
+            current.extend(sent)
+    if current:
+        instances.append((np.asarray(current, np.int32), None, NO_PAIR_LABEL))
+    return instances
+
+
+def _word_groups(input_ids: np.ndarray, candidates: np.ndarray, continuation: np.ndarray) -> list[np.ndarray]:
+    """Candidate positions grouped into whole words: a "##" piece joins the piece before it."""
+    starts = ~continuation[input_ids[candidates]]
+    starts[0] = True
+    starts[1:] |= np.diff(candidates) != 1  # a special token in between always splits
+    return np.split(candidates, np.flatnonzero(starts)[1:])
+
+
+def mask_tokens(input_ids: np.ndarray, special: SpecialIds, masked_lm_prob: float, max_predictions: int,
+                rng: np.random.Generator, whole_word: bool = False):
+    """BERT masking: choose 15% of non-special positions (capped), 80% [MASK], 10% random, 10% kept.
+    With `whole_word`, all pieces of a word are chosen together (the reference skips a word that
+    would overshoot the count and tries the next); the 80/10/10 draw stays per token."""
     labels = np.full_like(input_ids, -100)
     candidates = np.flatnonzero(~np.isin(input_ids, special.all_special))
     n = min(max_predictions, max(1, int(round(len(input_ids) * masked_lm_prob))), len(candidates))
     if n == 0:
         return input_ids, labels
-    picked = rng.choice(candidates, size=n, replace=False)
+    if whole_word:
+        groups = _word_groups(input_ids, candidates, special.continuation)
+        chosen, count = [], 0
+        for g in rng.permutation(len(groups)):
+            if count + len(groups[g]) <= n:
+                chosen.append(groups[g])
+                count += len(groups[g])
+                if count == n:
+                    break
+        picked = np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
+    else:
+        picked = rng.choice(candidates, size=n, replace=False)
     labels[picked] = input_ids[picked]
     out = input_ids.copy()
-    r = rng.random(n)
+    r = rng.random(len(picked))
     out[picked[r < 0.8]] = special.mask
     rand_pos = picked[r >= 0.9]
     rand_ids = rng.integers(0, special.vocab_size, size=len(rand_pos))
@@ -106,11 +172,32 @@ def mask_tokens(input_ids: np.ndarray, special: SpecialIds, masked_lm_prob: floa
     return out, labels
 
 
+def check_example_config(cfg) -> None:
+    """Impossible example settings fail before any work, naming the key."""
+    from .config import ConfigError
+
+    if cfg.get("objective", "nsp") not in OBJECTIVES:
+        raise ConfigError(f"pretrain.objective: {cfg.objective!r} is not one of {', '.join(OBJECTIVES)}")
+    if cfg.get("masking", "dynamic") not in ("dynamic", "static"):
+        raise ConfigError(f"pretrain.masking: {cfg.masking!r} is not one of dynamic, static")
+    if cfg.get("masking") == "static" and int(cfg.get("dupe_factor", 0)) < 1:
+        raise ConfigError(f"pretrain.dupe_factor must be >= 1 with pretrain.masking=static (got {cfg.get('dupe_factor')})")
+    if not 0 < cfg.masked_lm_prob < 1 or cfg.max_predictions_per_seq < 1:
+        raise ConfigError("pretrain.masked_lm_prob must be in (0, 1) and pretrain.max_predictions_per_seq >= 1")
+
+
 class PretrainingDataset(Dataset):
     def __init__(self, shard: Shard, special: SpecialIds, cfg, seed: int, epoch: int, max_examples: int | None = None):
+        if cfg.get("masking", "dynamic") == "static":
+            epoch %= int(cfg.dupe_factor)  # the same dupe_factor copies (pairs and masks), cycled
         self.special, self.cfg, self.seed, self.epoch = special, cfg, seed, epoch
+        self.whole_word = bool(cfg.get("whole_word_masking", False))
         rng = random.Random(f"{seed}-{epoch}")
-        self.instances = create_instances(shard, cfg.max_seq_length, cfg.short_seq_prob, rng)
+        objective = cfg.get("objective", "nsp")
+        if objective == "mlm":
+            self.instances = pack_sentences(shard, cfg.max_seq_length - 2, rng, doc_sep=special.sep)
+        else:
+            self.instances = create_instances(shard, cfg.max_seq_length, cfg.short_seq_prob, rng, objective)
         if max_examples is not None:
             self.instances = self.instances[:max_examples]
 
@@ -118,14 +205,18 @@ class PretrainingDataset(Dataset):
         return len(self.instances)
 
     def __getitem__(self, index: int) -> dict:
-        a, b, is_random = self.instances[index]
+        a, b, label = self.instances[index]
         s = self.special
-        ids = np.concatenate([[s.cls], a, [s.sep], b, [s.sep]]).astype(np.int64)
-        types = np.zeros_like(ids)
-        types[len(a) + 2 :] = 1
+        if b is None:
+            ids = np.concatenate([[s.cls], a, [s.sep]]).astype(np.int64)
+            types = np.zeros_like(ids)
+        else:
+            ids = np.concatenate([[s.cls], a, [s.sep], b, [s.sep]]).astype(np.int64)
+            types = np.zeros_like(ids)
+            types[len(a) + 2 :] = 1
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        masked, labels = mask_tokens(ids, s, self.cfg.masked_lm_prob, self.cfg.max_predictions_per_seq, rng)
-        return {"input_ids": masked, "token_type_ids": types, "labels": labels, "next_sentence_label": int(is_random)}
+        masked, labels = mask_tokens(ids, s, self.cfg.masked_lm_prob, self.cfg.max_predictions_per_seq, rng, self.whole_word)
+        return {"input_ids": masked, "token_type_ids": types, "labels": labels, "next_sentence_label": int(label)}
 
 
 def collate(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
