@@ -2,6 +2,7 @@
 shards that match what users' tokenizers produce, and no half-written output on bad input."""
 import hashlib
 import json
+import lzma
 import os
 import subprocess
 import sys
@@ -22,12 +23,23 @@ def _digests(out: Path) -> dict[str, str]:
 
 def test_output_is_identical_for_any_number_of_workers(tmp_path, monkeypatch):
     import bertforge.preparation as prep
+    from bertforge.demo_language import demo_documents
 
     monkeypatch.setattr(prep, "TASK_BYTES", 20_000)  # many parts, so the merge order matters
-    cfg = compose(["corpus.num_documents=300", "tokenizer.vocab_size=1000"])
-    stats = {w: prepare(cfg, tmp_path / f"w{w}", workers=w) for w in (1, 2)}
-    assert _digests(tmp_path / "w1") == _digests(tmp_path / "w2")
-    assert stats[1] == stats[2] and stats[1]["documents"] == 300
+    docs = list(demo_documents(3, 300, 6, 20))
+    for i in range(3):  # three files (read in parallel), one compressed
+        text = "".join("\n".join(d) + "\n\n" for d in docs[i * 100 : (i + 1) * 100])
+        path = tmp_path / "in" / f"part{i}.txt"
+        path.parent.mkdir(exist_ok=True)
+        if i == 1:
+            with lzma.open(f"{path}.xz", "wt") as fh:
+                fh.write(text)
+        else:
+            path.write_text(text)
+    cfg = compose(["corpus=text", f"corpus.files=[{tmp_path}/in/*]", "tokenizer.vocab_size=1000"])
+    stats = {w: prepare(cfg, tmp_path / f"w{w}", workers=w) for w in (1, 2, 3)}
+    assert _digests(tmp_path / "w1") == _digests(tmp_path / "w2") == _digests(tmp_path / "w3")
+    assert stats[1] == stats[2] == stats[3] and stats[1]["documents"] == 300
     assert not (tmp_path / "w2" / "work").exists() and not (tmp_path / "w2" / "shards" / "parts").exists()
     # the shards hold exactly what the saved tokenizer gives for each sentence, in corpus order
     from transformers import AutoTokenizer

@@ -1,11 +1,11 @@
 """The `prepare` stage: corpus -> normalized text -> WordPiece tokenizer -> token shards + stats.
 
-1. The reader streams documents (cleaned, normalized, sentence-split) into `work/corpus.txt` in
-   Google's format, remembering where each document starts.
-2. WordPiece is trained on that file (in Rust, every core), or an existing tokenizer is reused.
-3. Worker processes encode contiguous ranges of documents into shard parts, which are merged in
-   document order. The train/valid assignment is drawn per document index up front, so the output
-   is byte-identical for any number of workers.
+1. Read: worker processes read the corpus files (one task per file) into normalized text parts in
+   Google's format, remembering where each document starts and counting characters.
+2. Tokenizer: WordPiece trained on those parts (in Rust, on every core), or an existing one reused.
+3. Encode: worker processes encode ranges of documents into shard parts, merged in document order.
+The train/valid assignment is drawn per global document index up front, so the output is
+byte-identical for any number of workers. Memory holds one task's text at a time per process.
 """
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from .config import ConfigError
-from .corpus import read_corpus
+from .corpus import expand_files, read_corpus
 from .shards import SPLITS, PartWriter, merge_parts, token_dtype, write_meta
-from .tokenization import (bert_normalizer, check_hangul_safe, check_keeps_hangul, load_tokenizer, resolve_tokenizer_dir, save_tokenizer,
+from .tokenization import (check_hangul_safe, check_keeps_hangul, load_tokenizer, resolve_tokenizer_dir, save_tokenizer,
                            train_wordpiece)
 
 LENGTH_BINS = [0, 8, 16, 32, 64, 128, 256, 512, 10**9]
@@ -44,38 +45,48 @@ class Progress:
             self._last = now
 
 
-def write_text(docs, path: Path, char_counts: Counter | None = None, normalizer=None) -> np.ndarray:
-    """Documents -> Google's format; returns the byte offset of every document start plus the end.
-    With `char_counts`, also counts the characters of the text as `normalizer` leaves it."""
+# ---------------------------------------------------------------- 1. read
+def read_units(corpus) -> list[tuple[str | None, dict]]:
+    """Independent reading tasks: one per file of a file-based reader (documents never span files),
+    the whole stream otherwise; (mix source name, resolved reader config)."""
+    if corpus.format == "mix":
+        if not corpus.get("sources"):
+            raise ConfigError("corpus.sources: a mix needs at least one source profile")
+        return [(name, unit) for name, src in corpus.sources.items() for _, unit in read_units(src)]
+    plain = OmegaConf.to_container(corpus, resolve=True)
+    if corpus.format in ("text", "jsonl", "csv"):
+        return [(None, {**plain, "files": [str(f)]}) for f in expand_files(corpus.files)]
+    return [(None, plain)]
+
+
+def read_unit(args: tuple[dict, str, bool]) -> tuple[np.ndarray, Counter, Counter]:
+    """Documents of one unit -> a text file; (document start offsets + end, read stats, char counts)."""
+    unit, path, count_chars = args
+    stats, chars = Counter(), Counter()
     starts = array.array("q", [0])
-    progress = Progress("read")
     with open(path, "wb") as fh:
-        for doc in docs:
+        for doc in read_corpus(OmegaConf.create(unit), stats):
             text = "\n".join(doc)
             fh.write((text + "\n\n").encode("utf-8"))
-            if char_counts is not None:
-                char_counts.update(normalizer.normalize_str(text))
+            if count_chars:
+                chars.update(text)
             starts.append(fh.tell())
-            if len(starts) % 1000 == 0:
-                progress.update(f"{len(starts) - 1:,} documents, {starts[-1] / 1e6:,.0f} MB of text")
-    return np.frombuffer(starts, dtype=np.int64)
+    return np.frombuffer(starts, dtype=np.int64).copy(), stats, chars
 
 
-# ---------------------------------------------------------------- encoding workers
-_TOKENIZER: dict = {}
+# ---------------------------------------------------------------- 3. encode
+_TOKENIZERS: dict = {}
 
 
-def _init_worker(tokenizer_json: str, single_thread: bool) -> None:
-    if single_thread:  # processes are the parallelism; one Rayon thread each avoids oversubscription
-        os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    from tokenizers import Tokenizer
-
-    _TOKENIZER["tok"] = Tokenizer.from_file(tokenizer_json)
+def _init_worker() -> None:  # processes are the parallelism: one Rayon thread each
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
 def encode_range(task: dict) -> dict:
-    """Encode documents [first, last) (bytes [b0, b1) of the text file) into one part per split."""
-    tok = _TOKENIZER["tok"]
+    """Encode the documents in bytes [b0, b1) of a text part into one shard part per split."""
+    from tokenizers import Tokenizer
+
+    tok = _TOKENIZERS.get(task["tokenizer"]) or _TOKENIZERS.setdefault(task["tokenizer"], Tokenizer.from_file(task["tokenizer"]))
     unk = tok.token_to_id("[UNK]")
     with open(task["text"], "rb") as fh:
         fh.seek(task["b0"])
@@ -102,69 +113,43 @@ def encode_range(task: dict) -> dict:
             "single_sentence_documents": single}
 
 
-def _tasks(text: Path, starts: np.ndarray, valid: np.ndarray, parts_dir: Path, dtype: np.dtype) -> list[dict]:
-    tasks, first = [], 0
-    n = len(starts) - 1
-    while first < n:
-        last = int(np.searchsorted(starts, starts[first] + TASK_BYTES, side="left"))
-        last = min(max(last, first + 1), n)
-        tasks.append({"text": str(text), "b0": int(starts[first]), "b1": int(starts[last]), "valid": valid[first:last],
-                      "part": str(parts_dir / f"{len(tasks):06d}"), "dtype": dtype.name})
-        first = last
+def encode_tasks(texts: list[tuple[Path, np.ndarray]], valid: np.ndarray, tokenizer_json: Path, parts_dir: Path,
+                 dtype: np.dtype) -> list[dict]:
+    tasks, doc0 = [], 0
+    for path, starts in texts:
+        first, n = 0, len(starts) - 1
+        while first < n:
+            last = int(np.searchsorted(starts, starts[first] + TASK_BYTES, side="left"))
+            last = min(max(last, first + 1), n)
+            tasks.append({"text": str(path), "b0": int(starts[first]), "b1": int(starts[last]),
+                          "valid": valid[doc0 + first : doc0 + last], "part": str(parts_dir / f"{len(tasks):06d}"),
+                          "dtype": dtype.name, "tokenizer": str(tokenizer_json)})
+            first = last
+        doc0 += n
     return tasks
 
 
-def encode_corpus(text: Path, starts: np.ndarray, tokenizer_json: Path, out_dir: Path, vocab_size: int,
-                  valid_fraction: float, seed: int, workers: int) -> dict:
-    n_docs = len(starts) - 1
-    valid = np.random.default_rng(seed).random(n_docs) < valid_fraction
-    dtype = token_dtype(vocab_size)
-    tasks = _tasks(text, starts, valid, out_dir / "parts", dtype)
-    progress = Progress("encode")
-    results = []
-    if workers <= 1:
-        _init_worker(str(tokenizer_json), single_thread=False)
-        mapped = map(encode_range, tasks)
-        pool = None
-    else:  # spawn: the parent's Rayon thread pool must not be forked
-        pool = mp.get_context("spawn").Pool(workers, _init_worker, (str(tokenizer_json), True))
-        mapped = pool.imap(encode_range, tasks)
-    try:
-        for r in mapped:
-            results.append(r)
-            progress.update(f"{len(results)}/{len(tasks)} parts, {sum(x['parts']['train']['tokens'] for x in results):,} train tokens")
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
-    splits = {s: merge_parts([(Path(t["part"]) / s, r["parts"][s]) for t, r in zip(tasks, results)], out_dir / s, dtype)
-              for s in SPLITS}
-    shutil.rmtree(out_dir / "parts", ignore_errors=True)
-    write_meta(out_dir, vocab_size, dtype, splits)
+def _histogram(results: list[dict]) -> dict[str, int]:
     hist = sum((r["hist"] for r in results), np.zeros(len(LENGTH_BINS) - 1, dtype=np.int64))
-    return {
-        "splits": splits,
-        "unk_tokens": sum(r["unk_tokens"] for r in results),
-        "single_sentence_documents": sum(r["single_sentence_documents"] for r in results),
-        "sentence_length_histogram": {f"{lo}-{hi - 1}" if hi < 10**9 else f"{lo}+": int(n)
-                                      for lo, hi, n in zip(LENGTH_BINS, LENGTH_BINS[1:], hist)},
-    }
+    return {f"{lo}-{hi - 1}" if hi < 10**9 else f"{lo}+": int(n) for lo, hi, n in zip(LENGTH_BINS, LENGTH_BINS[1:], hist)}
 
 
-def _sample_lines(path: Path, n: int) -> list[str]:
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                out.append(line.rstrip("\n"))
-                if len(out) >= n:
-                    break
+# ---------------------------------------------------------------- 2. tokenizer
+def _sample_lines(paths: list[Path], n: int) -> list[str]:
+    out: list[str] = []
+    for path in paths:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    out.append(line.rstrip("\n"))
+                    if len(out) >= n:
+                        return out
     return out
 
 
-def tokenizer_for(cfg, text: Path, char_counts: Counter, out_dir: Path):
+def tokenizer_for(cfg, texts: list[Path], char_counts: Counter, out_dir: Path):
     """Train WordPiece on the text, or reuse `tokenizer.pretrained` (a directory or pkg:...)."""
-    sample = _sample_lines(text, 5000)
+    sample = _sample_lines(texts, 5000)
     if cfg.tokenizer.get("pretrained"):
         src = resolve_tokenizer_dir(str(cfg.tokenizer.pretrained))
         try:
@@ -175,9 +160,17 @@ def tokenizer_for(cfg, text: Path, char_counts: Counter, out_dir: Path):
         tok.save_pretrained(str(out_dir))
         return load_tokenizer(out_dir)
     check_hangul_safe(sample, bool(cfg.tokenizer.strip_accents))
-    Progress("tokenizer").update(f"training WordPiece (vocab {cfg.tokenizer.vocab_size:,}) on {text.stat().st_size / 1e6:,.0f} MB", force=True)
-    vocab = train_wordpiece([text], cfg.tokenizer, char_counts)
+    progress = Progress("tokenizer")
+    mb = sum(p.stat().st_size for p in texts) / 1e6
+    progress.update(f"training WordPiece (vocab {cfg.tokenizer.vocab_size:,}) on {mb:,.0f} MB", force=True)
+    vocab = train_wordpiece(texts, cfg.tokenizer, char_counts)
+    progress.update("done", force=True)
     return save_tokenizer(vocab, out_dir, cfg.tokenizer, model_max_length=512)
+
+
+# ---------------------------------------------------------------- the stage
+def _imap(pool, fn, items):
+    return pool.imap(fn, items) if pool is not None else map(fn, items)
 
 
 def prepare(cfg, out_dir: Path, workers: int | None = None) -> dict:
@@ -185,34 +178,58 @@ def prepare(cfg, out_dir: Path, workers: int | None = None) -> dict:
     workers = workers or int(cfg.get("workers") or 0) or os.cpu_count() or 1
     work = out_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
-    text = work / "corpus.txt"
-    read_stats: Counter = Counter()
-    train = not cfg.tokenizer.get("pretrained")
-    char_counts: Counter = Counter()
-    starts = write_text(read_corpus(corpus, read_stats), text, char_counts if train else None,
-                        bert_normalizer(cfg.tokenizer) if train else None)
-    if len(starts) == 1:
-        raise ValueError(f"corpus {corpus.name!r}: no text found (empty corpus; skipped: {dict(read_stats) or 'nothing'})")
-    tok = tokenizer_for(cfg, text, char_counts, out_dir / "tokenizer")
-    vocab_size = len(tok)
-    enc = encode_corpus(text, starts, out_dir / "tokenizer" / "tokenizer.json", out_dir / "shards", vocab_size,
-                        corpus.valid_fraction, cfg.seed, workers)
-    text_bytes = int(starts[-1])
+    train_vocab = not cfg.tokenizer.get("pretrained")
+    units = read_units(corpus)
+    # spawn, not fork: the parent's Rayon thread pool (tokenizer training) must not be forked
+    pool = mp.get_context("spawn").Pool(workers, _init_worker) if workers > 1 else None
+    try:
+        read_stats, char_counts, texts = Counter(), Counter(), []
+        progress = Progress("read")
+        jobs = [(unit, str(work / f"text-{i:05d}.txt"), train_vocab) for i, (_, unit) in enumerate(units)]
+        for (source, _), (_, path, _), (starts, stats, chars) in zip(units, jobs, _imap(pool, read_unit, jobs)):
+            read_stats.update(stats)
+            if source is not None:
+                read_stats[f"documents_{source}"] += stats["documents"]
+            char_counts.update(chars)
+            texts.append((Path(path), starts))
+            progress.update(f"{len(texts)}/{len(units)} files, {read_stats['documents']:,} documents")
+        n_docs = sum(len(s) - 1 for _, s in texts)
+        text_bytes = sum(int(s[-1]) for _, s in texts)
+        progress.update(f"{n_docs:,} documents, {text_bytes / 1e6:,.1f} MB of text, done", force=True)
+        if n_docs == 0:
+            raise ValueError(f"corpus {corpus.name!r}: no text found (empty corpus; skipped: {dict(read_stats) or 'nothing'})")
+
+        tok = tokenizer_for(cfg, [p for p, _ in texts], char_counts, out_dir / "tokenizer")
+        vocab_size, dtype = len(tok), token_dtype(len(tok))
+        valid = np.random.default_rng(cfg.seed).random(n_docs) < corpus.valid_fraction
+        shards = out_dir / "shards"
+        tasks = encode_tasks(texts, valid, out_dir / "tokenizer" / "tokenizer.json", shards / "parts", dtype)
+        progress, results = Progress("encode"), []
+        for r in _imap(pool, encode_range, tasks):
+            results.append(r)
+            progress.update(f"{len(results)}/{len(tasks)} parts, {sum(x['parts']['train']['tokens'] for x in results):,} train tokens")
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    splits = {s: merge_parts([(Path(t["part"]) / s, r["parts"][s]) for t, r in zip(tasks, results)], shards / s, dtype)
+              for s in SPLITS}
+    shutil.rmtree(shards / "parts", ignore_errors=True)
     shutil.rmtree(work)
-    splits = enc["splits"]
+    write_meta(shards, vocab_size, dtype, splits)
     total = {k: sum(s[k] for s in splits.values()) for k in ("documents", "sentences", "tokens")}
+    progress.update(f"{total['tokens']:,} tokens in shards by {workers} process(es), done", force=True)
     if splits["train"]["documents"] < 2 or splits["valid"]["documents"] < 2:
         raise ValueError(f"corpus {corpus.name!r}: {total['documents']} documents is too few for a train/valid "
                          f"split with NSP (need >= 2 in each; corpus.valid_fraction={corpus.valid_fraction})")
-    skipped = {k: v for k, v in sorted(read_stats.items()) if k != "documents"}
     return {
         **total,
         "splits": splits,
         "text_bytes": text_bytes,
         "vocab_size": vocab_size,
-        "unk_rate": enc["unk_tokens"] / max(total["tokens"], 1),
+        "unk_rate": sum(r["unk_tokens"] for r in results) / max(total["tokens"], 1),
         "tokens_per_sentence": total["tokens"] / max(total["sentences"], 1),
-        "single_sentence_documents": enc["single_sentence_documents"],
-        "skipped": skipped,
-        "sentence_length_histogram": enc["sentence_length_histogram"],
+        "single_sentence_documents": sum(r["single_sentence_documents"] for r in results),
+        "reader_counts": {k: v for k, v in sorted(read_stats.items()) if k != "documents"},  # skips, per source
+        "sentence_length_histogram": _histogram(results),
     }

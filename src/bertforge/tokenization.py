@@ -44,19 +44,22 @@ def bert_normalizer(cfg) -> normalizers.BertNormalizer:
                                       lowercase=bool(cfg.lowercase))
 
 
-def alphabet(char_counts: Counter, limit: int) -> list[str]:
-    """The `limit` most frequent characters, ties broken by code point. The trainer's own choice
-    breaks ties at the cut-off in hash-map order, which made vocabularies differ between runs."""
-    chars = [(n, c) for c, n in char_counts.items() if not c.isspace() and c not in _DROPPED]
-    return sorted(c for _, c in sorted(chars, key=lambda x: (-x[0], x[1]))[:limit])
-
-
-_DROPPED = {"\ufffd"}  # BertNormalizer's clean_text removes it
+def alphabet(char_counts: Counter, limit: int, normalizer=None) -> list[str]:
+    """The `limit` most frequent characters after normalization, ties broken by code point. (The
+    trainer's own choice breaks ties at the cut-off in hash-map order: vocabularies differed between
+    runs.) Lowercasing, accent stripping and control-character removal act per character, so the
+    raw counts are normalized per distinct character."""
+    counts: Counter = Counter()
+    for c, n in char_counts.items():
+        for d in normalizer.normalize_str(c) if normalizer is not None else c:
+            if not d.isspace():
+                counts[d] += n
+    return sorted(c for c, _ in sorted(counts.items(), key=lambda x: (-x[1], x[0]))[:limit])
 
 
 def train_wordpiece(files: list[str | Path], cfg, char_counts: Counter) -> dict[str, int]:
     """Train a WordPiece vocabulary on text files (one sentence per line), identical on every run
-    (returns token -> id). `char_counts` counts the characters of the *normalized* text.
+    (returns token -> id). `char_counts` counts the characters of the text.
 
     The `tokenizers` trainer is not deterministic (huggingface/tokenizers#1794): `##x` tokens get
     ids in hash-map order, merge-count ties are broken by id, and alphabet ties at `limit_alphabet`
@@ -64,9 +67,9 @@ def train_wordpiece(files: list[str | Path], cfg, char_counts: Counter) -> dict[
     each kept by the trainer) and pre-register every `##x` in sorted order, so no id depends on
     hashing. Ids are then specials first, the rest sorted.
     """
-    chars = alphabet(char_counts, int(cfg.limit_alphabet))
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
     tok.normalizer = bert_normalizer(cfg)
+    chars = alphabet(char_counts, int(cfg.limit_alphabet), tok.normalizer)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(
         vocab_size=cfg.vocab_size,
