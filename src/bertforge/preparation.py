@@ -14,6 +14,7 @@ import multiprocessing as mp
 import os
 import shutil
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -169,6 +170,10 @@ def tokenizer_for(cfg, texts: list[Path], char_counts: Counter, out_dir: Path):
 
 
 # ---------------------------------------------------------------- the stage
+def _import_transformers() -> None:
+    from transformers import AutoTokenizer, BertTokenizerFast  # noqa: F401
+
+
 def _imap(pool, fn, items):
     return pool.imap(fn, items) if pool is not None else map(fn, items)
 
@@ -180,6 +185,9 @@ def prepare(cfg, out_dir: Path, workers: int | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     train_vocab = not cfg.tokenizer.get("pretrained")
     units = read_units(corpus)
+    # transformers (to write the tokenizer directory) takes seconds to import: overlap it with reading
+    warm = threading.Thread(target=_import_transformers, daemon=True)
+    warm.start()
     # spawn, not fork: the parent's Rayon thread pool (tokenizer training) must not be forked
     pool = mp.get_context("spawn").Pool(workers, _init_worker) if workers > 1 else None
     try:
@@ -199,6 +207,7 @@ def prepare(cfg, out_dir: Path, workers: int | None = None) -> dict:
         if n_docs == 0:
             raise ValueError(f"corpus {corpus.name!r}: no text found (empty corpus; skipped: {dict(read_stats) or 'nothing'})")
 
+        warm.join()  # transformers' lazy module is not safe to import from two threads at once
         tok = tokenizer_for(cfg, [p for p, _ in texts], char_counts, out_dir / "tokenizer")
         vocab_size, dtype = len(tok), token_dtype(len(tok))
         valid = np.random.default_rng(cfg.seed).random(n_docs) < corpus.valid_fraction

@@ -58,9 +58,11 @@ def truncate_seq_pair(a: list, b: list, max_tokens: int, rng: random.Random) -> 
             longer.pop()
 
 
-def create_instances(shard: Shard, max_seq_length: int, short_seq_prob: float, rng: random.Random, objective: str = "nsp"):
+def create_instances(shard: Shard, max_seq_length: int, short_seq_prob: float, rng: random.Random,
+                     objective: str = "nsp", trace: list | None = None):
     """All (tokens_a, tokens_b, label) pairs for one pass over the shard (label 1: B is random
-    for nsp, A and B are swapped for sop)."""
+    for nsp, A and B are swapped for sop). `trace` receives (target length, sentences in the
+    chunk) per pair, for checking the statistics against the reference's specification."""
     n_docs = shard.num_documents
     if n_docs < 2:
         raise ValueError(f"NSP needs at least 2 documents, the shard has {n_docs}")
@@ -99,6 +101,8 @@ def create_instances(shard: Shard, max_seq_length: int, short_seq_prob: float, r
                 truncate_seq_pair(tokens_a, tokens_b, max_tokens, rng)
                 if tokens_a and tokens_b:
                     instances.append((np.asarray(tokens_a, np.int32), np.asarray(tokens_b, np.int32), label))
+                    if trace is not None:
+                        trace.append((target, len(chunk)))
                 chunk, length = [], 0
             i += 1
     return instances
