@@ -113,3 +113,40 @@ def test_bad_corpus_fails_the_stage_and_leaves_no_output(tmp_path, content, mess
                        cwd=REPO, env=env, capture_output=True, text=True)
     assert r.returncode != 0 and message in r.stderr
     assert not out.exists() and not list(tmp_path.glob(".prepared.tmp-*"))
+
+
+def test_gutenberg_profile_strips_every_licence():
+    from conftest import needs_shared
+
+    from bertforge.corpus import read_corpus
+
+    needs_shared("gutenberg-en")
+    docs = read_corpus(compose(["corpus=gutenberg", "corpus.files=[${paths.shared_data}/gutenberg-en/gutenberg_en_01.txt.xz]"]).corpus)
+    books = [next(docs) for _ in range(8)]
+    for book in books:
+        text = " ".join(book).upper()
+        # the licence (header marker, footer, "Project Gutenberg-tm" terms) is gone; producers' notes may stay
+        assert not any(m in text for m in ("START OF THE PROJECT GUTENBERG", "START OF THIS PROJECT GUTENBERG",
+                                          "END OF THE PROJECT GUTENBERG", "END OF THIS PROJECT GUTENBERG", "GUTENBERG-TM"))
+        assert len(book) > 200
+    assert books[0][1] == "AUNT JO'S SCRAP-BAG."
+
+
+def test_korean_profile_prepares_with_hangul_intact(tmp_path):
+    from conftest import needs_shared
+    from transformers import AutoTokenizer
+
+    needs_shared("korean-petitions")
+    cfg = compose(["corpus=korean", "tokenizer=korean", "tokenizer.vocab_size=8000",
+                   "corpus.sources.wikipedia.files=[${paths.shared_data}/wikipedia-ko/wikipedia_ko_02.txt.xz]",
+                   "corpus.sources.petitions.files=[${paths.shared_data}/korean-petitions/petitions_2017-08.jsonl.xz]"])
+    stats = prepare(cfg, tmp_path, workers=2)
+    assert stats["reader_counts"]["documents_petitions"] == 662 - stats["reader_counts"].get("skipped_empty_records", 0)
+    assert stats["unk_rate"] < 0.002
+    tok = AutoTokenizer.from_pretrained(tmp_path / "tokenizer")
+    from bertforge.corpus import read_corpus
+
+    sentence = next(read_corpus(cfg.corpus.sources.petitions))[1]
+    assert any("\uac00" <= ch <= "\ud7a3" for ch in sentence)
+    ids = tok(sentence, add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids and tok.decode(ids).replace(" ", "") == sentence.replace(" ", "")
