@@ -47,19 +47,24 @@ class _Crash(Exception):
     pass
 
 
-def test_interrupted_run_resumes_to_identical_weights(tmp_path, demo_prepared, tracking):
-    """Crash mid-epoch after the step-20 checkpoint; resuming must end bit-identical to a run
-    that was never interrupted (same data position, optimizer, scheduler and dropout RNG)."""
+PHASES = "pretrain.phases=[{steps:25,max_seq_length:32,max_predictions_per_seq:5},{steps:15,max_seq_length:64}]"
+
+
+@pytest.mark.parametrize("crash_step, extra", [(27, []), (33, [PHASES])], ids=["one-phase", "two-phase"])
+def test_interrupted_run_resumes_to_identical_weights(tmp_path, demo_prepared, tracking, crash_step, extra):
+    """Crash mid-epoch after a checkpoint; resuming must end bit-identical to a run that was never
+    interrupted (same data position, optimizer, scheduler and dropout RNG; with two sequence-length
+    phases, the crash is inside the second phase's first epoch, which began at step 25)."""
     import pytorch_lightning as pl
 
     _, prepared, _ = demo_prepared
 
     class CrashAt(pl.Callback):
         def on_train_batch_end(self, trainer, *args):
-            if trainer.global_step == 27:
+            if trainer.global_step == crash_step:
                 raise _Crash
 
-    over = ["pretrain.max_steps=40", "pretrain.checkpoint_every_n_steps=10", "pretrain.val_every_n_steps=20"]
+    over = ["pretrain.max_steps=40", "pretrain.checkpoint_every_n_steps=10", "pretrain.val_every_n_steps=20", *extra]
     _, uninterrupted = _pretrain(tmp_path, prepared, "full", over)
     with pytest.raises(_Crash):
         _pretrain(tmp_path, prepared, "resumed", over, callbacks=[CrashAt()])
@@ -86,6 +91,33 @@ def test_checkpoint_fingerprint_covers_config_data_and_code(monkeypatch):
     assert base != pretraining.fingerprint(cfg, "run-a")
 
 
+def test_sequence_length_phases_switch_at_the_configured_step(tmp_path, demo_prepared, tracking):
+    import pytorch_lightning as pl
+
+    _, prepared, _ = demo_prepared
+    widths: dict[int, int] = {}
+
+    class Widths(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            widths[trainer.global_step] = batch["input_ids"].shape[1]
+
+    _pretrain(tmp_path, prepared, "phases", ["pretrain.max_steps=40", PHASES], callbacks=[Widths()])
+    assert sorted(widths) == list(range(40))
+    assert max(widths[s] for s in range(25)) <= 32 < max(widths[s] for s in range(25, 40)) <= 64
+
+
+@pytest.mark.parametrize("phases, message", [
+    ("[{steps:10,max_seq_length:32}]", "steps add up to 10, not pretrain.max_steps=30"),
+    ("[{steps:30,max_seq_length:1024}]", r"pretrain.phases\[0\].max_seq_length=1024 exceeds"),
+    ("[{steps:30,lr:0.1}]", r"pretrain.phases\[0\]: needs steps"),
+])
+def test_impossible_phases_fail_before_training(tmp_path, demo_prepared, tracking, phases, message):
+    from bertforge.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        _pretrain(tmp_path, demo_prepared[1], "bad", [f"pretrain.phases={phases}"])
+
+
 @pytest.mark.parametrize("objective", ["mlm", "sop"])
 def test_other_objectives_train_and_log_their_curves(tmp_path, demo_prepared, tracking, objective):
     import csv
@@ -97,3 +129,14 @@ def test_other_objectives_train_and_log_their_curves(tmp_path, demo_prepared, tr
     rows = list(csv.DictReader(open(tmp_path / objective / "plots" / "valid.csv")))
     assert [int(r["step"]) for r in rows] == [15, 30]
     assert "cls.seq_relationship.weight" in weights  # BertForPreTraining's names, whatever the objective
+
+
+@pytest.mark.slow
+def test_compiled_encoder_trains_to_the_same_metrics(tmp_path, demo_prepared, tracking):
+    """trainer.compile=true (nn.Module.compile in place, ~40 s of compilation on CPU) keeps
+    parameter names and computes what eager mode computes, up to float rounding."""
+    _, prepared, _ = demo_prepared
+    eager, w_eager = _pretrain(tmp_path, prepared, "eager")
+    compiled, w_compiled = _pretrain(tmp_path, prepared, "compiled", ["trainer.compile=true"])
+    assert w_eager.keys() == w_compiled.keys()
+    assert abs(eager["mlm_loss"] - compiled["mlm_loss"]) < 0.05

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Sampler
 
 from .modeling import sparse_pretraining_forward
@@ -19,12 +20,13 @@ from .shards import Shard
 
 
 class EpochBatches(Sampler):
-    """One epoch's batches in a seeded order; `start` skips those already trained on (resume)."""
+    """One epoch's batches in a seeded order; `start` skips those already trained on (resume);
+    `limit` ends the epoch early (at a sequence-length phase boundary)."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool, drop_last: bool):
+    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool, drop_last: bool, limit: int | None = None):
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist() if shuffle else list(range(n))
         stop = n - n % batch_size if drop_last else n
-        self.batches = [order[i : i + batch_size] for i in range(0, stop, batch_size)]
+        self.batches = [order[i : i + batch_size] for i in range(0, stop, batch_size)][:limit]
         self.start = 0
 
     def __iter__(self):
@@ -55,28 +57,75 @@ class ResumableLoader(DataLoader):
 VALID_EPOCH = 2**31 - 1  # the seed stream of the fixed validation set, disjoint from training epochs
 
 
+def check_phases(cfg) -> None:
+    """`pretrain.phases`: e.g. 90% of the steps at 128 tokens, then 10% at 512 (BERT's recipe);
+    each phase sets `steps` and any of PHASE_KEYS; the steps must add up to max_steps."""
+    from .config import ConfigError
+
+    phases = cfg.get("phases") or []
+    for i, p in enumerate(phases):
+        unknown = set(p) - {"steps", *PHASE_KEYS}
+        if unknown or int(p.get("steps", 0)) < 1:
+            raise ConfigError(f"pretrain.phases[{i}]: needs steps >= 1 and only {', '.join(PHASE_KEYS)} besides "
+                              f"(got {dict(p)})")
+    if phases and sum(int(p.steps) for p in phases) != cfg.max_steps:
+        raise ConfigError(f"pretrain.phases: steps add up to {sum(int(p.steps) for p in phases)}, "
+                          f"not pretrain.max_steps={cfg.max_steps}")
+
+
+PHASE_KEYS = ("max_seq_length", "max_predictions_per_seq", "batch_size", "short_seq_prob")
+
+
+def phase_at(cfg, step: int):
+    """(the example settings in force at optimizer step `step`, the step where that phase ends)."""
+    end = 0
+    for p in cfg.get("phases") or []:
+        end += int(p.steps)
+        if step < end:
+            return OmegaConf.merge(cfg, {k: v for k, v in p.items() if k != "steps"}), end
+    return cfg, None
+
+
 class PretrainData(pl.LightningDataModule):
-    """Pairs and masks are rebuilt every epoch (dynamic masking), seeded by (seed, epoch)."""
+    """Pairs and masks are rebuilt every epoch (dynamic masking), seeded by (seed, epoch). With
+    `pretrain.phases`, an epoch ends at a phase boundary and the next is built with the next
+    phase's sequence length; the step each epoch started at is checkpointed, so a resumed epoch
+    is rebuilt exactly."""
 
     def __init__(self, shard_dir: Path, special: SpecialIds, cfg, seed: int, num_workers: int):
         super().__init__()
         self.train_shard, self.valid_shard = Shard(shard_dir / "train"), Shard(shard_dir / "valid")
         self.special, self.cfg, self.seed, self.num_workers = special, cfg, seed, num_workers
         self._collate = partial(collate, pad_id=special.pad)
+        self.epoch_start_step, self._resumed_start = 0, None
 
-    def _loader(self, ds, shuffle: bool, epoch: int) -> DataLoader:
-        batches = EpochBatches(len(ds), self.cfg.batch_size, self.seed * 1000 + epoch, shuffle, drop_last=shuffle)
+    def state_dict(self) -> dict:
+        return {"epoch_start_step": self.epoch_start_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resumed_start = state.get("epoch_start_step")
+
+    def _loader(self, ds, shuffle: bool, epoch: int, batch_size: int, limit: int | None = None) -> DataLoader:
+        batches = EpochBatches(len(ds), batch_size, self.seed * 1000 + epoch, shuffle, drop_last=shuffle, limit=limit)
         position = lambda: self.trainer.fit_loop.epoch_loop.batch_progress.current.processed  # noqa: E731
         return ResumableLoader(ds, batches, epoch, position, collate_fn=self._collate, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer else 0
-        return self._loader(PretrainingDataset(self.train_shard, self.special, self.cfg, self.seed, epoch), True, epoch)
+        start = self.trainer.global_step if self.trainer else 0
+        if self._resumed_start is not None:  # resumed mid-epoch: the epoch began before the checkpoint
+            start, self._resumed_start = self._resumed_start, None
+        self.epoch_start_step = start
+        cfg, phase_end = phase_at(self.cfg, start)
+        accumulate = self.trainer.accumulate_grad_batches if self.trainer else 1
+        limit = None if phase_end is None else (phase_end - start) * accumulate
+        ds = PretrainingDataset(self.train_shard, self.special, cfg, self.seed, epoch)
+        return self._loader(ds, True, epoch, cfg.batch_size, limit)
 
     def val_dataloader(self) -> DataLoader:
         # fixed pairs and masks: validation numbers are comparable across steps and runs
         ds = PretrainingDataset(self.valid_shard, self.special, self.cfg, self.seed, VALID_EPOCH, self.cfg.val_max_examples)
-        return self._loader(ds, False, 0)
+        return self._loader(ds, False, 0, self.cfg.batch_size)
 
 
 class PretrainModule(pl.LightningModule):

@@ -18,7 +18,7 @@ from .config import ConfigError, to_plain
 from .modeling import bert_config, build_pretraining_model
 from .optim import check_optim_config
 from .outputs import read_json, write_json
-from .pretrain_module import CurveWriter, PretrainData, PretrainModule
+from .pretrain_module import CurveWriter, PretrainData, PretrainModule, check_phases
 from .pretraining_data import SpecialIds, check_example_config
 from .shards import Shard
 from .tokenization import load_tokenizer
@@ -64,15 +64,20 @@ def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out
     special = SpecialIds.from_tokenizer(tokenizer)
     pc = cfg.pretrain
     config = bert_config(cfg.model, len(tokenizer), tokenizer.pad_token_id)
-    if pc.max_seq_length > config.max_position_embeddings:
-        raise ConfigError(f"pretrain.max_seq_length={pc.max_seq_length} exceeds "
-                          f"model.max_position_embeddings={config.max_position_embeddings}")
+    for key, length in [("pretrain.max_seq_length", pc.max_seq_length),
+                        *((f"pretrain.phases[{i}].max_seq_length", p.get("max_seq_length", pc.max_seq_length))
+                          for i, p in enumerate(pc.get("phases") or []))]:
+        if length > config.max_position_embeddings:
+            raise ConfigError(f"{key}={length} exceeds model.max_position_embeddings={config.max_position_embeddings}")
     check_optim_config(pc)
     check_example_config(pc)
+    check_phases(pc)
     import pytorch_lightning as pl
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # reproducible initialisation
     model = build_pretraining_model(config)
+    if cfg.trainer.get("compile"):
+        model.bert.compile(dynamic=True)  # in place: parameter names (checkpoints, export) unchanged
     data = PretrainData(prepared / "shards", special, pc, cfg.seed, cfg.trainer.num_workers)
     module = PretrainModule(model, pc, pc.max_steps, most_frequent_token(data.train_shard, special))
 
