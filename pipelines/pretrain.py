@@ -1,15 +1,24 @@
 """Stage `pretrain`: MLM + NSP pre-training on the prepared shards -> HF-format BERT directory."""
+import tempfile
+from pathlib import Path
+
 from bertforge.config import resolve_path, stage_main, to_plain
 from bertforge.outputs import atomic_dir
 from bertforge.tracking import log_metrics_dict, stage_run, upstream_run_id, write_metrics, write_run_file
 
 
 def run(cfg):
-    from bertforge.pretraining import fingerprint, prepare_checkpoint_dir, pretrain, record_checkpoint_owner
+    from bertforge.pretraining import (fingerprint, prepare_checkpoint_dir, pretrain, process_rank, record_checkpoint_owner,
+                                       resumable_run)
 
     prepared, out = resolve_path(cfg.paths.prepared), resolve_path(cfg.paths.pretrained)
     ckpt = resolve_path(cfg.paths.checkpoints)
     fp = fingerprint(cfg, upstream_run_id(prepared))
+    if process_rank() != 0:  # a data-parallel worker: train, but leave tracking, checkpoints and outputs to rank 0
+        with tempfile.TemporaryDirectory() as tmp:  # resume only from checkpoints rank 0 keeps (same fingerprint)
+            own_ckpt = ckpt if resumable_run(ckpt, fp) is not None else Path(tmp) / "ckpt"
+            pretrain(cfg, prepared, Path(tmp) / "model", own_ckpt, None, Path(tmp) / "curves")
+        return
     resume_run = prepare_checkpoint_dir(ckpt, fp)
     params = {"seed": cfg.seed, "model": to_plain(cfg.model), "pretrain": to_plain(cfg.pretrain),
               "trainer": to_plain(cfg.trainer)}

@@ -21,12 +21,18 @@ from .shards import Shard
 
 class EpochBatches(Sampler):
     """One epoch's batches in a seeded order; `start` skips those already trained on (resume);
-    `limit` ends the epoch early (at a sequence-length phase boundary)."""
+    `limit` ends the epoch early (at a sequence-length phase boundary). Under data parallelism
+    the order is cut into global batches of batch_size x world_size and each rank takes its slice,
+    so W processes see exactly the batches one process would see at the same global batch."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool, drop_last: bool, limit: int | None = None):
+    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool, drop_last: bool, limit: int | None = None,
+                 rank: int = 0, world_size: int = 1):
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist() if shuffle else list(range(n))
-        stop = n - n % batch_size if drop_last else n
-        self.batches = [order[i : i + batch_size] for i in range(0, stop, batch_size)][:limit]
+        size = batch_size * world_size
+        stop = n - n % size if drop_last else n
+        lo, hi = rank * batch_size, (rank + 1) * batch_size
+        batches = [order[i : i + size][lo:hi] for i in range(0, stop, size)][:limit]
+        self.batches = [b for b in batches if b]  # an uneven last validation batch may leave a rank nothing
         self.start = 0
 
     def __iter__(self):
@@ -106,7 +112,9 @@ class PretrainData(pl.LightningDataModule):
         self._resumed_start = state.get("epoch_start_step")
 
     def _loader(self, ds, shuffle: bool, epoch: int, batch_size: int, limit: int | None = None) -> DataLoader:
-        batches = EpochBatches(len(ds), batch_size, self.seed * 1000 + epoch, shuffle, drop_last=shuffle, limit=limit)
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        batches = EpochBatches(len(ds), batch_size, self.seed * 1000 + epoch, shuffle, drop_last=shuffle, limit=limit,
+                               rank=rank, world_size=world)
         position = lambda: self.trainer.fit_loop.epoch_loop.batch_progress.current.processed  # noqa: E731
         return ResumableLoader(ds, batches, epoch, position, collate_fn=self._collate, num_workers=self.num_workers)
 
@@ -138,7 +146,14 @@ class PretrainModule(pl.LightningModule):
 
     def _losses(self, batch):
         out = sparse_pretraining_forward(self.model, batch)
-        mlm = F.cross_entropy(out.mlm_logits.float(), out.mlm_labels)
+        if self.trainer.world_size > 1 and self.training:
+            # ranks hold different numbers of masked tokens: normalize by the global count, so the
+            # gradient DDP averages equals one process's mean over the whole global batch
+            n = out.mlm_labels.new_tensor(out.mlm_labels.numel(), dtype=torch.float32)
+            total = self.trainer.strategy.reduce(n, reduce_op="sum")
+            mlm = F.cross_entropy(out.mlm_logits.float(), out.mlm_labels, reduction="sum") * self.trainer.world_size / total
+        else:
+            mlm = F.cross_entropy(out.mlm_logits.float(), out.mlm_labels)
         if self.pair_task:
             nsp = F.cross_entropy(out.nsp_logits.float(), batch["next_sentence_label"])
         else:  # zero, but the head stays in the graph (DDP expects every parameter to get a gradient)
@@ -183,6 +198,9 @@ class PretrainModule(pl.LightningModule):
 
     def on_validation_epoch_end(self):
         v = self._val
+        if self.trainer.world_size > 1:  # every rank saw a slice of the validation set: add them up
+            v = {k: float(self.trainer.strategy.reduce(torch.tensor(float(x), device=self.device), reduce_op="sum"))
+                 for k, x in v.items()}
         loss = v["mlm_loss"] / max(v["masked"], 1)
         self.log_dict({
             "val/mlm_loss": loss,
@@ -213,6 +231,8 @@ class CurveWriter(pl.Callback):
         self.files = {"train": (Path(directory) / "train.csv", train_keys), "valid": (Path(directory) / "valid.csv", val_keys)}
 
     def on_train_start(self, trainer, pl_module):  # after a checkpoint has restored global_step
+        if not trainer.is_global_zero:
+            return
         for path, keys in self.files.values():
             rows = []
             if path.exists():  # resumed: drop rows past the checkpoint's step
@@ -225,6 +245,8 @@ class CurveWriter(pl.Callback):
                 w.writerows(rows)
 
     def _append(self, which: str, trainer):
+        if not trainer.is_global_zero:
+            return
         path, keys = self.files[which]
         m = trainer.callback_metrics
         if not all(f"{k}" in m for k in keys):

@@ -37,12 +37,20 @@ def fingerprint(cfg, upstream_run: str | None) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def resumable_run(ckpt_dir: Path, fp: str) -> str | None:
+    """The MLflow run id of checkpoints made under the same fingerprint, if any (reads only)."""
+    state = ckpt_dir / "state.json"
+    if state.exists() and read_json(state).get("fingerprint") == fp and (ckpt_dir / "last.ckpt").exists():
+        return read_json(state).get("run_id") or ""
+    return None
+
+
 def prepare_checkpoint_dir(ckpt_dir: Path, fp: str) -> str | None:
     """Keep checkpoints made under the same fingerprint; return the MLflow run id to continue.
     The caller records the new (fingerprint, run id) with `record_checkpoint_owner`."""
-    state = ckpt_dir / "state.json"
-    if state.exists() and read_json(state).get("fingerprint") == fp and (ckpt_dir / "last.ckpt").exists():
-        return read_json(state).get("run_id")
+    run_id = resumable_run(ckpt_dir, fp)
+    if run_id is not None:
+        return run_id or None
     if ckpt_dir.exists():
         shutil.rmtree(ckpt_dir)
     ckpt_dir.mkdir(parents=True)
@@ -53,6 +61,14 @@ def record_checkpoint_owner(ckpt_dir: Path, fp: str, run_id: str) -> None:
     write_json(ckpt_dir / "state.json", {"fingerprint": fp, "run_id": run_id})
 
 
+def process_rank() -> int:
+    """This process's global rank, from the launcher's environment (torchrun, SLURM, or Lightning's
+    own launcher, which starts ranks >= 1 with LOCAL_RANK/NODE_RANK set); 0 when not distributed."""
+    from lightning_fabric.utilities.rank_zero import _get_rank
+
+    return _get_rank() or 0
+
+
 def most_frequent_token(shard: Shard, special: SpecialIds) -> int:
     counts = np.bincount(np.asarray(shard.tokens), minlength=special.vocab_size)
     counts[list(special.all_special)] = 0
@@ -60,6 +76,8 @@ def most_frequent_token(shard: Shard, special: SpecialIds) -> int:
 
 
 def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out: Path, callbacks=()) -> dict:
+    """Train and export to `out_dir`. Under data parallelism every rank calls this; ranks other
+    than 0 pass `run=None` and a scratch `out_dir` (rank 0 alone tracks, checkpoints and exports)."""
     tokenizer = load_tokenizer(prepared / "tokenizer")
     special = SpecialIds.from_tokenizer(tokenizer)
     pc = cfg.pretrain
@@ -87,7 +105,7 @@ def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", every_n_train_steps=pc.checkpoint_every_n_steps,
                                  save_last=True, save_top_k=1, auto_insert_metric_name=False)
     trainer = build_trainer(
-        cfg.trainer, lightning_logger(run), max_steps=pc.max_steps, gradient_clip_val=pc.grad_clip,
+        cfg.trainer, lightning_logger(run) if run is not None else False, max_steps=pc.max_steps, use_distributed_sampler=False, gradient_clip_val=pc.grad_clip,
         log_every_n_steps=pc.log_every_n_steps, val_check_interval=pc.val_every_n_steps, check_val_every_n_epoch=None,
         accumulate_grad_batches=int(pc.get("accumulate_grad_batches", 1)),
         reload_dataloaders_every_n_epochs=1, callbacks=[checkpoint, CurveWriter(ckpt_dir / "curves", TRAIN_KEYS, val_keys), *callbacks],
@@ -99,9 +117,10 @@ def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out
 
     model.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
-    curves_out.mkdir(parents=True, exist_ok=True)
-    for name in ("train.csv", "valid.csv"):
-        shutil.copyfile(ckpt_dir / "curves" / name, curves_out / name)
+    if trainer.is_global_zero:
+        curves_out.mkdir(parents=True, exist_ok=True)
+        for name in ("train.csv", "valid.csv"):
+            shutil.copyfile(ckpt_dir / "curves" / name, curves_out / name)
     metrics = {k.split("/", 1)[1]: float(v) for k, v in final.items()}
     metrics.update(steps=int(trainer.global_step), parameters=sum(p.numel() for p in model.parameters()),
                    mlm_accuracy_over_unigram=metrics["mlm_accuracy"] - metrics["unigram_accuracy"])
