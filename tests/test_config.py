@@ -56,3 +56,18 @@ def test_paths_anchor_at_the_checkout_being_run_not_the_installed_one(tmp_path, 
     assert resolve_path("metrics/x.json") == tmp_path.resolve() / "metrics/x.json"
     monkeypatch.setenv("DVC_ROOT", str(REPO))
     assert root_dir() == REPO
+
+
+@pytest.mark.parametrize("group", ["corpus", "tokenizer", "trainer"])
+def test_every_profile_composes_as_dvc_exp_run_would(tmp_path, group):
+    """`dvc exp run -S corpus=<profile>` composes params.yaml with DVC's own compose-and-dump."""
+    for path in sorted((REPO / "conf" / group).glob("*.yaml")):
+        out = tmp_path / f"{group}-{path.stem}.yaml"
+        write_params(out, [f"{group}={path.stem}"])
+        cfg = OmegaConf.load(out)
+        if group == "corpus":
+            assert cfg.corpus.name == path.stem and cfg.corpus.format in ("demo", "text", "jsonl", "hf", "mix")
+            for source in (cfg.corpus.get("sources") or {}).values():  # a mix carries its sources in full
+                assert source.format in ("text", "jsonl") and source.files
+        elif group == "trainer":
+            assert {"accelerator", "devices", "num_nodes", "strategy", "precision", "compile"} <= set(cfg.trainer)

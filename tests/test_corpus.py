@@ -178,3 +178,8 @@ def test_bad_files_give_one_error_with_file_and_line(tmp_path):
     stats = Counter()
     docs = list(read_corpus(_compose("corpus=text", f"corpus.files=[{tmp_path}/long.txt]"), stats))
     assert docs == [["first.", "last."]] and stats["skipped_long_lines"] == 1
+
+
+def test_hf_corpus_without_a_dataset_names_the_key():
+    with pytest.raises(ConfigError, match="corpus.dataset: name a Hugging Face dataset"):
+        list(read_corpus(_compose("corpus=hf")))

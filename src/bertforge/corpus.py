@@ -205,7 +205,11 @@ def _hf_records(cfg) -> Iterator[tuple[str, dict]]:
     """A Hugging Face dataset: a hub name (needs network) or a local directory, streamed."""
     import datasets
 
-    name = str(cfg.dataset)
+    from omegaconf import OmegaConf
+
+    name = "" if OmegaConf.is_missing(cfg, "dataset") else str(cfg.get("dataset") or "")
+    if not name:
+        raise ConfigError("corpus.dataset: name a Hugging Face dataset (e.g. wikimedia/wikipedia) or a local directory")
     local = resolve_path(name)
     if (local / "dataset_info.json").exists() and (local / "state.json").exists():  # save_to_disk
         ds = datasets.load_from_disk(str(local))
