@@ -50,7 +50,10 @@ class _Crash(Exception):
 PHASES = "pretrain.phases=[{steps:25,max_seq_length:32,max_predictions_per_seq:5},{steps:15,max_seq_length:64}]"
 
 
-@pytest.mark.parametrize("crash_step, extra", [(27, []), (33, [PHASES])], ids=["one-phase", "two-phase"])
+@pytest.mark.parametrize("crash_step, extra", [
+    (27, []), (33, [PHASES]),
+    (27, [PHASES, "pretrain.checkpoint_every_n_steps=5"]),  # the last checkpoint is the phase boundary (an epoch's end)
+], ids=["one-phase", "two-phase", "two-phase-boundary-checkpoint"])
 def test_interrupted_run_resumes_to_identical_weights(tmp_path, demo_prepared, tracking, crash_step, extra):
     """Crash mid-epoch after a checkpoint; resuming must end bit-identical to a run that was never
     interrupted (same data position, optimizer, scheduler and dropout RNG; with two sequence-length

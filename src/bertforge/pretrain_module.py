@@ -103,13 +103,13 @@ class PretrainData(pl.LightningDataModule):
         self.train_shard, self.valid_shard = Shard(shard_dir / "train"), Shard(shard_dir / "valid")
         self.special, self.cfg, self.seed, self.num_workers = special, cfg, seed, num_workers
         self._collate = partial(collate, pad_id=special.pad)
-        self.epoch_start_step, self._resumed_start = 0, None
+        self._epoch, self.epoch_start_step, self._resumed_start = 0, 0, None
 
     def state_dict(self) -> dict:
-        return {"epoch_start_step": self.epoch_start_step}
+        return {"epoch": self._epoch, "epoch_start_step": self.epoch_start_step}
 
     def load_state_dict(self, state: dict) -> None:
-        self._resumed_start = state.get("epoch_start_step")
+        self._resumed_start = (state.get("epoch"), state.get("epoch_start_step"))
 
     def _loader(self, ds, shuffle: bool, epoch: int, batch_size: int, limit: int | None = None) -> DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
@@ -121,9 +121,11 @@ class PretrainData(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer else 0
         start = self.trainer.global_step if self.trainer else 0
-        if self._resumed_start is not None:  # resumed mid-epoch: the epoch began before the checkpoint
-            start, self._resumed_start = self._resumed_start, None
-        self.epoch_start_step = start
+        if self._resumed_start is not None:
+            if self._resumed_start[0] == epoch:  # resumed mid-epoch: the epoch began before the checkpoint
+                start = self._resumed_start[1]
+            self._resumed_start = None  # (a checkpoint from an epoch's last step resumes into a new epoch)
+        self._epoch, self.epoch_start_step = epoch, start
         cfg, phase_end = phase_at(self.cfg, start)
         accumulate = self.trainer.accumulate_grad_batches if self.trainer else 1
         limit = None if phase_end is None else (phase_end - start) * accumulate
