@@ -26,13 +26,15 @@ class EpochBatches(Sampler):
     so W processes see exactly the batches one process would see at the same global batch."""
 
     def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool, drop_last: bool, limit: int | None = None,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, multiple_of: int = 1):
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist() if shuffle else list(range(n))
         size = batch_size * world_size
         stop = n - n % size if drop_last else n
         lo, hi = rank * batch_size, (rank + 1) * batch_size
         batches = [order[i : i + size][lo:hi] for i in range(0, stop, size)][:limit]
-        self.batches = [b for b in batches if b]  # an uneven last validation batch may leave a rank nothing
+        batches = [b for b in batches if b]  # an uneven last validation batch may leave a rank nothing
+        # whole optimizer steps only: Lightning would step on a partial accumulation at an epoch's end
+        self.batches = batches[: len(batches) - len(batches) % multiple_of]
         self.start = 0
 
     def __iter__(self):
@@ -111,10 +113,11 @@ class PretrainData(pl.LightningDataModule):
     def load_state_dict(self, state: dict) -> None:
         self._resumed_start = (state.get("epoch"), state.get("epoch_start_step"))
 
-    def _loader(self, ds, shuffle: bool, epoch: int, batch_size: int, limit: int | None = None) -> DataLoader:
+    def _loader(self, ds, shuffle: bool, epoch: int, batch_size: int, limit: int | None = None,
+                multiple_of: int = 1) -> DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         batches = EpochBatches(len(ds), batch_size, self.seed * 1000 + epoch, shuffle, drop_last=shuffle, limit=limit,
-                               rank=rank, world_size=world)
+                               rank=rank, world_size=world, multiple_of=multiple_of)
         position = lambda: self.trainer.fit_loop.epoch_loop.batch_progress.current.processed  # noqa: E731
         return ResumableLoader(ds, batches, epoch, position, collate_fn=self._collate, num_workers=self.num_workers)
 
@@ -130,7 +133,7 @@ class PretrainData(pl.LightningDataModule):
         accumulate = self.trainer.accumulate_grad_batches if self.trainer else 1
         limit = None if phase_end is None else (phase_end - start) * accumulate
         ds = PretrainingDataset(self.train_shard, self.special, cfg, self.seed, epoch)
-        return self._loader(ds, True, epoch, cfg.batch_size, limit)
+        return self._loader(ds, True, epoch, cfg.batch_size, limit, multiple_of=accumulate)
 
     def val_dataloader(self) -> DataLoader:
         # fixed pairs and masks: validation numbers are comparable across steps and runs
