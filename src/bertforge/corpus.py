@@ -21,6 +21,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from omegaconf import OmegaConf
+
 from .config import ConfigError, resolve_path
 from .demo_language import demo_documents
 
@@ -205,8 +207,6 @@ def _hf_records(cfg) -> Iterator[tuple[str, dict]]:
     """A Hugging Face dataset: a hub name (needs network) or a local directory, streamed."""
     import datasets
 
-    from omegaconf import OmegaConf
-
     name = "" if OmegaConf.is_missing(cfg, "dataset") else str(cfg.get("dataset") or "")
     if not name:
         raise ConfigError("corpus.dataset: name a Hugging Face dataset (e.g. wikimedia/wikipedia) or a local directory")
@@ -249,6 +249,19 @@ def _record_blocks(records: Iterator[tuple[str, dict]], cfg, stats: Counter) -> 
 
 
 # ---------------------------------------------------------------- documents
+def read_units(corpus) -> list[tuple[str | None, dict]]:
+    """Independent reading tasks: one per file of a file-based reader (documents never span files),
+    the whole stream otherwise; (mix source name, resolved reader config)."""
+    if corpus.format == "mix":
+        if not corpus.get("sources"):
+            raise ConfigError("corpus.sources: a mix needs at least one source profile")
+        return [(name, unit) for name, src in corpus.sources.items() for _, unit in read_units(src)]
+    plain = OmegaConf.to_container(corpus, resolve=True)
+    if corpus.format in ("text", "jsonl", "csv"):
+        return [(None, {**plain, "files": [str(f)]}) for f in expand_files(corpus.files)]
+    return [(None, plain)]
+
+
 def _raw_documents(cfg, stats: Counter) -> Iterator[list[str]]:
     kind = cfg.format
     if kind == "text":
@@ -271,12 +284,10 @@ def read_corpus(cfg, stats: Counter | None = None) -> Iterator[Document]:
         yield from demo_documents(cfg.seed, cfg.num_documents, cfg.min_sentences, cfg.max_sentences)
         return
     if cfg.format == "mix":
-        if not cfg.get("sources"):
-            raise ConfigError("corpus.sources: a mix needs at least one source profile")
-        for name, source in cfg.sources.items():
-            stats_before = stats["documents"]
-            yield from read_corpus(source, stats)
-            stats[f"documents_{name}"] = stats["documents"] - stats_before
+        for source, unit in read_units(cfg):
+            before = stats["documents"]
+            yield from read_corpus(OmegaConf.create(unit), stats)
+            stats[f"documents_{source}"] += stats["documents"] - before
         return
     split = sentence_splitter(cfg) if cfg.get("layout", "sentences") != "sentences" else None
     form = cfg.get("unicode_normalization")

@@ -23,7 +23,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from .config import ConfigError
-from .corpus import expand_files, read_corpus
+from .corpus import read_corpus, read_units
 from .shards import SPLITS, PartWriter, merge_parts, token_dtype, write_meta
 from .tokenization import (check_hangul_safe, check_keeps_hangul, load_tokenizer, resolve_tokenizer_dir, save_tokenizer,
                            train_wordpiece)
@@ -47,19 +47,6 @@ class Progress:
 
 
 # ---------------------------------------------------------------- 1. read
-def read_units(corpus) -> list[tuple[str | None, dict]]:
-    """Independent reading tasks: one per file of a file-based reader (documents never span files),
-    the whole stream otherwise; (mix source name, resolved reader config)."""
-    if corpus.format == "mix":
-        if not corpus.get("sources"):
-            raise ConfigError("corpus.sources: a mix needs at least one source profile")
-        return [(name, unit) for name, src in corpus.sources.items() for _, unit in read_units(src)]
-    plain = OmegaConf.to_container(corpus, resolve=True)
-    if corpus.format in ("text", "jsonl", "csv"):
-        return [(None, {**plain, "files": [str(f)]}) for f in expand_files(corpus.files)]
-    return [(None, plain)]
-
-
 def read_unit(args: tuple[dict, str, bool]) -> tuple[np.ndarray, Counter, Counter]:
     """Documents of one unit -> a text file; (document start offsets + end, read stats, char counts)."""
     unit, path, count_chars = args
