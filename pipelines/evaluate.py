@@ -9,7 +9,10 @@ def run(cfg):
         raise ConfigError("task: choose a task, e.g. `python pipelines/evaluate.py task=rte`")
     from bertforge.evaluation import confusion_figure, evaluate_model, write_confusion, write_predictions
     from bertforge.finetuning import finetune_settings
+    from bertforge.hardware import placement
     from bertforge.tasks import eval_splits, load_task
+
+    place = placement(cfg.trainer)
 
     task, name = cfg.task, cfg.task.name
     model_root = resolve_path(cfg.paths.finetuned) / name
@@ -18,7 +21,8 @@ def run(cfg):
     out = resolve_path(cfg.paths.evaluated) / name
     data = load_task(task)
     result, splits = {}, eval_splits(task)
-    with stage_run(cfg, "evaluate", {"task": to_plain(task)}, task=name, upstream=model_root) as mlrun, \
+    print(place.line(), flush=True)
+    with stage_run(cfg, "evaluate", {"task": to_plain(task)}, task=name, upstream=model_root, place=place) as mlrun, \
             atomic_dir(out) as tmp:
         import mlflow
 
@@ -28,7 +32,7 @@ def run(cfg):
             prefix = "" if variant == "model" else "random_init_"
             for split in splits:
                 metrics, score, examples, preds = evaluate_model(model_root / variant, task, data, split,
-                                                                 finetune_settings(cfg).max_seq_length)
+                                                                 finetune_settings(cfg).max_seq_length, place)
                 result[prefix + split] = {**metrics, "score": score, "examples": len(examples)}
                 write_predictions(tmp / f"{variant}_{split}_predictions.tsv", examples, preds, data)
                 if variant == "model":
@@ -44,7 +48,7 @@ def run(cfg):
             result["pretraining_gain"] = result["score"] - result["random_init_score"]
         write_run_file(tmp, mlrun, "evaluate", task=name)
         log_metrics_dict(result)
-        write_metrics(resolve_path(cfg.paths.metrics) / "eval" / f"{name}.json", result)
+        write_metrics(resolve_path(cfg.paths.metrics) / "eval" / f"{name}.json", result, place)
     print(f"evaluated {name}: {result}")
 
 

@@ -10,21 +10,25 @@ def run(cfg):
         raise ConfigError("task: choose a task, e.g. `python pipelines/finetune.py task=rte` "
                           "(or run the suite with `dvc repro`)")
     from bertforge.finetuning import finetune_one, init_dir
+    from bertforge.hardware import placement
 
+    place = placement(cfg.trainer)
+    print(place.line(), flush=True)
     name = cfg.task.name
     init, random_init = init_dir(cfg)
     job = sweep_job()
     out = resolve_path(cfg.paths.finetuned) / name if job is None else resolve_path(cfg.paths.sweeps) / name / job
     params = {"seed": cfg.seed, "finetune": to_plain(cfg.finetune), "task": to_plain(cfg.task),
               "trainer": to_plain(cfg.trainer)}
-    with stage_run(cfg, "finetune", params, task=name, upstream=init) as mlrun, atomic_dir(out) as tmp:
-        report = {"model": finetune_one(cfg, init, random_init, tmp / "model", lightning_logger(mlrun))}
+    with stage_run(cfg, "finetune", params, task=name, upstream=init, place=place) as mlrun, atomic_dir(out) as tmp:
+        report = {"model": finetune_one(cfg, init, random_init, tmp / "model", lightning_logger(mlrun), place)}
         log_metrics_dict(report["model"]["best_dev"], "best_dev/")
         if cfg.task.get("random_init_control") and not random_init:
             report["random_init"] = finetune_one(cfg, init, True, tmp / "random_init",
-                                                 lightning_logger(mlrun, prefix="random_init"))
+                                                 lightning_logger(mlrun, prefix="random_init"), place)
             log_metrics_dict(report["random_init"]["best_dev"], "random_init/best_dev/")
         report["mlflow_model_uri"] = log_classifier(tmp / "model", cfg.tracking, name)
+        report["hardware"] = place.as_dict()
         write_json(tmp / "finetune.json", report)
         write_run_file(tmp, mlrun, "finetune", task=name)
     print(f"fine-tuned {name}: best dev {report['model']['best_dev']} -> {out}")

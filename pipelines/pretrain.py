@@ -11,27 +11,32 @@ def run(cfg):
     from bertforge.pretraining import (fingerprint, prepare_checkpoint_dir, pretrain, process_rank, record_checkpoint_owner,
                                        resumable_run)
 
+    from bertforge.hardware import placement
+
+    place = placement(cfg.trainer)  # checks the trainer settings before anything is created
     prepared, out = resolve_path(cfg.paths.prepared), resolve_path(cfg.paths.pretrained)
     ckpt = resolve_path(cfg.paths.checkpoints)
     fp = fingerprint(cfg, upstream_run_id(prepared))
     if process_rank() != 0:  # a data-parallel worker: train, but leave tracking, checkpoints and outputs to rank 0
         with tempfile.TemporaryDirectory() as tmp:  # resume only from checkpoints rank 0 keeps (same fingerprint)
             own_ckpt = ckpt if resumable_run(ckpt, fp) is not None else Path(tmp) / "ckpt"
-            pretrain(cfg, prepared, Path(tmp) / "model", own_ckpt, None, Path(tmp) / "curves")
+            pretrain(cfg, prepared, Path(tmp) / "model", own_ckpt, None, Path(tmp) / "curves", place=place)
         return
+    print(place.line(), flush=True)
     resume_run = prepare_checkpoint_dir(ckpt, fp)
     params = {"seed": cfg.seed, "model": to_plain(cfg.model), "pretrain": to_plain(cfg.pretrain),
               "trainer": to_plain(cfg.trainer)}
-    with stage_run(cfg, "pretrain", params, upstream=prepared, run_id=resume_run) as mlrun, atomic_dir(out) as tmp:
+    with stage_run(cfg, "pretrain", params, upstream=prepared, run_id=resume_run, place=place) as mlrun, \
+            atomic_dir(out) as tmp:
         record_checkpoint_owner(ckpt, fp, mlrun.info.run_id)
-        metrics = pretrain(cfg, prepared, tmp, ckpt, mlrun, resolve_path(cfg.paths.plots) / "pretrain")
-        write_run_file(tmp, mlrun, "pretrain", model=cfg.model.name)
+        metrics = pretrain(cfg, prepared, tmp, ckpt, mlrun, resolve_path(cfg.paths.plots) / "pretrain", place=place)
+        write_run_file(tmp, mlrun, "pretrain", model=cfg.model.name, precision=place.precision)
         log_metrics_dict(metrics, "final/")
-        write_metrics(resolve_path(cfg.paths.metrics) / "pretrain.json", metrics)
+        write_metrics(resolve_path(cfg.paths.metrics) / "pretrain.json", metrics, place)
     print(f"pretrained BERT-{cfg.model.name}: held-out MLM accuracy {metrics['mlm_accuracy']:.3f} "
           f"(unigram baseline {metrics['unigram_accuracy']:.3f})"
           + (f", {cfg.pretrain.objective.upper()} accuracy {metrics['nsp_accuracy']:.3f}" if "nsp_accuracy" in metrics else "")
-          + f" -> {out}")
+          + f" -> {out} (precision {place.precision})")
 
 
 main = stage_main(run)

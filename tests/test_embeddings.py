@@ -48,11 +48,16 @@ def test_pooled_cls_mean_and_tokens_match_bert_model(minilm, reference):
 
 
 def test_cli_prints_the_tf_hub_shape_and_writes_files(minilm, tmp_path, capsys):
+    from bertforge.hardware import place
+
     assert main(["embed", "--model", str(minilm), "Hello, how are you?", "I am doing well, thank you!"]) == 0
-    assert "Shape of BERT embeddings: (2, 384)" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "Shape of BERT embeddings: (2, 384)" in out.out
+    assert f"precision {place('auto', 'auto').precision}" in out.err  # the machine's choice, on stderr
     src = tmp_path / "in.txt"
     src.write_text("first line\n\nthird line\n", encoding="utf-8")
-    assert main(["embed", "--model", str(minilm), "--file", str(src), "--output", str(tmp_path / "e.npy")]) == 0
+    assert main(["embed", "--model", str(minilm), "--file", str(src), "--output", str(tmp_path / "e.npy"),
+                 "--precision", "32-true"]) == 0
     arr = np.load(tmp_path / "e.npy")
     assert arr.shape == (3, 384)  # row i is line i, the empty line included
     np.testing.assert_allclose(arr, embed(minilm, ["first line", "", "third line"]).sentences, atol=1e-6)
@@ -68,6 +73,17 @@ def test_cli_prints_the_tf_hub_shape_and_writes_files(minilm, tmp_path, capsys):
     assert t[0]["text"] == "a b" and t[0]["tokens"] == ["[CLS]", "a", "b", "[SEP]"]
     assert len(t[0]["embedding"]) == 384 and np.asarray(t[0]["token_embeddings"]).shape == (4, 384)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.npy", "e.npz", "e.parquet", "in.txt"]
+
+
+def test_bf16_embeddings_agree_with_fp32(minilm):
+    """What `--precision auto` gives on a bf16 CPU: the same vectors up to bf16 rounding."""
+    from bertforge.hardware import place
+
+    sentences = ["Hello, how are you?", "I am doing well, thank you!", "a b"]
+    fp32 = embed(minilm, sentences).sentences
+    bf16 = embed(minilm, sentences, place=place("cpu", "bf16-mixed")).sentences
+    cosine = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
+    assert bf16.dtype == np.float32 and cosine.min() > 0.999 and not np.array_equal(fp32, bf16)
 
 
 def test_bad_inputs_give_one_clear_error(minilm, tmp_path, capsys):

@@ -70,9 +70,13 @@ def save(path: Path, sentences: list[str], emb: Embeddings) -> None:
 
 
 def cmd_embed(args) -> None:
+    from .hardware import place
+
     sentences = read_sentences(args)
+    where = place(args.device, args.precision)
+    print(where.line(), file=sys.stderr, flush=True)
     emb = embed(args.model, sentences, pooling=args.pooling, tokens=args.tokens, max_length=args.max_length,
-                batch_size=args.batch_size)
+                batch_size=args.batch_size, place=where)
     print(f"Shape of BERT embeddings: {emb.sentences.shape}")
     if emb.tokens is not None:
         print(f"Token embeddings: {len(emb.tokens)} sentences x (tokens, {emb.sentences.shape[1]}); "
@@ -100,6 +104,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--print", action="store_true", help="print each sentence's vector (abbreviated)")
     e.add_argument("--max-length", type=int, default=128, help="truncate sentences to this many tokens")
     e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help="auto: a GPU if one is visible")
+    e.add_argument("--precision", choices=("auto", "32-true", "bf16-mixed", "16-mixed"), default="auto",
+                   help="auto: bf16 where the CPU/GPU has it natively, else fp32 (as trainer.precision)")
     e.set_defaults(func=cmd_embed)
     return p
 

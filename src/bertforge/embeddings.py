@@ -50,9 +50,12 @@ def check_vocab(tokenizer, model, model_dir) -> None:
 
 @torch.inference_mode()
 def embed(model_dir: str | Path, sentences: list[str], pooling: str = "pooled", tokens: bool = False,
-          max_length: int = 128, batch_size: int = 32, model=None, tokenizer=None) -> Embeddings:
+          max_length: int = 128, batch_size: int = 32, model=None, tokenizer=None, place=None) -> Embeddings:
     """Embed `sentences` (order kept). Batches are built from length-sorted sentences so that
-    padding costs little; `model`/`tokenizer` may be passed in to embed many lists with one load."""
+    padding costs little; `model`/`tokenizer` may be passed in to embed many lists with one load.
+    `place` (hardware.place(...)) sets device and precision; default: fp32 on the model's device."""
+    import contextlib
+
     from .tokenization import load_tokenizer
 
     model_dir = Path(model_dir).expanduser().resolve()  # a CLI path is relative to the working directory
@@ -60,6 +63,8 @@ def embed(model_dir: str | Path, sentences: list[str], pooling: str = "pooled", 
         raise ConfigError(f"pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
     if model is None:
         model = load_encoder(model_dir, need_pooler=pooling == "pooled")
+        if place is not None:
+            model = model.to(place.device)
     if tokenizer is None:
         tokenizer = load_tokenizer(model_dir)
     check_vocab(tokenizer, model, model_dir)
@@ -73,7 +78,8 @@ def embed(model_dir: str | Path, sentences: list[str], pooling: str = "pooled", 
         idx = order[start:start + batch_size]
         batch = tokenizer.pad([{k: enc[k][i] for k in enc.keys()} for i in idx], return_tensors="pt")
         batch = {k: v.to(device) for k, v in batch.items()}
-        res = model(**batch)
+        with place.autocast() if place is not None else contextlib.nullcontext():
+            res = model(**batch)
         last = res.last_hidden_state.float()
         if pooling == "pooled":
             vec = res.pooler_output.float()

@@ -6,20 +6,22 @@ from pathlib import Path
 
 import numpy as np
 
+from .hardware import Placement
 from .finetune_module import encode, make_loader, predict
 from .tasks import TaskData, score_predictions
 from .tokenization import load_tokenizer
 
 
-def evaluate_model(model_dir: Path, task, data: TaskData, split: str, max_seq_length: int):
+def evaluate_model(model_dir: Path, task, data: TaskData, split: str, max_seq_length: int, place: Placement):
     from transformers import AutoModelForSequenceClassification
 
     tokenizer = load_tokenizer(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).to(place.device)
     examples = data.splits[split]
     loader = make_loader(tokenizer, encode(tokenizer, examples, data, max_seq_length), 128, False, 0)
     regression = data.labels is None
-    preds, _ = predict(model, loader, regression)
+    with place.autocast():
+        preds, _ = predict(model, loader, regression)
     gold = [data.label_id(e) for e in examples]
     metrics, score = score_predictions(task, preds, np.asarray(gold))
     return metrics, score, examples, preds

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from .config import ConfigError, resolve_path
+from .hardware import Placement
 from .finetune_module import FinetuneModule, encode, load_classifier, make_loader
 from .tasks import load_task
 from .tokenization import load_tokenizer
@@ -34,7 +35,7 @@ def check_tokenizer_matches(tokenizer, model, where: Path) -> None:
         raise ConfigError(f"{where}: tokenizer has {n} tokens but the model's vocab_size is {m}")
 
 
-def finetune_one(cfg, init: Path, random_init: bool, out_dir: Path, logger) -> dict:
+def finetune_one(cfg, init: Path, random_init: bool, out_dir: Path, logger, place: Placement | None = None) -> dict:
     """Train on the task's train split, keep the best dev epoch, save model + tokenizer to `out_dir`."""
     task, fc = cfg.task, finetune_settings(cfg)
     data = load_task(task)
@@ -51,7 +52,7 @@ def finetune_one(cfg, init: Path, random_init: bool, out_dir: Path, logger) -> d
     callbacks = []
     if fc.get("early_stopping_patience"):  # stop when the dev score has not improved for N epochs
         callbacks.append(pl.callbacks.EarlyStopping("dev/score", mode="max", patience=int(fc.early_stopping_patience)))
-    trainer = build_trainer(cfg.trainer, logger, max_epochs=fc.epochs, enable_checkpointing=False,
+    trainer = build_trainer(cfg.trainer, logger, place, max_epochs=fc.epochs, enable_checkpointing=False,
                             log_every_n_steps=max(1, min(10, total // 4)), callbacks=callbacks)
     trainer.fit(module, train_dataloaders=train, val_dataloaders=dev)
     best = module.best_model()

@@ -50,9 +50,10 @@ def _experiment_id(name: str) -> str:
 
 @contextmanager
 def stage_run(cfg, stage: str, params: dict, task: str | None = None, upstream: Path | None = None,
-              run_id: str | None = None) -> Iterator:
+              run_id: str | None = None, place=None) -> Iterator:
     """Start the stage's MLflow run, or continue `run_id` (a resumed stage); yields the active run
-    (hand its id to Lightning's MLFlowLogger)."""
+    (hand its id to Lightning's MLFlowLogger). `place` (a hardware.Placement) is recorded as
+    `hardware.*` params and the `precision` / `hardware` tags."""
     import mlflow
 
     os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")  # only the runs we start
@@ -65,6 +66,10 @@ def stage_run(cfg, stage: str, params: dict, task: str | None = None, upstream: 
     }
     if task:
         tags["task"] = task
+    if place is not None:
+        tags.update(precision=place.precision, hardware=place.hardware.cpu_class if place.accelerator == "cpu"
+                    else str(place.hardware.gpu))
+        params = {**params, "hardware": place.as_dict()}
     up = upstream_run_id(upstream)
     if up:
         tags["upstream_run_id"] = up
@@ -102,11 +107,12 @@ def log_metrics_dict(metrics: dict, prefix: str = "") -> None:
         mlflow.log_metrics(flat)
 
 
-def write_metrics(path: Path, metrics: dict) -> None:
-    """Write a stage's metrics JSON (for `dvc metrics`) and attach it to the active MLflow run."""
+def write_metrics(path: Path, metrics: dict, place=None) -> None:
+    """Write a stage's metrics JSON (for `dvc metrics`) and attach it to the active MLflow run;
+    with `place`, the hardware and precision the numbers were made with go in too."""
     import mlflow
 
-    write_json(path, metrics)
+    write_json(path, {**metrics, "hardware": place.as_dict()} if place is not None else metrics)
     mlflow.log_artifact(str(path))
 
 
