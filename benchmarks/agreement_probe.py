@@ -12,6 +12,7 @@ import torch
 from transformers import AutoTokenizer, BertForPreTraining
 
 from bertforge.demo_language import N_TOPICS, DemoLanguage, demo_lexicon
+from common import print_header
 
 
 def main() -> None:
@@ -20,6 +21,7 @@ def main() -> None:
     ap.add_argument("--sentences", type=int, default=400)
     ap.add_argument("--seed", type=int, default=5)
     args = ap.parse_args()
+    print_header()
     model = BertForPreTraining.from_pretrained(args.model_dir).eval()
     tok = AutoTokenizer.from_pretrained(args.model_dir)
     lang, rng = DemoLanguage(), random.Random(args.seed)

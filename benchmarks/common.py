@@ -11,3 +11,14 @@ def stage_runner(name: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.run
+
+
+def print_header(trainer: str = "auto") -> str:
+    """Print (and return) the machine line every benchmark starts with: CPU model, cores, the ISA
+    flags that matter, torch, and the precision our side uses (trainer profile `trainer`)."""
+    from bertforge.config import compose
+    from bertforge.hardware import header, placement
+
+    line = header(placement(compose([f"trainer={trainer}"]).trainer).precision)
+    print(line, flush=True)
+    return line

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
+from common import print_header
 
 
 def binomial_sd(p: float, n: int) -> float:
@@ -32,6 +33,7 @@ def main() -> None:
     ap.add_argument("--whole-word", action="store_true")
     ap.add_argument("--out", default=None, help="write the statistics as JSON here")
     args = ap.parse_args()
+    print_header()
 
     prepared = Path(args.prepared)
     tok = load_tokenizer(prepared / "tokenizer")

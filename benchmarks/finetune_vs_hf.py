@@ -4,7 +4,8 @@ Both fine-tune the same checkpoint (default: the offline MiniLM-L6 package) on t
 task from ../shared/data with the same hyperparameters and seed, and are scored by the same
 GLUE metric code on the full dev split. The stock recipe is `run_glue.py`'s: padding to
 max_length, `AutoModelForSequenceClassification` + `Trainer`, fp32. Ours is the stage itself
-(`pipelines/finetune.py`: Lightning, dynamic padding, length-grouped batches, bf16 autocast, MLflow).
+(`pipelines/finetune.py`: Lightning, dynamic padding, length-grouped batches, the precision `auto`
+picks on this machine (bf16 autocast on bf16 CPUs, fp32 on AVX2), MLflow).
 
     python benchmarks/finetune_vs_hf.py --tasks rte mrpc stsb cola --seeds 1 2 [--out results.jsonl]
 
@@ -20,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import stage_runner
+from common import print_header, stage_runner
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
@@ -118,12 +119,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--max-seq-length", type=int, default=128)
     ap.add_argument("--max-train", type=int, default=None, help="use the first N training examples (dev: all)")
-    ap.add_argument("--trainer", default="cpu", help="our trainer config (cpu: bf16 autocast, cpu32: fp32)")
+    ap.add_argument("--trainer", default="cpu", help="our trainer profile (cpu: precision per hardware, cpu32: fp32)")
     ap.add_argument("--recipes", nargs="+", default=["ours", "hf"], choices=["ours", "hf"],
                     help="e.g. --recipes ours --seeds 2 3 for our seed-to-seed noise alone")
     ap.add_argument("--table-from", default=None, help="print the table from an --out file instead of running")
     ap.add_argument("--out", default=None, help="append one JSON line per run here")
     args = ap.parse_args()
+    print_header(args.trainer)
     args.model = args.model or minilm_dir()
     rows = [json.loads(line) for line in open(args.table_from)] if args.table_from else []
     for task in [] if args.table_from else args.tasks:

@@ -5,7 +5,8 @@ Both train BERT-Mini from the same initial weights on the *same pairs in the sam
 (epoch 0 of our stage, batch 32 x <= 128 tokens, English Wikipedia shards), with the same AdamW,
 warmup and linear decay and gradient clipping. They differ as the recipes do: the stock one
 masks with `DataCollatorForLanguageModeling`, computes the MLM head at every position, in fp32;
-ours masks with the reference algorithm, gathers masked positions first, under bf16 autocast,
+ours masks with the reference algorithm, gathers masked positions first, in the precision
+`trainer.precision=auto` picks here (bf16 autocast on bf16 CPUs, fp32 elsewhere),
 inside Lightning. Every `--val-every` steps both are scored by the same function on the same
 held-out examples (our fixed validation masks): MLM loss and accuracy.
 
@@ -20,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import stage_runner
+from common import print_header, stage_runner
 
 
 def overrides(args) -> list[str]:
@@ -117,6 +118,7 @@ def main() -> None:
     ap.add_argument("--val-examples", type=int, default=1024)
     ap.add_argument("--out", default="benchmarks/results/loss_curves.json")
     args = ap.parse_args()
+    print_header()
     import os
 
     from bertforge.config import compose

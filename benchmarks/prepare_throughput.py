@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import psutil
+from common import print_header
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = {"korean": ["tokenizer=korean"], "wikipedia_ko": ["tokenizer=korean"], "korean_petitions": ["tokenizer=korean"]}
@@ -85,6 +86,7 @@ def main() -> None:
     ap.add_argument("--vocab-size", type=int, default=16000)
     ap.add_argument("--out", default="benchmarks/results/prepare_throughput.json")
     args = ap.parse_args()
+    print_header()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for profile in args.corpora:

@@ -3,18 +3,23 @@
 Side by side in one process, on the same prepared shards, model size and batch shape:
 
 - stock: `BertForPreTraining` with labels (MLM head over every position), fp32, masking by
-  `DataCollatorForLanguageModeling` (15%, 80/10/10), a plain AdamW loop;
-- bare step: our forward (MLM head only at masked positions) under bf16 autocast, AdamW, on
-  batches built ahead of time (no data loading, no Lightning);
+  `DataCollatorForLanguageModeling` (15%, 80/10/10), a plain AdamW loop; on machines where
+  `auto` picks bf16, also the same recipe under bf16 autocast (what `Trainer --bf16` does);
+- bare step, padded: our forward (MLM head only at masked positions) on the padded batch;
+- bare step, unpadded: the same maths on real tokens only (what the stage runs by default);
+  both bare steps use the precision `trainer.precision=auto` picks here, on batches built
+  ahead of time (no data loading, no Lightning);
 - stage: `pipelines/pretrain.py` itself (data loading, Lightning, MLflow, progress bar), its
   own `train/tokens_per_s` windows read back from the MLflow run.
 
 Tokens are real (non-padding) tokens; the number is the median over windows after warm-up.
+"FLOP bound" is stock FLOPs / our FLOPs on the measured batches: the speed-up that doing less
+arithmetic alone gives, if both ran at the same FLOP rate (see `flops()` for the counting).
 
     python benchmarks/pretrain_vs_hf.py --prepared outputs/prepare --sizes tiny mini small
 
-Also prints the stock and bare losses at the same steps (same batches, same initial weights),
-so the speed does not come from computing something else.
+Also prints the stock and our losses at the same steps (same batches, same initial weights), so
+the speed does not come from computing something else.
 """
 from __future__ import annotations
 
@@ -65,77 +70,117 @@ def stock_features(args, ds) -> list[list[dict]]:
     return out
 
 
-def model_for(cfg, tok):
+def model_for(cfg, tok, device):
     import torch
 
     from bertforge.modeling import bert_config, build_pretraining_model
 
     torch.manual_seed(cfg.seed)
-    return build_pretraining_model(bert_config(cfg.model, len(tok), tok.pad_token_id))
+    return build_pretraining_model(bert_config(cfg.model, len(tok), tok.pad_token_id)).to(device)
+
+
+def flops(m, batch) -> tuple[float, float]:
+    """Training FLOPs of one batch, (stock, ours): 3 x forward (backward = 2 x forward), 2 FLOPs
+    per multiply-add, matmuls only. Per layer and position: Q, K, V, O (4 H^2) and the FFN (2 H I);
+    attention scores and context (2 S H per position, on the padded layout in both recipes); the
+    MLM head (transform H^2 + decoder H V) at every position (stock) or at the masked ones (ours).
+    Stock computes every layer on B x S positions, padding included; ours on the real tokens."""
+    h, i, layers, v = m.hidden_size, m.intermediate_size, m.num_hidden_layers, m.vocab_size
+    b, s = batch["input_ids"].shape
+    real, masked = int(batch["attention_mask"].sum()), int((batch["labels"] != -100).sum())
+    attention = layers * 2 * b * s * s * h
+    stock = layers * b * s * (4 * h * h + 2 * h * i) + attention + b * s * (h * h + h * v)
+    ours = layers * real * (4 * h * h + 2 * h * i) + attention + masked * (h * h + h * v)
+    return 6.0 * stock, 6.0 * ours
 
 
 def windows(times: list[float], tokens: list[int], args) -> float:
     """Median tokens/s over windows of `args.window` steps after warm-up."""
     rates = []
     for i in range(args.warmup, len(times) - args.window + 1, args.window):
-        rates.append(sum(tokens[i + 1 : i + args.window + 1]) / (times[i + args.window] - times[i]))
+        rates.append(sum(tokens[i : i + args.window]) / sum(times[i : i + args.window]))
     return statistics.median(rates)
 
 
-def train_loop(args, cfg, model, inputs, step_loss) -> tuple[float, list[float]]:
-    """AdamW steps over `inputs`; `step_loss(x)` returns (loss, batch). Gives tokens/s and the losses."""
-    import torch
+class Recipe:
+    """A model, its AdamW and a step function over prepared inputs; `step(i)` trains on input i
+    and returns its time, real tokens and loss."""
 
-    from bertforge.optim import param_groups
+    def __init__(self, cfg, model, inputs, step_loss, device):
+        import torch
 
-    p = cfg.pretrain
-    opt = torch.optim.AdamW(param_groups(model, p.weight_decay), lr=p.lr, betas=tuple(p.adam_betas), eps=p.adam_eps)
-    times, tokens, losses = [time.perf_counter()], [0], []
-    for x in inputs:
-        loss, batch = step_loss(x)
+        from bertforge.optim import param_groups
+
+        p = cfg.pretrain
+        self.model, self.inputs, self.step_loss, self.device, self.clip = model, inputs, step_loss, device, p.grad_clip
+        self.opt = torch.optim.AdamW(param_groups(model, p.weight_decay), lr=p.lr, betas=tuple(p.adam_betas),
+                                     eps=p.adam_eps)
+        self.times, self.tokens, self.losses = [], [], []
+
+    def step(self, i: int) -> None:
+        import torch
+
+        t0 = time.perf_counter()
+        loss, batch = self.step_loss(self.inputs[i])
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        times.append(time.perf_counter())
-        tokens.append(int(batch["attention_mask"].sum()))
-    return windows(times, tokens, args), losses
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.losses.append(loss.item())  # a sync: every recipe pays it alike
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter() - t0)
+        self.tokens.append(int(batch["attention_mask"].sum()))
 
 
-def run_stock(args, cfg, tok, ds):
+def interleaved(recipes: dict, n: int, block: int) -> None:
+    """Take turns in blocks of `block` steps: on a shared, noisy machine a slow spell then hits
+    every recipe alike instead of whichever ran during it, while each block still runs with its
+    own model warm in the caches (step-by-step turns measured the small models ~15% slow)."""
+    for start in range(0, n, block):
+        for r in recipes.values():
+            for i in range(start, min(start + block, n)):
+                r.step(i)
+
+
+def stock_recipe(args, cfg, tok, ds, place, bf16: bool) -> Recipe:
     import torch
     from transformers import DataCollatorForLanguageModeling
 
     collator = DataCollatorForLanguageModeling(tok, mlm_probability=cfg.pretrain.masked_lm_prob)
-    model = model_for(cfg, tok).float()
-    torch.manual_seed(cfg.seed)
+    model = model_for(cfg, tok, place.device).float()
 
     def step_loss(features):
-        batch = collator(features)  # masking is part of the stock step, as in Trainer's collate
-        return model(**batch).loss, batch
+        batch = {k: v.to(place.device) for k, v in collator(features).items()}  # masking is part of the step
+        with torch.autocast(place.device, dtype=torch.bfloat16, enabled=bf16):
+            return model(**batch).loss, batch
 
-    return train_loop(args, cfg, model, stock_features(args, ds), step_loss)
+    return Recipe(cfg, model, stock_features(args, ds), step_loss, place.device)
 
 
-def run_bare(args, cfg, tok, ds):
-    import torch
-    import torch.nn.functional as F
-
-    from bertforge.modeling import sparse_pretraining_forward
+def our_batches(args, tok, ds, device):
     from bertforge.pretraining_data import collate
 
-    prepared = [collate([ds[i] for i in rows], pad_id=tok.pad_token_id) for rows in batch_ranges(args)]
-    model = model_for(cfg, tok)
+    return [{k: v.to(device) for k, v in collate([ds[i] for i in rows], pad_id=tok.pad_token_id).items()}
+            for rows in batch_ranges(args)]
+
+
+def bare_recipe(args, cfg, tok, batches, place, unpad: bool) -> Recipe:
+    import torch.nn.functional as F
+
+    from bertforge.modeling import sparse_pretraining_forward, unpadded_pretraining_forward
+
+    forward = unpadded_pretraining_forward if unpad else sparse_pretraining_forward
+    model = model_for(cfg, tok, place.device)
 
     def step_loss(batch):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = sparse_pretraining_forward(model, batch)
+        with place.autocast():
+            out = forward(model, batch)
         loss = F.cross_entropy(out.mlm_logits.float(), out.mlm_labels) + \
             F.cross_entropy(out.nsp_logits.float(), batch["next_sentence_label"])
         return loss, batch
 
-    return train_loop(args, cfg, model, prepared, step_loss)
+    return Recipe(cfg, model, batches, step_loss, place.device)
 
 
 def run_stage(args, overrides: list[str], tmp: Path) -> tuple[float, float]:
@@ -169,32 +214,60 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40, help="measured steps per recipe (after --warmup)")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--window", type=int, default=5, help="steps per throughput window")
+    ap.add_argument("--trainer", default="auto", help="our trainer profile (auto: precision per hardware)")
     args = ap.parse_args()
-    from bertforge.config import compose
+    import torch
 
+    from bertforge.config import compose
+    from bertforge.hardware import header, placement
+
+    place = placement(compose([f"trainer={args.trainer}"]).trainer)
+    stock_bf16 = place.precision == "bf16-mixed"  # where bf16 is native, the stock recipe gets it too
+    print(header(place.precision), flush=True)
     rows = []
     for size in args.sizes:
-        overrides = [f"model={size}", f"paths.prepared={Path(args.prepared).resolve()}",
+        overrides = [f"model={size}", f"paths.prepared={Path(args.prepared).resolve()}", f"trainer={args.trainer}",
                      f"pretrain.batch_size={args.batch_size}", f"pretrain.max_seq_length={args.seq}",
                      f"pretrain.max_predictions_per_seq={args.max_predictions}"]
         cfg = compose(overrides)
         tok, ds = pairs(args, cfg)
-        stock, stock_loss = run_stock(args, cfg, tok, ds)
-        bare, bare_loss = run_bare(args, cfg, tok, ds)
+        batches = our_batches(args, tok, ds, place.device)
+        m = cfg.model
+        from bertforge.modeling import bert_config
+
+        arch = bert_config(m, len(tok), tok.pad_token_id)
+        counts = [flops(arch, b) for b in batches[args.warmup:]]
+        bound = sum(c[0] for c in counts) / sum(c[1] for c in counts)
+        r = {"size": size, "bound": bound}
+        torch.manual_seed(cfg.seed)
+        recipes = {"stock": stock_recipe(args, cfg, tok, ds, place, bf16=False)}
+        if stock_bf16:
+            recipes["stock_bf16"] = stock_recipe(args, cfg, tok, ds, place, bf16=True)
+        recipes["padded"] = bare_recipe(args, cfg, tok, batches, place, unpad=False)
+        recipes["bare"] = bare_recipe(args, cfg, tok, batches, place, unpad=True)
+        interleaved(recipes, len(batches), args.window)
+        r.update({k: windows(rec.times, rec.tokens, args) for k, rec in recipes.items()})
+        stock_loss, bare_loss = recipes["stock"].losses, recipes["bare"].losses
+        del recipes
         with tempfile.TemporaryDirectory() as d:
             os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(d) / 'mlflow.db'}"
-            stage, wall = run_stage(args, overrides, Path(d))
-        rows.append((size, stock, bare, stage, wall))
-        print(f"{size}: stock {stock:.0f}, bare {bare:.0f}, stage {stage:.0f} tokens/s; losses at steps "
-              f"1/{len(stock_loss)}: stock {stock_loss[0]:.3f}/{stock_loss[-1]:.3f}, "
-              f"ours {bare_loss[0]:.3f}/{bare_loss[-1]:.3f}", flush=True)
-    print(f"\nbatch {args.batch_size} pairs of <= {args.seq} tokens, {args.max_predictions} predictions/seq, "
-          f"median tokens/s over {args.window}-step windows after {args.warmup} warm-up steps, {args.prepared}\n")
-    print("| model | stock HF (dense MLM, fp32) | our bare step (sparse MLM, bf16) | our pretrain stage | "
-          "stage / stock | stage / bare |")
-    print("|---|---|---|---|---|---|")
-    for size, stock, bare, stage, _ in rows:
-        print(f"| {size} | {stock:.0f} | {bare:.0f} | {stage:.0f} | {stage / stock:.2f}x | {stage / bare:.0%} |")
+            r["stage"], r["wall"] = run_stage(args, overrides, Path(d))
+        rows.append(r)
+        print(f"{size}: stock {r['stock']:.0f}, bare padded {r['padded']:.0f}, bare {r['bare']:.0f}, stage "
+              f"{r['stage']:.0f} tokens/s; losses at steps 1/{len(stock_loss)}: stock "
+              f"{stock_loss[0]:.3f}/{stock_loss[-1]:.3f}, ours {bare_loss[0]:.3f}/{bare_loss[-1]:.3f}", flush=True)
+    print(f"\nbatch {args.batch_size} pairs of <= {args.seq} tokens, {args.max_predictions} predictions/seq, vocab "
+          f"{len(tok)}, median real tokens/s over {args.window}-step windows after {args.warmup} warm-up steps, "
+          f"ours in {place.precision}, {args.prepared}\n")
+    bf16_col = " stock HF bf16 autocast |" if stock_bf16 else ""
+    print(f"| model | stock HF fp32 |{bf16_col} bare step, padded HF layers | bare step, unpadded | our pretrain stage | "
+          "unpadded / padded | stage / stock fp32 | FLOP bound | stage / bare |")
+    print("|---|---|" + ("---|" if stock_bf16 else "") + "---|---|---|---|---|---|---|")
+    for r in rows:
+        extra = f" {r['stock_bf16']:.0f} |" if stock_bf16 else ""
+        print(f"| {r['size']} | {r['stock']:.0f} |{extra} {r['padded']:.0f} | {r['bare']:.0f} | {r['stage']:.0f} | "
+              f"{r['bare'] / r['padded']:.2f}x | {r['stage'] / r['stock']:.2f}x | {r['bound']:.2f}x | "
+              f"{r['stage'] / r['bare']:.0%} |")
 
 
 if __name__ == "__main__":

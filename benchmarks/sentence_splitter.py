@@ -10,6 +10,7 @@ import statistics
 import time
 
 from omegaconf import OmegaConf
+from common import print_header
 
 
 def paragraphs(profile: str, limit: int) -> list[str]:
@@ -28,6 +29,8 @@ def paragraphs(profile: str, limit: int) -> list[str]:
 
 def main() -> None:
     from bertforge.corpus import sentence_splitter
+
+    print_header()
 
     print("| text | splitter | MB/s (median of 3) | sentences | mean chars/sentence |\n|---|---|---|---|---|")
     for profile, lang in (("wikipedia_en", "en"), ("wikipedia_ko", "ko"), ("korean_petitions", "ko")):

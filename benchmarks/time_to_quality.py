@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from common import print_header
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = "outputs/real/ttq"
@@ -65,6 +66,7 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--out", default="benchmarks/results/time_to_quality.json")
     args = ap.parse_args()
+    print_header()
     if not args.report_only:
         subprocess.run([sys.executable, "pipelines/pretrain.py", *overrides(args.steps, args.val_every)], cwd=ROOT,
                        check=True, env=os.environ)

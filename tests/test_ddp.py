@@ -27,6 +27,7 @@ def _pretrain(tmp_path, prepared, name, launcher, trainer, batch_size):
     return metrics, load_file(tmp_path / name / "model" / "model.safetensors")
 
 
+@pytest.mark.slow  # torchrun starts two processes (~30 s)
 def test_two_gloo_processes_match_one_process_at_the_same_global_batch(tmp_path, demo_prepared):
     _, prepared, _ = demo_prepared
     one, w_one = _pretrain(tmp_path, prepared, "one", [sys.executable], "cpu32", 32)

@@ -31,3 +31,68 @@ def test_impossible_config_fails_before_training():
     bad = OmegaConf.merge(compose().model, {"hidden_size": 130, "num_attention_heads": 4})
     with pytest.raises(ConfigError, match="model.hidden_size=130 is not divisible by model.num_attention_heads=4"):
         bert_config(bad, 100, 0)
+
+
+def _ragged_batch(vocab: int, lengths: list[int], seed: int = 0) -> dict:
+    """Right-padded pairs of different lengths with ~20% of positions masked."""
+    g = torch.Generator().manual_seed(seed)
+    b, s = len(lengths), max(lengths)
+    ids, mask = torch.zeros(b, s, dtype=torch.long), torch.zeros(b, s, dtype=torch.long)
+    types, labels = torch.zeros(b, s, dtype=torch.long), torch.full((b, s), -100)
+    for i, n in enumerate(lengths):
+        ids[i, :n] = torch.randint(5, vocab, (n,), generator=g)
+        mask[i, :n] = 1
+        types[i, n // 2 : n] = 1
+        pos = torch.randperm(n - 1, generator=g)[: max(1, n // 5)] + 1
+        labels[i, pos] = ids[i, pos]
+    return dict(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels,
+                next_sentence_label=torch.tensor([i % 2 for i in range(b)]))
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
+def test_unpadded_forward_equals_the_padded_one(dtype, atol):
+    """On the same pairs the unpadded forward (dense layers on real tokens only) gives the padded
+    forward's MLM and NSP logits; tolerance: fp32 reassociation, or bf16 rounding under autocast."""
+    from bertforge.modeling import unpad_indices, unpadded_pretraining_forward
+
+    torch.manual_seed(0)
+    model = build_pretraining_model(bert_config(compose(["model=mini"]).model, 500, 0)).eval()
+    batch = _ragged_batch(500, [37, 9, 21, 4, 37, 30])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        padded = sparse_pretraining_forward(model, batch)
+        unpadded = unpadded_pretraining_forward(model, {**batch, **unpad_indices(batch["attention_mask"], batch["labels"])})
+        full = sparse_pretraining_forward(model, {**batch, "attention_mask": torch.ones_like(batch["attention_mask"])})
+    assert torch.equal(unpadded.mlm_labels, padded.mlm_labels) and unpadded.mlm_logits.shape == (26, 500)
+    torch.testing.assert_close(unpadded.mlm_logits.float(), padded.mlm_logits.float(), atol=atol, rtol=0)
+    torch.testing.assert_close(unpadded.nsp_logits.float(), padded.nsp_logits.float(), atol=atol, rtol=0)
+    # the comparison can fail: attending to the padding moves the logits well beyond the tolerance
+    assert (full.mlm_logits.float() - padded.mlm_logits.float()).abs().max() > 5 * atol
+
+
+def test_unpadded_training_step_reaches_every_parameter_the_padded_one_does():
+    from bertforge.modeling import unpadded_pretraining_forward
+
+    torch.manual_seed(0)
+    model = build_pretraining_model(bert_config(compose().model, 300, 0))
+    out = unpadded_pretraining_forward(model, _ragged_batch(300, [12, 5, 9]))
+    (out.mlm_logits.logsumexp(-1).sum() + out.nsp_logits.sum()).backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert no_grad == []
+
+
+def test_cpu_dropout_keeps_the_rate_scale_and_seed():
+    from bertforge.modeling import dropout
+
+    x = torch.ones(400, 1000)
+    torch.manual_seed(3)
+    a = dropout(x, 0.1, True)
+    torch.manual_seed(3)
+    b = dropout(x, 0.1, True)
+    assert torch.equal(a, b)  # drawn from torch's RNG state: seeded runs and resumed runs repeat it
+    kept = (a != 0).float().mean().item()
+    assert abs(kept - 0.9) < 5 * (0.9 * 0.1 / x.numel()) ** 0.5  # 5 binomial standard deviations (0.0015)
+    assert a.unique().tolist() == pytest.approx([0.0, 1 / 0.9])
+    assert not torch.equal(dropout(x, 0.1, True), a)  # a fresh mask each call
+    assert dropout(x, 0.1, False) is x and dropout(x, 0.0, True) is x
+    # columns and rows are masked independently (no stripes from the generator's layout)
+    assert (a != 0).float().mean(0).std() < 0.02 and (a != 0).float().mean(1).std() < 0.02

@@ -128,6 +128,7 @@ def test_hydra_sweep_runs_every_job_and_writes_nothing_into_the_repo(repo_copy):
     assert sh(["git", "status", "--porcelain", "--untracked-files=all"], repo) == before
 
 
+@pytest.mark.slow  # a second `dvc exp run` (~1 min)
 def test_changed_group_reruns_only_affected_stages(repo_copy):
     """Last in this module: it moves the copy's workspace to a new experiment."""
     repo, _ = repo_copy
@@ -143,6 +144,7 @@ def test_changed_group_reruns_only_affected_stages(repo_copy):
     assert "tiny-mini" in shown and "tiny" in shown
 
 
+@pytest.mark.slow  # three 400-step pre-trainings under DVC (~1.5 min); tests/test_pretraining.py resumes in-process
 def test_kill_9_mid_pretraining_then_dvc_repro_resumes_to_the_same_weights(repo_copy):
     """Last: rewrites the copy's params. A `dvc repro` killed with SIGKILL after a checkpoint is
     resumed by the next `dvc repro` (same MLflow run) and ends bit-identical to a run never killed."""

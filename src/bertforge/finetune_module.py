@@ -137,7 +137,8 @@ class FinetuneModule(pl.LightningModule):
     def configure_optimizers(self):
         c = self.cfg
         warmup = int(c.warmup_ratio * self.total_steps)
-        return optimizer_with_schedule(self.model, c.lr, c.weight_decay, (0.9, 0.999), 1e-6, warmup, self.total_steps)
+        return optimizer_with_schedule(self.model, c.lr, c.weight_decay, (0.9, 0.999), 1e-6, warmup, self.total_steps,
+                                       fused=not str(self.trainer.precision).startswith("16"))
 
     def best_model(self):
         model = copy.deepcopy(self.model).cpu()

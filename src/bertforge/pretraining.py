@@ -15,6 +15,7 @@ import numpy as np
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from .config import ConfigError, to_plain
+from .hardware import Placement, placement
 from .modeling import bert_config, build_pretraining_model
 from .optim import check_optim_config
 from .outputs import read_json, write_json
@@ -75,9 +76,11 @@ def most_frequent_token(shard: Shard, special: SpecialIds) -> int:
     return int(counts.argmax())
 
 
-def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out: Path, callbacks=()) -> dict:
+def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out: Path, callbacks=(),
+             place: Placement | None = None) -> dict:
     """Train and export to `out_dir`. Under data parallelism every rank calls this; ranks other
     than 0 pass `run=None` and a scratch `out_dir` (rank 0 alone tracks, checkpoints and exports)."""
+    place = place or placement(cfg.trainer)
     tokenizer = load_tokenizer(prepared / "tokenizer")
     special = SpecialIds.from_tokenizer(tokenizer)
     pc = cfg.pretrain
@@ -94,10 +97,9 @@ def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # reproducible initialisation
     model = build_pretraining_model(config)
-    if cfg.trainer.get("compile"):
-        model.bert.compile(dynamic=True)  # in place: parameter names (checkpoints, export) unchanged
-    data = PretrainData(prepared / "shards", special, pc, cfg.seed, cfg.trainer.num_workers)
-    module = PretrainModule(model, pc, pc.max_steps, most_frequent_token(data.train_shard, special))
+    data = PretrainData(prepared / "shards", special, pc, cfg.seed, place.num_workers)
+    module = PretrainModule(model, pc, pc.max_steps, most_frequent_token(data.train_shard, special),
+                            unpad=bool(cfg.trainer.get("unpad", True)), compile=bool(cfg.trainer.get("compile")))
 
     from .tracking import lightning_logger
 
@@ -105,7 +107,7 @@ def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", every_n_train_steps=pc.checkpoint_every_n_steps,
                                  save_last=True, save_top_k=1, auto_insert_metric_name=False)
     trainer = build_trainer(
-        cfg.trainer, lightning_logger(run) if run is not None else False, max_steps=pc.max_steps, use_distributed_sampler=False, gradient_clip_val=pc.grad_clip,
+        cfg.trainer, lightning_logger(run) if run is not None else False, place, max_steps=pc.max_steps, use_distributed_sampler=False, gradient_clip_val=pc.grad_clip,
         log_every_n_steps=pc.log_every_n_steps, val_check_interval=pc.val_every_n_steps, check_val_every_n_epoch=None,
         accumulate_grad_batches=int(pc.get("accumulate_grad_batches", 1)),
         reload_dataloaders_every_n_epochs=1, callbacks=[checkpoint, CurveWriter(ckpt_dir / "curves", TRAIN_KEYS, val_keys), *callbacks],

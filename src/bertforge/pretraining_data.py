@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -38,6 +39,13 @@ class SpecialIds:
     vocab_size: int
     all_special: tuple[int, ...]
     continuation: np.ndarray | None = None  # [vocab] bool: "##" word pieces (whole-word masking)
+
+    @cached_property
+    def is_special(self) -> np.ndarray:
+        """[vocab] bool lookup: a table read is far cheaper than np.isin per example."""
+        table = np.zeros(max(self.vocab_size, *self.all_special) + 1, dtype=bool)
+        table[list(self.all_special)] = True
+        return table
 
     @classmethod
     def from_tokenizer(cls, tok) -> "SpecialIds":
@@ -146,7 +154,8 @@ def mask_tokens(input_ids: np.ndarray, special: SpecialIds, masked_lm_prob: floa
     With `whole_word`, all pieces of a word are chosen together (the reference skips a word that
     would overshoot the count and tries the next); the 80/10/10 draw stays per token."""
     labels = np.full_like(input_ids, -100)
-    candidates = np.flatnonzero(~np.isin(input_ids, special.all_special))
+    is_special = special.is_special
+    candidates = np.flatnonzero(~is_special[input_ids])
     n = min(max_predictions, max(1, int(round(len(input_ids) * masked_lm_prob))), len(candidates))
     if n == 0:
         return input_ids, labels
@@ -168,10 +177,10 @@ def mask_tokens(input_ids: np.ndarray, special: SpecialIds, masked_lm_prob: floa
     out[picked[r < 0.8]] = special.mask
     rand_pos = picked[r >= 0.9]
     rand_ids = rng.integers(0, special.vocab_size, size=len(rand_pos))
-    bad = np.isin(rand_ids, special.all_special)
+    bad = is_special[rand_ids]
     while bad.any():  # a random *word*, never a special token
         rand_ids[bad] = rng.integers(0, special.vocab_size, size=int(bad.sum()))
-        bad = np.isin(rand_ids, special.all_special)
+        bad = is_special[rand_ids]
     out[rand_pos] = rand_ids
     return out, labels
 
@@ -196,6 +205,8 @@ class PretrainingDataset(Dataset):
             epoch %= int(cfg.dupe_factor)  # the same dupe_factor copies (pairs and masks), cycled
         self.special, self.cfg, self.seed, self.epoch = special, cfg, seed, epoch
         self.whole_word = bool(cfg.get("whole_word_masking", False))
+        # plain numbers: reading an OmegaConf node per example costs as much as masking it
+        self.masked_lm_prob, self.max_predictions = float(cfg.masked_lm_prob), int(cfg.max_predictions_per_seq)
         rng = random.Random(f"{seed}-{epoch}")
         objective = cfg.get("objective", "nsp")
         if objective == "mlm":
@@ -219,12 +230,15 @@ class PretrainingDataset(Dataset):
             types = np.zeros_like(ids)
             types[len(a) + 2 :] = 1
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        masked, labels = mask_tokens(ids, s, self.cfg.masked_lm_prob, self.cfg.max_predictions_per_seq, rng, self.whole_word)
+        masked, labels = mask_tokens(ids, s, self.masked_lm_prob, self.max_predictions, rng, self.whole_word)
         return {"input_ids": masked, "token_type_ids": types, "labels": labels, "next_sentence_label": int(label)}
 
 
 def collate(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    """Dynamic padding to the longest example in the batch."""
+    """Dynamic padding to the longest example in the batch, plus where the real and the masked
+    tokens are (`modeling.unpad_indices`), so the unpadded forward needs no device sync."""
+    from .modeling import unpad_indices
+
     width = max(len(x["input_ids"]) for x in batch)
     n = len(batch)
     ids = torch.full((n, width), pad_id, dtype=torch.long)
@@ -238,4 +252,5 @@ def collate(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         labels[i, :k] = torch.from_numpy(x["labels"])
         mask[i, :k] = 1
     nsp = torch.tensor([x["next_sentence_label"] for x in batch], dtype=torch.long)
-    return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels, "next_sentence_label": nsp}
+    return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels,
+            "next_sentence_label": nsp, **unpad_indices(mask, labels)}
