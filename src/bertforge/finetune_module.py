@@ -111,10 +111,12 @@ class FinetuneModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss = self.model(**batch).loss
-        if not torch.isfinite(loss):
+        log_now = self.trainer._logger_connector.should_update_logs  # as in pre-training: no sync, little logging
+        if (log_now or self.device.type == "cpu") and not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite fine-tuning loss at step {self.global_step}")
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        if log_now:
+            self.log("train/loss", loss, prog_bar=True)
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss
 
     def validation_step(self, batch, batch_idx):

@@ -62,11 +62,11 @@ class Lamb(torch.optim.Optimizer):
                 update = (m / (1 - b1 ** state["step"])) / ((v / (1 - b2 ** state["step"])).sqrt_() + group["eps"])
                 if group["weight_decay"]:
                     update.add_(p, alpha=group["weight_decay"])
-                ratio = 1.0
-                if group["adapt"]:
-                    w_norm, u_norm = p.norm().item(), update.norm().item()
-                    ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
-                p.add_(update, alpha=-group["lr"] * ratio)
+                if group["adapt"]:  # a tensor, not .item(): no host sync per parameter on a GPU
+                    w_norm, u_norm = p.norm(), update.norm()
+                    ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
+                    update.mul_(ratio)
+                p.add_(update, alpha=-group["lr"])
         return loss
 
 

@@ -97,7 +97,7 @@ def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # reproducible initialisation
     model = build_pretraining_model(config)
-    data = PretrainData(prepared / "shards", special, pc, cfg.seed, place.num_workers)
+    data = PretrainData(prepared / "shards", special, pc, cfg.seed, place.num_workers, pin_memory=place.accelerator == "gpu")
     module = PretrainModule(model, pc, pc.max_steps, most_frequent_token(data.train_shard, special),
                             unpad=bool(cfg.trainer.get("unpad", True)), compile=bool(cfg.trainer.get("compile")))
 
