@@ -87,7 +87,9 @@ def run_hf(args, task: str, seed: int, tmp: Path) -> dict:
             item["labels"] = torch.tensor(self.labels[i], dtype=torch.float if regression else torch.long)
             return item
 
-    metric_names = list(cfg.task.metrics)
+    from bertforge.tasks import task_metrics
+
+    metric_names = task_metrics(cfg.task)
 
     def metrics(pred):
         logits = pred.predictions

@@ -10,7 +10,7 @@ def run(cfg):
     from bertforge.evaluation import confusion_figure, evaluate_model, write_confusion, write_predictions
     from bertforge.finetuning import finetune_settings
     from bertforge.hardware import placement
-    from bertforge.tasks import eval_splits, load_task
+    from bertforge.tasks import eval_splits, load_task, selection_splits
 
     place = placement(cfg.trainer)
 
@@ -21,6 +21,9 @@ def run(cfg):
     out = resolve_path(cfg.paths.evaluated) / name
     data = load_task(task)
     result, splits = {}, eval_splits(task)
+    scored = selection_splits(splits)
+    if not scored:
+        raise ConfigError(f"task.eval_splits: {list(splits)} has no dev split to score the task on")
     print(place.line(), flush=True)
     with stage_run(cfg, "evaluate", {"task": to_plain(task)}, task=name, upstream=model_root, place=place) as mlrun, \
             atomic_dir(out) as tmp:
@@ -42,8 +45,9 @@ def run(cfg):
                         mlflow.log_figure(confusion_figure(examples, preds, data, f"{name} {split}"),
                                           f"confusion_{split}.png")
                     mlflow.log_artifact(str(tmp / f"{variant}_{split}_predictions.tsv"))
-            # GLUE's task score: mean over the task's evaluation splits (MNLI: matched and mismatched)
-            result[prefix + "score"] = sum(result[prefix + s]["score"] for s in splits) / len(splits)
+            # GLUE's task score: mean over the dev splits (MNLI: matched and mismatched); a labelled
+            # test split keeps its own score beside it and never enters this one
+            result[prefix + "score"] = sum(result[prefix + s]["score"] for s in scored) / len(scored)
         if "random_init_score" in result:
             result["pretraining_gain"] = result["score"] - result["random_init_score"]
         write_run_file(tmp, mlrun, "evaluate", task=name)

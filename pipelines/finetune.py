@@ -9,23 +9,27 @@ def run(cfg):
     if cfg.get("task") is None:
         raise ConfigError("task: choose a task, e.g. `python pipelines/finetune.py task=rte` "
                           "(or run the suite with `dvc repro`)")
-    from bertforge.finetuning import finetune_one, init_dir
+    from bertforge.finetuning import check_finetune_config, finetune_one, finetune_settings, init_dir
     from bertforge.hardware import placement
+    from bertforge.tasks import load_task
 
+    # every check and the data before the MLflow run and the output exist: a bad input leaves nothing behind
     place = placement(cfg.trainer)
-    print(place.line(), flush=True)
     name = cfg.task.name
     init, random_init = init_dir(cfg)
+    check_finetune_config(finetune_settings(cfg))
+    data = load_task(cfg.task)
+    print(place.line(), flush=True)
     job = sweep_job()
     out = resolve_path(cfg.paths.finetuned) / name if job is None else resolve_path(cfg.paths.sweeps) / name / job
     params = {"seed": cfg.seed, "finetune": to_plain(cfg.finetune), "task": to_plain(cfg.task),
               "trainer": to_plain(cfg.trainer)}
     with stage_run(cfg, "finetune", params, task=name, upstream=init, place=place) as mlrun, atomic_dir(out) as tmp:
-        report = {"model": finetune_one(cfg, init, random_init, tmp / "model", lightning_logger(mlrun), place)}
+        report = {"model": finetune_one(cfg, init, random_init, tmp / "model", lightning_logger(mlrun), place, data)}
         log_metrics_dict(report["model"]["best_dev"], "best_dev/")
         if cfg.task.get("random_init_control") and not random_init:
             report["random_init"] = finetune_one(cfg, init, True, tmp / "random_init",
-                                                 lightning_logger(mlrun, prefix="random_init"), place)
+                                                 lightning_logger(mlrun, prefix="random_init"), place, data)
             log_metrics_dict(report["random_init"]["best_dev"], "random_init/best_dev/")
         report["mlflow_model_uri"] = log_classifier(tmp / "model", cfg.tracking, name)
         report["hardware"] = place.as_dict()

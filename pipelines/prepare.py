@@ -5,6 +5,9 @@ from bertforge.tracking import log_metrics_dict, stage_run, write_metrics, write
 
 
 def run(cfg):
+    from bertforge.corpus import check_corpus_config
+
+    check_corpus_config(cfg.corpus)  # before the MLflow run and the output exist
     out = resolve_path(cfg.paths.prepared)
     params = {"seed": cfg.seed, "corpus": to_plain(cfg.corpus), "tokenizer": to_plain(cfg.tokenizer)}
     with stage_run(cfg, "prepare", params) as mlrun, atomic_dir(out) as tmp:

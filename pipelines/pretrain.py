@@ -8,13 +8,13 @@ from bertforge.tracking import log_metrics_dict, stage_run, upstream_run_id, wri
 
 
 def run(cfg):
-    from bertforge.pretraining import (fingerprint, prepare_checkpoint_dir, pretrain, process_rank, record_checkpoint_owner,
-                                       resumable_run)
-
     from bertforge.hardware import placement
+    from bertforge.pretraining import (check_pretrain_config, fingerprint, prepare_checkpoint_dir, pretrain, process_rank,
+                                       record_checkpoint_owner, resumable_run)
 
-    place = placement(cfg.trainer)  # checks the trainer settings before anything is created
+    place = placement(cfg.trainer)  # all settings are checked before a checkpoint directory or MLflow run exists
     prepared, out = resolve_path(cfg.paths.prepared), resolve_path(cfg.paths.pretrained)
+    check_pretrain_config(cfg, prepared)
     ckpt = resolve_path(cfg.paths.checkpoints)
     fp = fingerprint(cfg, upstream_run_id(prepared))
     if process_rank() != 0:  # a data-parallel worker: train, but leave tracking, checkpoints and outputs to rank 0

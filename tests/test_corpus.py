@@ -100,12 +100,12 @@ def test_jsonl_records_titles_ids_and_skips(tmp_path):
     assert list(read_corpus(cfg, stats)) == [["제목", "첫 문장입니다.", "둘째 문장입니다!", "같은 문서의 다음 줄입니다."],
                                              ["셋", "Line one.", "Line two."]]
     assert stats["skipped_empty_records"] == 1
-    # a missing column names the file, line and key; broken JSON names the column too (18: the unterminated string runs into the newline)
+    # a missing column names the file, line and key; broken JSON names the column too (10: where the unterminated string starts)
     (tmp_path / "a.jsonl").write_text('{"content": "ok"}\n{"text": "no content"}\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"a.jsonl:2: no column 'content' \(corpus.text_column\); the record has: text"):
         list(read_corpus(_compose("corpus=jsonl", f"corpus.files=[{tmp_path}/a.jsonl]", "corpus.text_column=content")))
     (tmp_path / "a.jsonl").write_text('{"text": "ok"}\n{"text": "broken}\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"a.jsonl:2:18: invalid JSON"):
+    with pytest.raises(ValueError, match=r"a.jsonl:2:10: invalid JSON"):
         list(read_corpus(_compose("corpus=jsonl", f"corpus.files=[{tmp_path}/a.jsonl]")))
 
 

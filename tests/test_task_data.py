@@ -104,7 +104,7 @@ def test_glue_format_mnli_and_qqp_directories(tmp_path):
 @pytest.mark.parametrize("content, error", [
     ('{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n{"txt": "c", "label": "x"}\n',
      r"train.jsonl:3: no key 'text' for task.local.text_a"),
-    ('{"text": "a", "label": "x"}\n{"text": "b", "label": "y"\n', r"train.jsonl:2: column \d+: invalid JSON"),
+    ('{"text": "a", "label": "x"}\n{"text": "b", "label": "y"\n', r"train.jsonl:2:\d+: invalid JSON"),
     ('{"text": "a", "label": "x"}\n{"text": "b", "label": "x"}\n', r"has only the label\(s\) \['x'\]"),
     ('', r"train.jsonl: the train split is empty"),
 ])

@@ -70,8 +70,11 @@ def save(path: Path, sentences: list[str], emb: Embeddings) -> None:
 
 
 def cmd_embed(args) -> None:
+    from transformers.utils import logging as hf_logging
+
     from .hardware import place
 
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar before the answer tells the user nothing
     sentences = read_sentences(args)
     where = place(args.device, args.precision)
     print(where.line(), file=sys.stderr, flush=True)

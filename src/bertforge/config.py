@@ -17,8 +17,36 @@ from omegaconf import DictConfig, OmegaConf
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout this package was installed from
 
 
-class ConfigError(ValueError):
+class UserError(ValueError):
+    """An expected failure caused by the input, not by a bug: stages print its message as one
+    line (no traceback) and exit with status 2. The message names the file and position, or the key."""
+
+
+class ConfigError(UserError):
     """A setting is missing or impossible; the message names the key."""
+
+
+class DataError(UserError):
+    """An input file or dataset does not fit its config; the message names file, line and column."""
+
+
+EXIT_USER_ERROR = 2
+
+
+def report_user_errors(stage: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """Run `stage`; a UserError becomes one line on stderr and exit status 2. Tracebacks stay for
+    unexpected failures, and for every failure with BERTFORGE_DEBUG=1 (or Hydra's HYDRA_FULL_ERROR=1)."""
+
+    def run(cfg: DictConfig) -> Any:
+        try:
+            return stage(cfg)
+        except UserError as e:
+            if os.environ.get("BERTFORGE_DEBUG", "") not in ("", "0") or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            raise SystemExit(EXIT_USER_ERROR) from None
+
+    return run
 
 
 def root_dir() -> Path:
@@ -72,23 +100,25 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
 def stage_main(stage: Callable[[DictConfig], Any]) -> Callable[[], Any]:
     """Entry point for `pipelines/*.py`: `--params FILE [--task NAME] [key=value ...]` or Hydra."""
 
+    reported = report_user_errors(stage)
+
     def main() -> Any:
         argv = sys.argv[1:]
         if argv[:1] == ["--params"]:
             if len(argv) < 2:
-                raise SystemExit("--params needs a file, e.g. --params params.yaml")
+                raise SystemExit("error: --params needs a file, e.g. --params params.yaml")
             path, rest, task = argv[1], argv[2:], None
             if rest[:1] == ["--task"]:
                 if len(rest) < 2:
-                    raise SystemExit("--task needs a task name")
+                    raise SystemExit("error: --task needs a task name")
                 task, rest = rest[1], rest[2:]
-            return stage(load_params(path, rest, task))
+            return report_user_errors(lambda _: stage(load_params(path, rest, task)))(None)
         import hydra
 
         if {"-m", "--multirun"} & set(argv) and not any(a.startswith("hydra.sweep.dir=") for a in argv):
             # Hydra always writes multirun.yaml into the sweep dir: keep it out of the repository
             sys.argv.append(f"hydra.sweep.dir={Path(tempfile.gettempdir()) / 'bertforge-multirun'}")
-        return hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(stage)()
+        return hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(reported)()
 
     return main
 

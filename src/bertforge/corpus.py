@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Iterator
 
 from omegaconf import OmegaConf
 
-from .config import ConfigError, resolve_path
+from .config import ConfigError, DataError, resolve_path
 from .demo_language import demo_documents
 
 Document = list[str]
@@ -70,14 +70,14 @@ def read_lines(path: Path, max_chars: int, stats: Counter) -> Iterator[tuple[int
                     stats["skipped_long_lines"] += 1
                     continue
                 if "\x00" in line:
-                    raise ValueError(f"{path}:{lineno}: binary data (NUL byte); not a text file")
+                    raise DataError(f"{path}:{lineno}: binary data (NUL byte); not a text file")
                 yield lineno, line
         except UnicodeDecodeError as e:
-            raise ValueError(f"{path}:{_bad_utf8_line(path, e)}: not valid UTF-8 ({e.reason}); "
+            raise DataError(f"{path}:{utf8_error_position(path, e)}: not valid UTF-8 ({e.reason}); "
                              "is this a binary or non-UTF-8 file?") from None
 
 
-def _bad_utf8_line(path: Path, error: UnicodeDecodeError) -> str:
+def utf8_error_position(path: Path, error: UnicodeDecodeError) -> str:
     """`line:column` of the first undecodable byte (the text layer decodes ahead in blocks)."""
     opener = _OPENERS.get(path.suffix, open)
     with opener(path, "rb") as fh:
@@ -178,11 +178,11 @@ def _jsonl_records(path: Path, cfg, stats: Counter) -> Iterator[tuple[str, dict]
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
+            rec = json.loads(line.rstrip("\r\n"))  # a column on this line, not on a "line 2" after it
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+            raise DataError(f"{path}:{lineno}:{e.colno}: invalid JSON ({e.msg})") from None
         if not isinstance(rec, dict):
-            raise ValueError(f"{path}:{lineno}: a JSON object per line is expected, got {type(rec).__name__}")
+            raise DataError(f"{path}:{lineno}: a JSON object per line is expected, got {type(rec).__name__}")
         yield f"{path}:{lineno}", rec
 
 
@@ -197,10 +197,10 @@ def _csv_records(path: Path, cfg, stats: Counter) -> Iterator[tuple[str, dict]]:
         except csv.Error as e:
             if "field larger than field limit" in str(e):
                 stats["skipped_long_lines"] += 1  # csv cannot resume after this: the rest is unread
-                raise ValueError(f"{path}:{reader.line_num}: a field is longer than corpus.max_line_chars") from None
-            raise ValueError(f"{path}:{reader.line_num}: {e}") from None
+                raise DataError(f"{path}:{reader.line_num}: a field is longer than corpus.max_line_chars") from None
+            raise DataError(f"{path}:{reader.line_num}: {e}") from None
         except UnicodeDecodeError as e:
-            raise ValueError(f"{path}:{reader.line_num + 1}: not valid UTF-8 ({e.reason})") from None
+            raise DataError(f"{path}:{reader.line_num + 1}: not valid UTF-8 ({e.reason})") from None
 
 
 def _hf_records(cfg) -> Iterator[tuple[str, dict]]:
@@ -231,7 +231,7 @@ def _record_blocks(records: Iterator[tuple[str, dict]], cfg, stats: Counter) -> 
     for where, rec in records:
         for key, col in wanted.items():
             if col is not None and col not in rec:
-                raise ValueError(f"{where}: no column {col!r} (corpus.{key}); the record has: {', '.join(map(str, rec))}")
+                raise DataError(f"{where}: no column {col!r} (corpus.{key}); the record has: {', '.join(map(str, rec))}")
         doc_id = rec[id_col] if id_col else object()
         if doc_id != current and doc:
             yield doc
@@ -260,6 +260,19 @@ def read_units(corpus) -> list[tuple[str | None, dict]]:
     if corpus.format in ("text", "jsonl", "csv"):
         return [(None, {**plain, "files": [str(f)]}) for f in expand_files(corpus.files)]
     return [(None, plain)]
+
+
+def check_corpus_config(corpus) -> None:
+    """What can be checked before reading: readers, layouts, splitters and file patterns (a glob
+    matching nothing), so that the stage fails before it creates an MLflow run or an output."""
+    for _, unit in read_units(corpus):
+        unit = OmegaConf.create(unit)
+        if unit.format not in ("text", "jsonl", "csv", "hf", "demo"):
+            raise ConfigError(f"corpus.format: unknown reader {unit.format!r} (known: text, jsonl, csv, hf, mix, demo)")
+        if unit.format != "demo":
+            sentence_splitter(unit)
+        if unit.format == "text" and unit.get("layout", "sentences") not in LAYOUTS:
+            raise ConfigError(f"corpus.layout: {unit.layout!r} is not one of {', '.join(LAYOUTS)}")
 
 
 def _raw_documents(cfg, stats: Counter) -> Iterator[list[str]]:

@@ -28,18 +28,22 @@ def load_encoder(model_dir: str | Path, need_pooler: bool):
     anything else (including a pooler that the checkpoint does not have: it would be random)."""
     from transformers import AutoConfig, BertModel
 
+    from .modeling import load_weights
+
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise ConfigError(f"--model: {model_dir} is not a model directory (no config.json)")
     config = AutoConfig.from_pretrained(str(model_dir))
     if config.model_type != "bert":
         raise ConfigError(f"--model: {model_dir} holds a {config.model_type!r} model, not BERT")
-    model, info = BertModel.from_pretrained(str(model_dir), output_loading_info=True, attn_implementation="sdpa")
-    missing = [k for k in info["missing_keys"] if not k.startswith("pooler.") or need_pooler]
-    if missing:
-        what = "pooler weights (use --pooling cls or mean)" if all(k.startswith("pooler.") for k in missing) else "weights"
-        raise ConfigError(f"--model: {model_dir} lacks {what}: {', '.join(sorted(missing)[:4])}")
-    return model.eval()
+    if not need_pooler:
+        return load_weights(BertModel, model_dir, "--model", ("pooler.",), attn_implementation="sdpa").eval()
+    try:
+        return load_weights(BertModel, model_dir, "--model", attn_implementation="sdpa").eval()
+    except ConfigError as e:
+        if "pooler." not in str(e):
+            raise
+        raise ConfigError(f"--model: {model_dir} lacks pooler weights (use --pooling cls or mean)") from None
 
 
 def check_vocab(tokenizer, model, model_dir) -> None:

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .config import ConfigError
+from .modeling import load_weights
 from .optim import optimizer_with_schedule
 from .tasks import Example, TaskData, score_predictions
 
@@ -85,7 +86,8 @@ def load_classifier(init: str | Path, num_labels: int, labels: list[str] | None,
     if random_init:
         model = AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
     else:
-        model = AutoModelForSequenceClassification.from_pretrained(str(init), config=config, attn_implementation="sdpa")
+        model = load_weights(AutoModelForSequenceClassification, init, "finetune.init", ("classifier.", "bert.pooler."),
+                             config=config, attn_implementation="sdpa")
     return model.train()  # from_pretrained returns eval mode, and Lightning keeps modules' modes: dropout off
 
 

@@ -1,6 +1,7 @@
 """The `finetune` stage: a task head on a BERT encoder -> HF-format classifier directory."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -18,8 +19,30 @@ def init_dir(cfg) -> tuple[Path, bool]:
     """(model directory, random_init) for `finetune.init`: pretrained | random | a BERT directory."""
     init = str(cfg.finetune.init)
     if init in ("pretrained", "random"):
-        return resolve_path(cfg.paths.pretrained), init == "random"
-    return resolve_path(init), False
+        path = resolve_path(cfg.paths.pretrained)
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"finetune.init={init}: {path} holds no pre-trained model yet; run the pretrain stage "
+                              "first (dvc repro pretrain), or set finetune.init to a BERT directory")
+        return path, init == "random"
+    path = resolve_path(init)
+    if not path.exists():
+        raise ConfigError(f"finetune.init: {path} does not exist")
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"finetune.init: {path} is not a model directory (no config.json)")
+    model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    if model_type != "bert":
+        raise ConfigError(f"finetune.init: {path} holds a {model_type!r} model, not BERT")
+    return path, False
+
+
+def check_finetune_config(fc) -> None:
+    """Settings that would fail (or silently do nothing) mid-run, checked before anything starts."""
+    for key, ok, want in (("lr", fc.lr > 0, "> 0"), ("batch_size", fc.batch_size >= 1, ">= 1"),
+                          ("epochs", fc.epochs >= 1, ">= 1"), ("warmup_ratio", 0 <= fc.warmup_ratio < 1, "in [0, 1)"),
+                          ("weight_decay", fc.weight_decay >= 0, ">= 0"),
+                          ("max_seq_length", 8 <= fc.max_seq_length <= 4096, "in [8, 4096]")):
+        if not ok:
+            raise ConfigError(f"finetune.{key}={fc[key]}: must be {want}")
 
 
 def finetune_settings(cfg):
@@ -35,10 +58,12 @@ def check_tokenizer_matches(tokenizer, model, where: Path) -> None:
         raise ConfigError(f"{where}: tokenizer has {n} tokens but the model's vocab_size is {m}")
 
 
-def finetune_one(cfg, init: Path, random_init: bool, out_dir: Path, logger, place: Placement | None = None) -> dict:
+def finetune_one(cfg, init: Path, random_init: bool, out_dir: Path, logger, place: Placement | None = None,
+                 data=None) -> dict:
     """Train on the task's train split, keep the best dev epoch, save model + tokenizer to `out_dir`."""
     task, fc = cfg.task, finetune_settings(cfg)
-    data = load_task(task)
+    check_finetune_config(fc)
+    data = data if data is not None else load_task(task)
     tokenizer = load_tokenizer(init)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model = load_classifier(init, data.num_labels, data.labels, random_init)
@@ -52,7 +77,7 @@ def finetune_one(cfg, init: Path, random_init: bool, out_dir: Path, logger, plac
     callbacks = []
     if fc.get("early_stopping_patience"):  # stop when the dev score has not improved for N epochs
         callbacks.append(pl.callbacks.EarlyStopping("dev/score", mode="max", patience=int(fc.early_stopping_patience)))
-    trainer = build_trainer(cfg.trainer, logger, place, max_epochs=fc.epochs, enable_checkpointing=False,
+    trainer = build_trainer(cfg.trainer, logger, place, stage="finetune", max_epochs=fc.epochs, enable_checkpointing=False,
                             log_every_n_steps=max(1, min(10, total // 4)), callbacks=callbacks)
     trainer.fit(module, train_dataloaders=train, val_dataloaders=dev)
     best = module.best_model()

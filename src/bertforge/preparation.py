@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from .config import ConfigError
+from .config import ConfigError, DataError
 from .corpus import read_corpus, read_units
 from .shards import SPLITS, PartWriter, merge_parts, token_dtype, write_meta
 from .tokenization import (check_hangul_safe, check_keeps_hangul, load_tokenizer, resolve_tokenizer_dir, save_tokenizer,
@@ -192,7 +192,9 @@ def prepare(cfg, out_dir: Path, workers: int | None = None) -> dict:
         text_bytes = sum(int(s[-1]) for _, s in texts)
         progress.update(f"{n_docs:,} documents, {text_bytes / 1e6:,.1f} MB of text, done", force=True)
         if n_docs == 0:
-            raise ValueError(f"corpus {corpus.name!r}: no text found (empty corpus; skipped: {dict(read_stats) or 'nothing'})")
+            read = [f for _, u in units for f in (u.get("files") or [u.get("dataset") or u.get("format")])]
+            shown = ", ".join(map(str, read[:3])) + (f" and {len(read) - 3} more" if len(read) > 3 else "")
+            raise DataError(f"corpus {corpus.name!r}: no text found in {shown} (skipped: {dict(read_stats) or 'nothing'})")
 
         warm.join()  # transformers' lazy module is not safe to import from two threads at once
         tok = tokenizer_for(cfg, [p for p, _ in texts], char_counts, out_dir / "tokenizer")
@@ -216,7 +218,7 @@ def prepare(cfg, out_dir: Path, workers: int | None = None) -> dict:
     total = {k: sum(s[k] for s in splits.values()) for k in ("documents", "sentences", "tokens")}
     progress.update(f"{total['tokens']:,} tokens in shards by {workers} process(es), done", force=True)
     if splits["train"]["documents"] < 2 or splits["valid"]["documents"] < 2:
-        raise ValueError(f"corpus {corpus.name!r}: {total['documents']} documents is too few for a train/valid "
+        raise DataError(f"corpus {corpus.name!r}: {total['documents']} documents is too few for a train/valid "
                          f"split with NSP (need >= 2 in each; corpus.valid_fraction={corpus.valid_fraction})")
     return {
         **total,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -76,23 +77,46 @@ def most_frequent_token(shard: Shard, special: SpecialIds) -> int:
     return int(counts.argmax())
 
 
-def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out: Path, callbacks=(),
-             place: Placement | None = None) -> dict:
-    """Train and export to `out_dir`. Under data parallelism every rank calls this; ranks other
-    than 0 pass `run=None` and a scratch `out_dir` (rank 0 alone tracks, checkpoints and exports)."""
-    place = place or placement(cfg.trainer)
-    tokenizer = load_tokenizer(prepared / "tokenizer")
-    special = SpecialIds.from_tokenizer(tokenizer)
+def check_pretrain_config(cfg, prepared: Path):
+    """Everything about the pre-training settings and their input that can be checked before any
+    work (the stage calls it before creating a checkpoint directory or an MLflow run); returns
+    the tokenizer and the model's BertConfig."""
     pc = cfg.pretrain
+    for key, ok, want in (("lr", pc.lr > 0, "> 0"), ("batch_size", pc.batch_size >= 1, ">= 1"),
+                          ("max_steps", pc.max_steps >= 1, ">= 1"), ("warmup_steps", pc.warmup_steps >= 0, ">= 0"),
+                          ("weight_decay", pc.weight_decay >= 0, ">= 0"), ("grad_clip", pc.grad_clip >= 0, ">= 0"),
+                          ("adam_eps", pc.adam_eps > 0, "> 0"),
+                          ("adam_betas", all(0 <= b < 1 for b in pc.adam_betas), "two numbers in [0, 1)"),
+                          ("max_seq_length", pc.max_seq_length >= 8, ">= 8"),
+                          ("log_every_n_steps", pc.log_every_n_steps >= 1, ">= 1"),
+                          ("val_every_n_steps", pc.val_every_n_steps >= 1, ">= 1"),
+                          ("checkpoint_every_n_steps", pc.checkpoint_every_n_steps >= 1, ">= 1")):
+        if not ok:
+            raise ConfigError(f"pretrain.{key}={pc[key]}: must be {want}")
+    check_optim_config(pc)
+    check_example_config(pc)
+    check_phases(pc)
+    if not (prepared / "tokenizer").is_dir() or not (prepared / "shards" / "train").is_dir():
+        raise ConfigError(f"paths.prepared: {prepared} holds no prepared corpus; run the prepare stage first "
+                          "(dvc repro prepare)")
+    tokenizer = load_tokenizer(prepared / "tokenizer")
     config = bert_config(cfg.model, len(tokenizer), tokenizer.pad_token_id)
     for key, length in [("pretrain.max_seq_length", pc.max_seq_length),
                         *((f"pretrain.phases[{i}].max_seq_length", p.get("max_seq_length", pc.max_seq_length))
                           for i, p in enumerate(pc.get("phases") or []))]:
         if length > config.max_position_embeddings:
             raise ConfigError(f"{key}={length} exceeds model.max_position_embeddings={config.max_position_embeddings}")
-    check_optim_config(pc)
-    check_example_config(pc)
-    check_phases(pc)
+    return tokenizer, config
+
+
+def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out: Path, callbacks=(),
+             place: Placement | None = None) -> dict:
+    """Train and export to `out_dir`. Under data parallelism every rank calls this; ranks other
+    than 0 pass `run=None` and a scratch `out_dir` (rank 0 alone tracks, checkpoints and exports)."""
+    place = place or placement(cfg.trainer)
+    tokenizer, config = check_pretrain_config(cfg, prepared)
+    special = SpecialIds.from_tokenizer(tokenizer)
+    pc = cfg.pretrain
     import pytorch_lightning as pl
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # reproducible initialisation
@@ -104,10 +128,12 @@ def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out
     from .tracking import lightning_logger
 
     val_keys = [k for k in VAL_KEYS if module.pair_task or k != "val/nsp_accuracy"]
+    # the directory holds our state.json and curves on purpose (resume protocol), not stale checkpoints
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", every_n_train_steps=pc.checkpoint_every_n_steps,
                                  save_last=True, save_top_k=1, auto_insert_metric_name=False)
     trainer = build_trainer(
-        cfg.trainer, lightning_logger(run) if run is not None else False, place, max_steps=pc.max_steps, use_distributed_sampler=False, gradient_clip_val=pc.grad_clip,
+        cfg.trainer, lightning_logger(run) if run is not None else False, place, stage="pretrain", max_steps=pc.max_steps, use_distributed_sampler=False, gradient_clip_val=pc.grad_clip,
         log_every_n_steps=pc.log_every_n_steps, val_check_interval=pc.val_every_n_steps, check_val_every_n_epoch=None,
         accumulate_grad_batches=int(pc.get("accumulate_grad_batches", 1)),
         reload_dataloaders_every_n_epochs=1, callbacks=[checkpoint, CurveWriter(ckpt_dir / "curves", TRAIN_KEYS, val_keys), *callbacks],

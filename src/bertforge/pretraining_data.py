@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .config import DataError
 from .shards import Shard
 
 
@@ -73,7 +74,7 @@ def create_instances(shard: Shard, max_seq_length: int, short_seq_prob: float, r
     chunk) per pair, for checking the statistics against the reference's specification."""
     n_docs = shard.num_documents
     if n_docs < 2:
-        raise ValueError(f"NSP needs at least 2 documents, the shard has {n_docs}")
+        raise DataError(f"NSP needs at least 2 documents, the shard has {n_docs}")
     max_tokens = max_seq_length - 3
     instances = []
     order = list(range(n_docs))

@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from .config import ConfigError
+from .config import ConfigError, DataError
 
 Row = tuple[str, Any, Any, Any]
 
 
-class TaskDataError(ValueError):
+class TaskDataError(DataError):
     """A data file does not fit the task config; the message names file, line and column."""
 
 
@@ -63,9 +63,9 @@ def jsonl_rows(path: Path, spec) -> Iterator[Row]:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as e:
-                raise TaskDataError(f"{path}:{lineno}: column {e.colno}: invalid JSON ({e.msg})") from None
+                raise TaskDataError(f"{path}:{lineno}:{e.colno}: invalid JSON ({e.msg})") from None
             if not isinstance(obj, dict):
                 raise TaskDataError(f"{path}:{lineno}: expected a JSON object, found {type(obj).__name__}")
             for what, key in keys:
@@ -74,15 +74,45 @@ def jsonl_rows(path: Path, spec) -> Iterator[Row]:
             yield f"{path.name}:{lineno}", obj[spec.text_a], (obj[spec.text_b] if spec.text_b else None), obj[spec.label]
 
 
+FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+def file_format(path: Path, spec) -> str:
+    """`task.local.format`, or (null / auto) the one the file's extension names."""
+    fmt = spec.get("format") or "auto"
+    if fmt == "auto":
+        fmt = FORMATS.get(path.suffix.lower())
+        if fmt is None:
+            raise ConfigError(f"task.local.format: cannot tell the format of {path.name} from its extension; "
+                              "set it to tsv, csv or jsonl")
+    if fmt not in ("tsv", "csv", "jsonl"):
+        raise ConfigError(f"task.local.format: unknown format {fmt!r} (known: auto, tsv, csv, jsonl)")
+    return fmt
+
+
 def file_rows(path: Path, spec) -> Iterator[Row]:
     if not path.is_file():
         raise ConfigError(f"task.local.files: {path} does not exist")
-    fmt = spec.format
-    if fmt == "jsonl":
-        return jsonl_rows(path, spec)
-    if fmt in ("tsv", "csv"):
-        return delimited_rows(path, spec, "\t" if fmt == "tsv" else ",")
-    raise ConfigError(f"task.local.format: unknown format {fmt!r} (known: tsv, csv, jsonl)")
+    fmt = file_format(path, spec)
+    rows = jsonl_rows(path, spec) if fmt == "jsonl" else delimited_rows(path, spec, "\t" if fmt == "tsv" else ",")
+    return _decoded(rows, path, fmt)
+
+
+def _decoded(rows: Iterator[Row], path: Path, fmt: str) -> Iterator[Row]:
+    """Non-UTF-8 bytes and a format that does not fit the file become one error naming the place."""
+    from .corpus import utf8_error_position
+
+    try:
+        yield from rows
+    except UnicodeDecodeError as e:
+        raise TaskDataError(f"{path}:{utf8_error_position(path, e)}: not valid UTF-8 ({e.reason}); "
+                            "convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+    except TaskDataError as e:
+        declared = FORMATS.get(path.suffix.lower())
+        if declared and declared != fmt:  # e.g. a .tsv read as JSONL
+            raise TaskDataError(f"{e} (task.local.format is {fmt}, but the file is named {path.name}: "
+                                f"set task.local.format={declared})") from None
+        raise
 
 
 def hf_rows(spec, split: str, labels: list[str] | None) -> Iterator[Row]:

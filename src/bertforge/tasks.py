@@ -122,8 +122,7 @@ def load_task(task) -> TaskData:
         return demo_task(task)
     if source not in ("local", "hf"):
         raise ConfigError(f"task.source: unknown source {source!r} (known: demo, local, hf)")
-    if task.problem not in ("classification", "regression"):
-        raise ConfigError(f"task.problem: {task.problem!r} is not classification or regression")
+    task_metrics(task)  # problem type and metrics fit together, before any file is read
     known = None if task.get("labels") is None else [str(x) for x in task.labels]
     if task.problem == "regression" and known is not None:
         raise ConfigError("task.labels: a regression task has no label set (set task.labels=null)")
@@ -196,13 +195,43 @@ def compute_metrics(names: list[str], preds: np.ndarray, gold: np.ndarray) -> di
     return out
 
 
+METRICS = {"classification": ("accuracy", "f1", "matthews_corr"), "regression": ("pearson", "spearman")}
+DEFAULT_METRICS = {"classification": ["accuracy"], "regression": ["pearson", "spearman"]}
+
+
+def task_metrics(task) -> list[str]:
+    """`task.metrics`, or (null) the problem type's defaults; a metric that cannot apply to the
+    problem type (accuracy of a regression) is a config error, as is a score metric not computed."""
+    problem = task.get("problem") or "classification"
+    if problem not in METRICS:
+        raise ConfigError(f"task.problem: {problem!r} is not classification or regression")
+    names = list(task.get("metrics") or DEFAULT_METRICS[problem])
+    unknown = [n for n in names if n not in METRICS["classification"] + METRICS["regression"]]
+    if unknown:
+        raise ConfigError(f"task.metrics: unknown metric {unknown[0]!r}")
+    wrong = [n for n in names if n not in METRICS[problem]]
+    if wrong:
+        raise ConfigError(f"task.metrics: {', '.join(wrong)} cannot score a {problem} task "
+                          f"(use {', '.join(METRICS[problem])}, or null for {', '.join(DEFAULT_METRICS[problem])})")
+    missing = [n for n in task.get("score_metrics") or [] if n not in names]
+    if missing:
+        raise ConfigError(f"task.score_metrics: {', '.join(missing)} is not in task.metrics {names}")
+    return names
+
+
 def task_score(metrics: dict[str, float], task) -> float:
     """GLUE's per-task score: the mean of the task's `score_metrics` (default: all its metrics), so MRPC averages
     F1 and accuracy while CoLA, which also reports accuracy, is scored on Matthews correlation alone."""
-    return float(np.mean([metrics[n] for n in (task.get("score_metrics") or task.metrics)]))
+    return float(np.mean([metrics[n] for n in (task.get("score_metrics") or task_metrics(task))]))
 
 
 def score_predictions(task, preds: np.ndarray, gold: np.ndarray) -> tuple[dict[str, float], float]:
     """The task's metrics on these predictions, and its GLUE score."""
-    metrics = compute_metrics(list(task.metrics), preds, gold)
+    metrics = compute_metrics(task_metrics(task), preds, gold)
     return metrics, task_score(metrics, task)
+
+
+def selection_splits(splits: list[str]) -> list[str]:
+    """The evaluation splits a task's score averages: dev splits only. A labelled test split is
+    reported beside it, never averaged into a score that picks models or summarizes tasks."""
+    return [s for s in splits if not s.startswith("test")]

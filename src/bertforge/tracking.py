@@ -11,10 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .config import flatten, root_dir, to_plain
+from .config import UserError, flatten, root_dir, to_plain
 from .outputs import read_json, write_json
 
 RUN_FILE = "run.json"
+# the user's own setting, read before stage_run sets a default for the runs it does not start
+_USER_SYSTEM_METRICS = (os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING") or "").lower() or None
 
 
 def tracking_uri() -> str:
@@ -57,6 +59,7 @@ def stage_run(cfg, stage: str, params: dict, task: str | None = None, upstream: 
     import mlflow
 
     os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")  # only the runs we start
+    system_metrics = bool(cfg.tracking.system_metrics) and _USER_SYSTEM_METRICS not in ("false", "0")
     mlflow.set_tracking_uri(tracking_uri())
     tags = {
         "stage": stage,
@@ -77,15 +80,22 @@ def stage_run(cfg, stage: str, params: dict, task: str | None = None, upstream: 
     if run_id is not None and mlflow.tracking.MlflowClient().search_runs(
             [_experiment_id(cfg.tracking.experiment)], f"attributes.run_id = '{run_id}'") == []:
         run_id = None  # the checkpoint's run lives in another tracking store: start afresh
-    with mlflow.start_run(run_id=run_id, experiment_id=_experiment_id(cfg.tracking.experiment),
-                          run_name=None if run_id else run_name, tags=tags,
-                          log_system_metrics=bool(cfg.tracking.system_metrics)) as run:
-        flat = {k: ("null" if v is None else v) for k, v in flatten(params).items()}
-        items = list(flat.items())
-        for i in range(0, len(items), 100):
-            mlflow.log_params(dict(items[i : i + 100]))
-        mlflow.log_dict(to_plain(cfg), "config.yaml")
-        yield run
+    new_run = run_id is None
+    try:
+        with mlflow.start_run(run_id=run_id, experiment_id=_experiment_id(cfg.tracking.experiment),
+                              run_name=None if run_id else run_name, tags=tags, log_system_metrics=system_metrics) as run:
+            flat = {k: ("null" if v is None else v) for k, v in flatten(params).items()}
+            items = list(flat.items())
+            for i in range(0, len(items), 100):
+                mlflow.log_params(dict(items[i : i + 100]))
+            mlflow.log_dict(to_plain(cfg), "config.yaml")
+            yield run
+    except UserError:
+        # bad input found mid-stage (a corrupt line deep in a corpus): the run measured nothing worth
+        # keeping, so it goes with the half-written output (a resumed run keeps its earlier history)
+        if new_run and "run" in locals():
+            mlflow.MlflowClient().delete_run(run.info.run_id)
+        raise
 
 
 def lightning_logger(run, prefix: str = ""):
@@ -133,8 +143,15 @@ def log_classifier(model_dir: Path, tcfg, task: str) -> str | None:
 
     # explicit requirements: MLflow's inference would import-scan the environment (slow, noisy)
     reqs = [f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}"]
+    # our own card: without one MLflow asks the Hugging Face Hub for the card of a local path (a
+    # network call and a warning on every run)
+    from huggingface_hub import ModelCard
+
+    card = ModelCard(f"---\nlibrary_name: transformers\npipeline_tag: text-classification\ntags: [bert, bertforge]\n---\n"
+                     f"# BERT fine-tuned on {task}\n\nTrained by bertforge's finetune stage; see the MLflow run's "
+                     "params and config.yaml for the settings and its metrics for the dev scores.\n")
     info = mlflow.transformers.log_model({"model": model, "tokenizer": tokenizer}, name="model",
-                                         task="text-classification", pip_requirements=reqs)
+                                         task="text-classification", pip_requirements=reqs, model_card=card)
     if tcfg.get("register_prefix"):
         name = f"{tcfg.register_prefix}-{task}"
         version = mlflow.register_model(info.model_uri, name)

@@ -2,14 +2,38 @@
 hardware (`hardware.placement`: accelerator and precision `auto` resolve here)."""
 from __future__ import annotations
 
+import logging
+import warnings
+
 import pytorch_lightning as pl
 import torch
 
 from .hardware import Placement, placement
+from .progress import StepProgress
 
 
-def build_trainer(tcfg, logger, place: Placement | None = None, **kwargs) -> pl.Trainer:
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("💡 Tip:")  # an advertisement, on every Trainer
+
+
+def _quiet_libraries() -> None:
+    """Lightning's advertisement, its own deprecated torch call (not ours to fix) and transformers'
+    "Writing model shards" bar for a one-file save, on every run."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if not any(isinstance(f, _DropTips) for f in logger.filters):
+        logger.addFilter(_DropTips())
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+def build_trainer(tcfg, logger, place: Placement | None = None, stage: str = "train", callbacks=(),
+                  **kwargs) -> pl.Trainer:
     place = place or placement(tcfg)
+    _quiet_libraries()
+    progress = StepProgress(stage, every_s=tcfg.get("progress_every_s") or 30)
     if tcfg.get("num_threads"):
         torch.set_num_threads(int(tcfg.num_threads))
     return pl.Trainer(
@@ -21,5 +45,6 @@ def build_trainer(tcfg, logger, place: Placement | None = None, **kwargs) -> pl.
         logger=logger,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        callbacks=[*callbacks, progress],
         **kwargs,
     )
