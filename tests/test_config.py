@@ -1,3 +1,6 @@
+import ast
+from pathlib import Path
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -71,3 +74,32 @@ def test_every_profile_composes_as_dvc_exp_run_would(tmp_path, group):
                 assert source.format in ("text", "jsonl") and source.files
         elif group == "trainer":
             assert {"accelerator", "devices", "num_nodes", "strategy", "precision", "compile"} <= set(cfg.trainer)
+
+
+def _bertforge_imports(path: Path) -> set[str]:
+    """Modules of src/bertforge a file imports, function-local (lazy) imports included."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith("bertforge")):
+            module = (node.module or "").removeprefix("bertforge").lstrip(".")
+            found |= {module.split(".")[0]} if module else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("bertforge.")}
+    return {m for m in found if (REPO / "src" / "bertforge" / f"{m}.py").exists()}
+
+
+@pytest.mark.parametrize("stage", ["prepare", "pretrain", "finetune", "evaluate", "summarize"])
+def test_dvc_deps_list_every_module_the_stage_imports(stage):
+    """A module missing from `deps` would leave stale cached outputs after it is edited."""
+    import yaml
+
+    seen, todo = set(), list(_bertforge_imports(REPO / "pipelines" / f"{stage}.py"))
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo += _bertforge_imports(REPO / "src" / "bertforge" / f"{module}.py")
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
+    deps = (spec.get("do") or spec)["deps"]
+    listed = {d.removeprefix("src/bertforge/").removesuffix(".py") for d in deps if d.startswith("src/bertforge/")}
+    assert listed == seen, f"dvc.yaml {stage}: missing {sorted(seen - listed)}, not imported {sorted(listed - seen)}"
