@@ -1,7 +1,7 @@
 """Stage `evaluate@<task>`: dev metrics (for `dvc metrics show`), predictions, confusion matrix."""
 from bertforge.config import ConfigError, resolve_path, stage_main, to_plain
 from bertforge.outputs import atomic_dir
-from bertforge.tracking import log_metrics_dict, stage_run, write_metrics, write_run_file
+from bertforge.tracking import log_metrics_dict, log_task_data, stage_run, write_metrics, write_run_file
 
 
 def run(cfg):
@@ -28,6 +28,8 @@ def run(cfg):
     with stage_run(cfg, "evaluate", {"task": to_plain(task)}, task=name, upstream=model_root, place=place) as mlrun, \
             atomic_dir(out) as tmp:
         import mlflow
+
+        log_task_data(task, data, {split: "evaluation" for split in splits})
 
         for variant in ("model", "random_init"):
             if not (model_root / variant).exists():

@@ -2,7 +2,7 @@
 architecture from random init as a control) -> HF-format classifier directories."""
 from bertforge.config import ConfigError, resolve_path, stage_main, to_plain
 from bertforge.outputs import atomic_dir, read_json, write_json
-from bertforge.tracking import lightning_logger, log_classifier, log_metrics_dict, stage_run, write_run_file
+from bertforge.tracking import lightning_logger, log_classifier, log_metrics_dict, log_task_data, stage_run, write_run_file
 
 
 def run(cfg):
@@ -11,6 +11,7 @@ def run(cfg):
                           "(or run the suite with `dvc repro`)")
     from bertforge.finetuning import check_finetune_config, finetune_one, finetune_settings, init_dir
     from bertforge.hardware import placement
+    from bertforge.model_card import classifier_card, write_card
     from bertforge.tasks import load_task
 
     # every check and the data before the MLflow run and the output exist: a bad input leaves nothing behind
@@ -25,12 +26,17 @@ def run(cfg):
     params = {"seed": cfg.seed, "finetune": to_plain(cfg.finetune), "task": to_plain(cfg.task),
               "trainer": to_plain(cfg.trainer)}
     with stage_run(cfg, "finetune", params, task=name, upstream=init, place=place) as mlrun, atomic_dir(out) as tmp:
+        log_task_data(cfg.task, data, {"train": "training", "dev": "validation"})
         report = {"model": finetune_one(cfg, init, random_init, tmp / "model", lightning_logger(mlrun), place, data)}
         log_metrics_dict(report["model"]["best_dev"], "best_dev/")
         if cfg.task.get("random_init_control") and not random_init:
             report["random_init"] = finetune_one(cfg, init, True, tmp / "random_init",
                                                  lightning_logger(mlrun, prefix="random_init"), place, data)
             log_metrics_dict(report["random_init"]["best_dev"], "random_init/best_dev/")
+        for variant in ("model", "random_init"):
+            if variant in report:
+                write_card(tmp / variant, classifier_card(cfg, report[variant], data.labels, mlrun.info.run_id,
+                                                          mlrun.data.tags, place))
         report["mlflow_model_uri"] = log_classifier(tmp / "model", cfg.tracking, name)
         report["hardware"] = place.as_dict()
         write_json(tmp / "finetune.json", report)

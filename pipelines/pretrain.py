@@ -4,11 +4,12 @@ from pathlib import Path
 
 from bertforge.config import resolve_path, stage_main, to_plain
 from bertforge.outputs import atomic_dir
-from bertforge.tracking import log_metrics_dict, stage_run, upstream_run_id, write_metrics, write_run_file
+from bertforge.tracking import digest_of, log_dataset, log_metrics_dict, stage_run, upstream_run_id, write_metrics, write_run_file
 
 
 def run(cfg):
     from bertforge.hardware import placement
+    from bertforge.model_card import pretrained_card, write_card
     from bertforge.pretraining import (check_pretrain_config, fingerprint, prepare_checkpoint_dir, pretrain, process_rank,
                                        record_checkpoint_owner, resumable_run)
 
@@ -29,14 +30,29 @@ def run(cfg):
     with stage_run(cfg, "pretrain", params, upstream=prepared, run_id=resume_run, place=place) as mlrun, \
             atomic_dir(out) as tmp:
         record_checkpoint_owner(ckpt, fp, mlrun.info.run_id)
+        log_shards(prepared)
         metrics = pretrain(cfg, prepared, tmp, ckpt, mlrun, resolve_path(cfg.paths.plots) / "pretrain", place=place)
         write_run_file(tmp, mlrun, "pretrain", model=cfg.model.name, precision=place.precision)
+        write_card(tmp, pretrained_card(cfg, prepared, metrics, mlrun.info.run_id, mlrun.data.tags, place))
         log_metrics_dict(metrics, "final/")
         write_metrics(resolve_path(cfg.paths.metrics) / "pretrain.json", metrics, place)
     print(f"pretrained BERT-{cfg.model.name}: held-out MLM accuracy {metrics['mlm_accuracy']:.3f} "
           f"(unigram baseline {metrics['unigram_accuracy']:.3f})"
           + (f", {cfg.pretrain.objective.upper()} accuracy {metrics['nsp_accuracy']:.3f}" if "nsp_accuracy" in metrics else "")
           + f" -> {out} (precision {place.precision})")
+
+
+def log_shards(prepared: Path) -> None:
+    """The prepared shards as the run's input dataset, identified by their metadata and vocabulary."""
+    from bertforge.outputs import read_json
+
+    meta = read_json(prepared / "shards" / "meta.json")
+    vocab = (prepared / "tokenizer" / "tokenizer.json").read_bytes()
+    profile = {f"{split}_{k}": meta[split][k] for split in ("train", "valid") for k in ("documents", "tokens")}
+    run_file = prepared / "run.json"  # the prepare stage's; a prepared dir made by hand has none
+    corpus = read_json(run_file).get("corpus", prepared.name) if run_file.exists() else prepared.name
+    log_dataset(f"shards-{corpus}", str(prepared),
+                digest_of((prepared / "shards" / "meta.json").read_bytes(), vocab), profile, "training")
 
 
 main = stage_main(run)

@@ -57,7 +57,15 @@ def test_paths_anchor_at_the_checkout_being_run_not_the_installed_one(tmp_path, 
     monkeypatch.chdir(tmp_path / "sub")
     assert root_dir() == tmp_path.resolve() and conf_dir() == tmp_path.resolve() / "conf"
     assert resolve_path("metrics/x.json") == tmp_path.resolve() / "metrics/x.json"
+    # a queued or --temp experiment: DVC runs the stage in its workspace but DVC_ROOT names the
+    # user's checkout; files go to the workspace, the MLflow store to the checkout
+    from bertforge.tracking import tracking_uri
+
     monkeypatch.setenv("DVC_ROOT", str(REPO))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert root_dir() == tmp_path.resolve()
+    assert tracking_uri() == f"sqlite:///{REPO / 'mlflow.db'}"
+    monkeypatch.chdir("/")
     assert root_dir() == REPO
 
 

@@ -120,12 +120,90 @@ def test_exported_directories_load_with_transformers(repo_copy):
         assert clf(**tok(["the cat runs ."], return_tensors="pt")).logits.shape == (1, 2)
 
 
+def test_model_cards_describe_the_run(repo_copy):
+    import yaml
+
+    repo, _ = repo_copy
+    pre_metrics = json.loads((repo / "metrics/pretrain.json").read_text())
+    for directory, metric in (("outputs/pretrain", pre_metrics["mlm_accuracy"]), ("outputs/finetune/demo/model", None)):
+        text = (repo / directory / "README.md").read_text()
+        header = yaml.safe_load(text.split("---\n")[1])
+        assert header["library_name"] == "transformers" and "bertforge" in header["tags"]
+        values = [m["value"] for m in header["model-index"][0]["results"][0]["metrics"]]
+        if metric is not None:
+            assert values[0] == round(metric, 4) and "40 steps of 32" in text
+        else:
+            best = json.loads((repo / "outputs/finetune/demo/finetune.json").read_text())["model"]["best_dev"]
+            assert values == [round(best[k], 4) for k in best if k != "epoch"]
+        run_id = json.loads((repo / directory.replace("/model", "") / "run.json").read_text())["run_id"]
+        assert f"MLflow run: `{run_id}`" in text and "DVC experiment: `tiny`" in text
+
+
 def test_hydra_sweep_runs_every_job_and_writes_nothing_into_the_repo(repo_copy):
     repo, _ = repo_copy
     before = sh(["git", "status", "--porcelain", "--untracked-files=all"], repo)
     out = sh([sys.executable, "pipelines/summarize.py", "-m", "seed=1,2"], repo)
     assert out.count("summary: ") == 2
     assert sh(["git", "status", "--porcelain", "--untracked-files=all"], repo) == before
+
+
+def _exp_metrics(shown: list) -> dict:
+    """{experiment name: {metrics file: data}} from `dvc exp show --json` (DVC 3's layout)."""
+    found = {}
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                metrics = ((rev.get("data") or {}).get("metrics")) or {}
+                found[rev.get("name") or exp.get("name")] = {f: (m or {}).get("data") for f, m in metrics.items()}
+    return found
+
+
+def test_exp_show_compares_the_metrics_of_experiments(repo_copy):
+    """Moves the copy's workspace to a new experiment: after the tests that read the first one.
+    Metrics files are tracked in git, so every experiment commit carries its metrics."""
+    repo, _ = repo_copy
+    one_epoch = [o for o in TINY if not o.startswith("tasks.demo.finetune.epochs")] + ["tasks.demo.finetune.epochs=1"]
+    out = sh(["dvc", "exp", "run", "-n", "tiny-1ep", *[a for o in one_epoch for a in ("-S", o)]], repo, timeout=900)
+    assert "Stage 'pretrain' didn't change, skipping" in out and "Running stage 'finetune@demo'" in out
+    exps = _exp_metrics(json.loads(sh(["dvc", "exp", "show", "--json"], repo)))
+    assert {"tiny", "tiny-1ep"} <= set(exps), exps.keys()
+    for name in ("tiny", "tiny-1ep"):
+        m = exps[name]
+        assert m["metrics/pretrain.json"]["steps"] == 40, (name, m)
+        assert 0 <= m["metrics/eval/demo.json"]["dev"]["score"] <= 1 and "tasks" in m["metrics/summary.json"]
+        assert m["metrics/prepare.json"]["documents"] == 240
+    diff = json.loads(sh(["dvc", "exp", "diff", "tiny", "tiny-1ep", "--json"], repo))
+    assert "tasks.demo.finetune.epochs" in json.dumps(diff["params"])
+
+
+def test_queued_and_temporary_experiments_run_in_their_own_workspace(repo_copy):
+    """`dvc exp run --queue` + `dvc queue start -j 2` (and `--temp`, the same executor) run each
+    stage in a temporary workspace while $DVC_ROOT names the checkout: outputs stay in the
+    workspace (and come back as experiment commits), MLflow runs land in the checkout's store."""
+    import time
+
+    import mlflow
+
+    repo, _ = repo_copy
+    names = {"q-lr1": "1e-4", "q-lr2": "3e-4"}
+    for name, lr in names.items():
+        sh(["dvc", "exp", "run", "--queue", "-n", name, *[a for o in TINY + [f"finetune.lr={lr}"] for a in ("-S", o)]],
+           repo)
+    sh(["dvc", "queue", "start", "-j", "2"], repo)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        status = sh(["dvc", "queue", "status"], repo)
+        if not any(w in status for w in ("Queued", "Running")):
+            break
+        time.sleep(3)
+    assert "Failed" not in status and status.count("Success") >= 2, status + sh(["dvc", "queue", "logs", "q-lr1"], repo)
+    exps = _exp_metrics(json.loads(sh(["dvc", "exp", "show", "--json"], repo)))
+    for name in names:
+        assert 0 <= exps[name]["metrics/eval/demo.json"]["dev"]["score"] <= 1, exps.get(name)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("bertforge").experiment_id], "tags.stage = 'finetune'")
+    assert set(names) <= {r.data.tags["dvc_experiment"] for r in runs if r.info.status == "FINISHED"}
+    assert not (repo / ".dvc" / "tmp" / "exps" / "mlflow.db").exists()
 
 
 @pytest.mark.slow  # a second `dvc exp run` (~1 min)

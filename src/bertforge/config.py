@@ -50,15 +50,17 @@ def report_user_errors(stage: Callable[[DictConfig], Any]) -> Callable[[DictConf
 
 
 def root_dir() -> Path:
-    """Where relative paths and `conf/` are anchored: DVC's root when DVC runs us, else the project
-    checkout containing the working directory. Not the package's own location: one environment may
-    serve several clones (experiment copies, CI), and each must read and write only its own files."""
-    if os.environ.get("DVC_ROOT"):
-        return Path(os.environ["DVC_ROOT"])
+    """Where relative paths and `conf/` are anchored: the checkout containing the working directory
+    (DVC runs each stage there, also in the temporary workspace of `dvc exp run --temp/--queue`,
+    whose $DVC_ROOT names the user's checkout instead), else $DVC_ROOT, else this package's
+    checkout. Not simply the package's location: one environment may serve several clones
+    (experiment copies, CI), and each must read and write only its own files."""
     here = Path.cwd().resolve()
     for d in (here, *here.parents):
         if (d / "dvc.yaml").is_file() and (d / "conf" / "config.yaml").is_file():
             return d
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"])
     return PROJECT_ROOT
 
 
@@ -103,6 +105,9 @@ def stage_main(stage: Callable[[DictConfig], Any]) -> Callable[[], Any]:
     reported = report_user_errors(stage)
 
     def main() -> Any:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # per-load "Loading weights" bars in stage logs say nothing
         argv = sys.argv[1:]
         if argv[:1] == ["--params"]:
             if len(argv) < 2:

@@ -150,6 +150,8 @@ def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out
         for name in ("train.csv", "valid.csv"):
             shutil.copyfile(ckpt_dir / "curves" / name, curves_out / name)
     metrics = {k.split("/", 1)[1]: float(v) for k, v in final.items()}
-    metrics.update(steps=int(trainer.global_step), parameters=sum(p.numel() for p in model.parameters()),
+    metrics.update(steps=int(trainer.global_step),
+                   sequences=int(trainer.global_step) * pc.batch_size * int(pc.get("accumulate_grad_batches", 1)) * trainer.world_size,
+                   parameters=sum(p.numel() for p in model.parameters()),
                    mlm_accuracy_over_unigram=metrics["mlm_accuracy"] - metrics["unigram_accuracy"])
     return metrics

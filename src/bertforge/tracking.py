@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .config import UserError, flatten, root_dir, to_plain
+from .config import UserError, flatten, resolve_path, root_dir, to_plain
 from .outputs import read_json, write_json
 
 RUN_FILE = "run.json"
@@ -20,15 +20,31 @@ _USER_SYSTEM_METRICS = (os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING") o
 
 
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root_dir() / 'mlflow.db').resolve()}"
+    """MLFLOW_TRACKING_URI, else `mlflow.db` in the user's checkout: $DVC_ROOT under DVC, which
+    names that checkout even when the stage runs in a temporary experiment workspace (so queued
+    and --temp runs land in the store that outlives them), else the checkout being run."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    home = Path(os.environ["DVC_ROOT"]) if os.environ.get("DVC_ROOT") else root_dir()
+    return f"sqlite:///{(home / 'mlflow.db').resolve()}"
+
+
+def _git(*args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], cwd=root_dir(), capture_output=True, text=True, check=True,
+                              timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root_dir(), capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    return _git("rev-parse", "HEAD") or "unknown"
+
+
+def git_dirty() -> str:
+    """"true" when tracked files differ from the commit (an experiment's changed params.yaml counts)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return "unknown" if status is None else str(bool(status)).lower()
 
 
 def upstream_run_id(directory: Path | None) -> str | None:
@@ -64,6 +80,7 @@ def stage_run(cfg, stage: str, params: dict, task: str | None = None, upstream: 
     tags = {
         "stage": stage,
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""),
         "dvc_stage": os.environ.get("DVC_STAGE", ""),
     }
@@ -143,13 +160,11 @@ def log_classifier(model_dir: Path, tcfg, task: str) -> str | None:
 
     # explicit requirements: MLflow's inference would import-scan the environment (slow, noisy)
     reqs = [f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}"]
-    # our own card: without one MLflow asks the Hugging Face Hub for the card of a local path (a
-    # network call and a warning on every run)
+    # the directory's own card (model_card.py); without one MLflow asks the Hugging Face Hub for
+    # the card of a local path (a network call and a warning on every run)
     from huggingface_hub import ModelCard
 
-    card = ModelCard(f"---\nlibrary_name: transformers\npipeline_tag: text-classification\ntags: [bert, bertforge]\n---\n"
-                     f"# BERT fine-tuned on {task}\n\nTrained by bertforge's finetune stage; see the MLflow run's "
-                     "params and config.yaml for the settings and its metrics for the dev scores.\n")
+    card = ModelCard((model_dir / "README.md").read_text(encoding="utf-8"))
     info = mlflow.transformers.log_model({"model": model, "tokenizer": tokenizer}, name="model",
                                          task="text-classification", pip_requirements=reqs, model_card=card)
     if tcfg.get("register_prefix"):
@@ -158,3 +173,55 @@ def log_classifier(model_dir: Path, tcfg, task: str) -> str | None:
         if tcfg.get("alias"):
             mlflow.MlflowClient().set_registered_model_alias(name, str(tcfg.alias), version.version)
     return info.model_uri
+
+
+def log_dataset(name: str, source: str, digest: str, profile: dict, context: str) -> None:
+    """Record a dataset as an input of the active run (MLflow's Datasets column and section):
+    `source` is a local path or `hf:<name>` (a Hugging Face dataset), `digest` identifies the
+    content, `profile` holds its counts. Only metadata: the data stays where it is."""
+    import json
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    import mlflow
+
+    class ProfiledDataset(MetaDataset):
+        @property
+        def profile(self):
+            return profile
+
+        def to_dict(self):
+            return {**super().to_dict(), "profile": json.dumps(profile)}
+
+    if source.startswith("hf:"):
+        src = HuggingFaceDatasetSource(path=source[3:])
+    else:
+        with warnings.catch_warnings():  # two registered local sources match a path; either is right
+            warnings.simplefilter("ignore")
+            src = resolve_dataset_source(str(Path(source).resolve()))
+    mlflow.log_input(ProfiledDataset(src, name=name, digest=digest[:16]), context=context)
+
+
+def digest_of(*parts) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else str(p).encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def log_task_data(task, data, contexts: dict[str, str]) -> None:
+    """Each split of a task's data named in `contexts` (split -> "training"/"validation"/"evaluation")."""
+    source = task.get("source", "demo")
+    where = (f"hf:{task.hf.path}" if source == "hf" else str(task.local.data_dir) if source == "local"
+             else str(root_dir() / "src" / "bertforge" / "demo_language.py"))
+    for split, context in contexts.items():
+        examples = data.splits.get(split) or []
+        digest = digest_of(*(f"{e.text_a}\t{e.text_b}\t{e.label}" for e in examples))
+        log_dataset(f"{task.name}-{split}", where if source == "hf" else str(resolve_path(where)), digest,
+                    {"examples": len(examples), "labels": len(data.labels) if data.labels else "regression"}, context)
