@@ -5,6 +5,7 @@ the correctly numbered form (`X` vs `Xs`) higher. Chance is 50%.
 
     python benchmarks/agreement_probe.py outputs/pretrain [--sentences 400]
 """
+
 import argparse
 import random
 
@@ -38,7 +39,9 @@ def main() -> None:
             logits = model(**enc).prediction_logits[0, pos]
         plural_form, singular_form = tok.convert_tokens_to_ids(base), tok.convert_tokens_to_ids(base + "s")
         right += int((logits[plural_form] > logits[singular_form]).item() == (words[i] == base))
-    print(f"| model | sentences | agreement accuracy |\n|---|---|---|\n| {args.model_dir} | {args.sentences} | {right / args.sentences:.3f} |")
+    print(
+        f"| model | sentences | agreement accuracy |\n|---|---|---|\n| {args.model_dir} | {args.sentences} | {right / args.sentences:.3f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Shared by the benchmark scripts (run as `python benchmarks/<name>.py`, so this directory is on sys.path)."""
+
 from __future__ import annotations
 
 import importlib.util

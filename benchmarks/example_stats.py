@@ -3,6 +3,7 @@ what Google's reference `create_pretraining_data.py` specifies.
 
     python benchmarks/example_stats.py --prepared outputs/real/prepare --examples 20000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
+
 from common import print_header
 
 
@@ -39,9 +41,15 @@ def main() -> None:
     tok = load_tokenizer(prepared / "tokenizer")
     special = SpecialIds.from_tokenizer(tok)
     shard = Shard(prepared / "shards" / "train")
-    pc = OmegaConf.merge(compose([]).pretrain, {"max_seq_length": args.max_seq_length, "short_seq_prob": 0.1,
-                                                "max_predictions_per_seq": args.max_predictions,
-                                                "whole_word_masking": args.whole_word})
+    pc = OmegaConf.merge(
+        compose([]).pretrain,
+        {
+            "max_seq_length": args.max_seq_length,
+            "short_seq_prob": 0.1,
+            "max_predictions_per_seq": args.max_predictions,
+            "whole_word_masking": args.whole_word,
+        },
+    )
     seed = 12345
     trace: list = []
     create_instances(shard, pc.max_seq_length, pc.short_seq_prob, random.Random(f"{seed}-0"), trace=trace)
@@ -77,26 +85,53 @@ def main() -> None:
     expected_random = f_single + (1 - f_single) / 2
     rows = [
         ("examples", n, ">= 10,000"),
-        ("masked positions = min(max_pred, max(1, round(0.15 x len)))", f"{exact_count / n:.4f}",
-         "1 (every example)" if not args.whole_word else "<= that count (whole words)"),
+        (
+            "masked positions = min(max_pred, max(1, round(0.15 x len)))",
+            f"{exact_count / n:.4f}",
+            "1 (every example)" if not args.whole_word else "<= that count (whole words)",
+        ),
         ("mean masked positions per example", f"{np.mean(predictions):.2f}", f"cap {pc.max_predictions_per_seq}"),
-        ("masked share of all positions", f"{masked / lengths.sum():.4f}", "0.15 (of all positions incl. [CLS]/[SEP], capped)"),
+        (
+            "masked share of all positions",
+            f"{masked / lengths.sum():.4f}",
+            "0.15 (of all positions incl. [CLS]/[SEP], capped)",
+        ),
         ("masked -> [MASK]", f"{mask_tok / masked:.4f} ± {binomial_sd(0.8, masked):.4f}", "0.80"),
         ("masked -> random token", f"{random_tok / masked:.4f} ± {binomial_sd(0.1, masked):.4f}", "0.10"),
-        ("masked -> unchanged", f"{kept / masked:.4f} ± {binomial_sd(0.1, masked):.4f}", "0.10 (+ random draws equal to the original)"),
+        (
+            "masked -> unchanged",
+            f"{kept / masked:.4f} ± {binomial_sd(0.1, masked):.4f}",
+            "0.10 (+ random draws equal to the original)",
+        ),
         ("special tokens masked", masked_special, "0"),
-        ("B is random (NSP label 1)", f"{pairs_random / n:.4f}",
-         f"{expected_random:.4f} = single-sentence chunks {f_single:.4f} + half of the rest"),
-        ("pairs from short-target documents", f"{np.mean(targets < max_tokens):.4f}",
-         "short_seq_prob=0.1 of documents (more pairs each, so a larger share of pairs)"),
-        ("sequence length: mean / median", f"{lengths.mean():.1f} / {np.median(lengths):.0f}", f"<= {pc.max_seq_length}"),
-        ("sequence length: share at the maximum", f"{np.mean(lengths == pc.max_seq_length):.4f}", "most pairs fill the target"),
+        (
+            "B is random (NSP label 1)",
+            f"{pairs_random / n:.4f}",
+            f"{expected_random:.4f} = single-sentence chunks {f_single:.4f} + half of the rest",
+        ),
+        (
+            "pairs from short-target documents",
+            f"{np.mean(targets < max_tokens):.4f}",
+            "short_seq_prob=0.1 of documents (more pairs each, so a larger share of pairs)",
+        ),
+        (
+            "sequence length: mean / median",
+            f"{lengths.mean():.1f} / {np.median(lengths):.0f}",
+            f"<= {pc.max_seq_length}",
+        ),
+        (
+            "sequence length: share at the maximum",
+            f"{np.mean(lengths == pc.max_seq_length):.4f}",
+            "most pairs fill the target",
+        ),
         ("sequence length: share < 64", f"{np.mean(lengths < 64):.4f}", "short targets and document tails"),
         ("longest sequence", int(lengths.max()), f"<= {pc.max_seq_length}"),
     ]
     hist, edges = np.histogram(lengths, bins=[0, 16, 32, 64, 96, 127, 128, 129])
-    print(f"\nExample statistics ({prepared}, max_seq_length {pc.max_seq_length}, max_predictions {pc.max_predictions_per_seq}"
-          f"{', whole-word masking' if args.whole_word else ''}):\n")
+    print(
+        f"\nExample statistics ({prepared}, max_seq_length {pc.max_seq_length}, max_predictions {pc.max_predictions_per_seq}"
+        f"{', whole-word masking' if args.whole_word else ''}):\n"
+    )
     print("| statistic | observed | reference specifies |\n|---|---|---|")
     for name, obs, ref in rows:
         print(f"| {name} | {obs} | {ref} |")

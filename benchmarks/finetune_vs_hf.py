@@ -11,6 +11,7 @@ picks on this machine (bf16 autocast on bf16 CPUs, fp32 on AVX2), MLflow).
 
 Prints a table: dev score after the last epoch for both, our best epoch, wall time and speed-up.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,11 +35,18 @@ def minilm_dir() -> str:
 
 
 def settings(args, task: str, seed: int, tmp: Path) -> list[str]:
-    return [f"task={task}", f"seed={seed}", f"finetune.init={args.model}", f"finetune.lr={args.lr}",
-            f"finetune.batch_size={args.batch_size}", f"finetune.epochs={args.epochs}",
-            f"finetune.max_seq_length={args.max_seq_length}", f"paths.finetuned={tmp / 'ft'}",
-            f"trainer={args.trainer}", "tracking.log_model=false"] + \
-        ([f"task.max_examples={{train: {args.max_train}}}"] if args.max_train else [])
+    return [
+        f"task={task}",
+        f"seed={seed}",
+        f"finetune.init={args.model}",
+        f"finetune.lr={args.lr}",
+        f"finetune.batch_size={args.batch_size}",
+        f"finetune.epochs={args.epochs}",
+        f"finetune.max_seq_length={args.max_seq_length}",
+        f"paths.finetuned={tmp / 'ft'}",
+        f"trainer={args.trainer}",
+        "tracking.log_model=false",
+    ] + ([f"task.max_examples={{train: {args.max_train}}}"] if args.max_train else [])
 
 
 def run_ours(args, task: str, seed: int, tmp: Path) -> dict:
@@ -50,15 +58,19 @@ def run_ours(args, task: str, seed: int, tmp: Path) -> dict:
     run(cfg)
     wall = time.perf_counter() - t0
     report = json.loads((tmp / "ft" / task / "finetune.json").read_text())["model"]
-    return {"final": report["history"][-1]["score"], "best": report["best_dev"], "history": report["history"], "wall_s": wall}
+    return {
+        "final": report["history"][-1]["score"],
+        "best": report["best_dev"],
+        "history": report["history"],
+        "wall_s": wall,
+    }
 
 
 def run_hf(args, task: str, seed: int, tmp: Path) -> dict:
     """The stock recipe, as transformers' run_glue.py does it."""
     import numpy as np
     import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments,
-                              set_seed)
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments, set_seed
 
     from bertforge.config import compose
     from bertforge.tasks import load_task, score_predictions
@@ -70,7 +82,10 @@ def run_hf(args, task: str, seed: int, tmp: Path) -> dict:
     tok = AutoTokenizer.from_pretrained(args.model)
     regression = data.labels is None
     model = AutoModelForSequenceClassification.from_pretrained(
-        args.model, num_labels=data.num_labels, problem_type="regression" if regression else "single_label_classification")
+        args.model,
+        num_labels=data.num_labels,
+        problem_type="regression" if regression else "single_label_classification",
+    )
 
     class Encoded(torch.utils.data.Dataset):
         def __init__(self, examples):
@@ -98,16 +113,36 @@ def run_hf(args, task: str, seed: int, tmp: Path) -> dict:
         return {**m, "score": score}
 
     targs = TrainingArguments(
-        output_dir=str(tmp / "hf"), learning_rate=args.lr, per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=128, num_train_epochs=args.epochs, warmup_steps=0.1, weight_decay=0.01,
-        seed=seed, eval_strategy="epoch", save_strategy="no", report_to=[], use_cpu=True,
-        logging_strategy="epoch", dataloader_num_workers=0, disable_tqdm=True)
-    trainer = Trainer(model=model, args=targs, train_dataset=Encoded(data.splits["train"]),
-                      eval_dataset=Encoded(data.splits["dev"]), compute_metrics=metrics)
+        output_dir=str(tmp / "hf"),
+        learning_rate=args.lr,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=128,
+        num_train_epochs=args.epochs,
+        warmup_steps=0.1,
+        weight_decay=0.01,
+        seed=seed,
+        eval_strategy="epoch",
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        logging_strategy="epoch",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model=model,
+        args=targs,
+        train_dataset=Encoded(data.splits["train"]),
+        eval_dataset=Encoded(data.splits["dev"]),
+        compute_metrics=metrics,
+    )
     trainer.train()
     wall = time.perf_counter() - t0
-    history = [{"epoch": round(h["epoch"]), **{k[5:]: h[k] for k in h if k[5:] in metric_names or k == "eval_score"}}
-               for h in trainer.state.log_history if "eval_score" in h]
+    history = [
+        {"epoch": round(h["epoch"]), **{k[5:]: h[k] for k in h if k[5:] in metric_names or k == "eval_score"}}
+        for h in trainer.state.log_history
+        if "eval_score" in h
+    ]
     return {"final": history[-1]["score"], "best": max(h["score"] for h in history), "history": history, "wall_s": wall}
 
 
@@ -122,8 +157,13 @@ def main() -> None:
     ap.add_argument("--max-seq-length", type=int, default=128)
     ap.add_argument("--max-train", type=int, default=None, help="use the first N training examples (dev: all)")
     ap.add_argument("--trainer", default="cpu", help="our trainer profile (cpu: precision per hardware, cpu32: fp32)")
-    ap.add_argument("--recipes", nargs="+", default=["ours", "hf"], choices=["ours", "hf"],
-                    help="e.g. --recipes ours --seeds 2 3 for our seed-to-seed noise alone")
+    ap.add_argument(
+        "--recipes",
+        nargs="+",
+        default=["ours", "hf"],
+        choices=["ours", "hf"],
+        help="e.g. --recipes ours --seeds 2 3 for our seed-to-seed noise alone",
+    )
     ap.add_argument("--table-from", default=None, help="print the table from an --out file instead of running")
     ap.add_argument("--out", default=None, help="append one JSON line per run here")
     args = ap.parse_args()
@@ -146,10 +186,14 @@ def main() -> None:
     if args.table_from:
         args.tasks = list(dict.fromkeys(r["task"] for r in rows))
         args.seeds = sorted({r["seed"] for r in rows})
-    print(f"\nMiniLM-L6, lr {args.lr}, batch {args.batch_size}, {args.epochs} epochs, max_seq_length "
-          f"{args.max_seq_length}, seeds {args.seeds}; dev score = GLUE task score (CoLA: MCC; MRPC: mean of F1 and accuracy; "
-          f"STS-B: mean of Pearson and Spearman)\n")
-    print("| task | ours: last epoch | ours: best epoch | stock HF: last epoch | ours wall s | stock wall s | speed-up |")
+    print(
+        f"\nMiniLM-L6, lr {args.lr}, batch {args.batch_size}, {args.epochs} epochs, max_seq_length "
+        f"{args.max_seq_length}, seeds {args.seeds}; dev score = GLUE task score (CoLA: MCC; MRPC: mean of F1 and accuracy; "
+        f"STS-B: mean of Pearson and Spearman)\n"
+    )
+    print(
+        "| task | ours: last epoch | ours: best epoch | stock HF: last epoch | ours wall s | stock wall s | speed-up |"
+    )
     print("|---|---|---|---|---|---|---|")
     for task in args.tasks:
         ours = [r for r in rows if r["task"] == task and r["recipe"] == "ours"]
@@ -165,8 +209,10 @@ def main() -> None:
         paired = [r for r in ours if any(h["seed"] == r["seed"] for h in hf)] or ours
         ow = statistics.median(r["wall_s"] for r in paired) if paired else float("nan")
         hw = statistics.median(r["wall_s"] for r in hf) if hf else float("nan")
-        print(f"| {task} | {fmt([r['final'] for r in ours])} | {fmt(best)} | {fmt([r['final'] for r in hf])} | "
-              f"{ow:.0f} | {hw:.0f} | {hw / ow:.2f}x |")
+        print(
+            f"| {task} | {fmt([r['final'] for r in ours])} | {fmt(best)} | {fmt([r['final'] for r in hf])} | "
+            f"{ow:.0f} | {hw:.0f} | {hw / ow:.2f}x |"
+        )
 
 
 def task_best(row: dict) -> float:

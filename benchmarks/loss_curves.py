@@ -12,6 +12,7 @@ held-out examples (our fixed validation masks): MLM loss and accuracy.
 
     python benchmarks/loss_curves.py --prepared outputs/real/prepare --steps 500 --val-every 100
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,10 +26,17 @@ from common import print_header, stage_runner
 
 
 def overrides(args) -> list[str]:
-    return ["model=mini", "pretrain.max_seq_length=128", "pretrain.max_predictions_per_seq=20", "pretrain.lr=5e-4",
-            f"pretrain.warmup_steps={args.warmup}", f"pretrain.max_steps={args.steps}",
-            f"pretrain.val_every_n_steps={args.val_every}", f"pretrain.val_max_examples={args.val_examples}",
-            f"paths.prepared={args.prepared}"]
+    return [
+        "model=mini",
+        "pretrain.max_seq_length=128",
+        "pretrain.max_predictions_per_seq=20",
+        "pretrain.lr=5e-4",
+        f"pretrain.warmup_steps={args.warmup}",
+        f"pretrain.max_steps={args.steps}",
+        f"pretrain.val_every_n_steps={args.val_every}",
+        f"pretrain.val_max_examples={args.val_examples}",
+        f"paths.prepared={args.prepared}",
+    ]
 
 
 def evaluate(model, batches) -> tuple[float, float]:
@@ -65,9 +73,15 @@ def run_stock(args, cfg) -> list[dict]:
     tok = load_tokenizer(prepared / "tokenizer")
     special = SpecialIds.from_tokenizer(tok)
     train = PretrainingDataset(Shard(prepared / "shards" / "train"), special, p, cfg.seed, 0)
-    valid = PretrainingDataset(Shard(prepared / "shards" / "valid"), special, p, cfg.seed, VALID_EPOCH, p.val_max_examples)
-    val_batches = [collate([valid[i] for i in b], special.pad) for b in EpochBatches(len(valid), p.batch_size, 0, False, False)]
-    order = EpochBatches(len(train), p.batch_size, cfg.seed * 1000, shuffle=True, drop_last=True).batches  # our stage's epoch 0
+    valid = PretrainingDataset(
+        Shard(prepared / "shards" / "valid"), special, p, cfg.seed, VALID_EPOCH, p.val_max_examples
+    )
+    val_batches = [
+        collate([valid[i] for i in b], special.pad) for b in EpochBatches(len(valid), p.batch_size, 0, False, False)
+    ]
+    order = EpochBatches(
+        len(train), p.batch_size, cfg.seed * 1000, shuffle=True, drop_last=True
+    ).batches  # our stage's epoch 0
     import pytorch_lightning as pl
 
     pl.seed_everything(cfg.seed, verbose=False)  # the initial weights our stage starts from
@@ -79,8 +93,13 @@ def run_stock(args, cfg) -> list[dict]:
     for step, rows_idx in enumerate(order[: p.max_steps], start=1):
         features = []
         for a, b, label in (train.instances[i] for i in rows_idx):
-            features.append({"input_ids": [special.cls, *a.tolist(), special.sep, *b.tolist(), special.sep],
-                             "token_type_ids": [0] * (len(a) + 2) + [1] * (len(b) + 1), "next_sentence_label": int(label)})
+            features.append(
+                {
+                    "input_ids": [special.cls, *a.tolist(), special.sep, *b.tolist(), special.sep],
+                    "token_type_ids": [0] * (len(a) + 2) + [1] * (len(b) + 1),
+                    "next_sentence_label": int(label),
+                }
+            )
         tokens += sum(len(f["input_ids"]) for f in features)
         loss = model(**collator(features)).loss
         loss.backward()
@@ -90,22 +109,45 @@ def run_stock(args, cfg) -> list[dict]:
         opt.zero_grad(set_to_none=True)
         if step % p.val_every_n_steps == 0:
             val_loss, val_acc = evaluate(model, val_batches)
-            rows.append({"step": step, "tokens": tokens, "val_mlm_loss": val_loss, "val_mlm_accuracy": val_acc,
-                         "seconds": time.perf_counter() - t0})
-            print(f"stock step {step}: val MLM loss {val_loss:.3f} accuracy {val_acc:.3f} ({rows[-1]['seconds']:.0f}s)", flush=True)
+            rows.append(
+                {
+                    "step": step,
+                    "tokens": tokens,
+                    "val_mlm_loss": val_loss,
+                    "val_mlm_accuracy": val_acc,
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+            print(
+                f"stock step {step}: val MLM loss {val_loss:.3f} accuracy {val_acc:.3f} ({rows[-1]['seconds']:.0f}s)",
+                flush=True,
+            )
     return rows
 
 
 def run_ours(args, tmp: Path) -> tuple[list[dict], float]:
     from bertforge.config import compose
 
-    cfg = compose(overrides(args) + [f"paths.pretrained={tmp / 'pre'}", f"paths.checkpoints={tmp / 'ckpt'}",
-                                     f"paths.metrics={tmp / 'metrics'}", f"paths.plots={tmp / 'plots'}"])
+    cfg = compose(
+        overrides(args)
+        + [
+            f"paths.pretrained={tmp / 'pre'}",
+            f"paths.checkpoints={tmp / 'ckpt'}",
+            f"paths.metrics={tmp / 'metrics'}",
+            f"paths.plots={tmp / 'plots'}",
+        ]
+    )
     t0 = time.perf_counter()
     stage_runner("pretrain")(cfg)
     wall = time.perf_counter() - t0
-    rows = [{"step": int(r["step"]), "val_mlm_loss": float(r["val/mlm_loss"]), "val_mlm_accuracy": float(r["val/mlm_accuracy"])}
-            for r in csv.DictReader(open(tmp / "plots" / "pretrain" / "valid.csv"))]
+    rows = [
+        {
+            "step": int(r["step"]),
+            "val_mlm_loss": float(r["val/mlm_loss"]),
+            "val_mlm_accuracy": float(r["val/mlm_accuracy"]),
+        }
+        for r in csv.DictReader(open(tmp / "plots" / "pretrain" / "valid.csv"))
+    ]
     return [r for r in rows if r["step"] % args.val_every == 0], wall
 
 
@@ -129,15 +171,25 @@ def main() -> None:
     t0 = time.perf_counter()
     stock = run_stock(args, compose(overrides(args)))
     stock_wall = time.perf_counter() - t0
-    print(f"\nSame pairs, same order, same schedule; BERT-Mini, batch 32 x <= 128 tokens "
-          f"(ours {ours_wall:.0f} s, stock {stock_wall:.0f} s for {args.steps} steps):\n")
-    print("| step | tokens seen (both) | ours: held-out MLM loss / accuracy | stock: held-out MLM loss / accuracy |\n"
-          "|---|---|---|---|")
+    print(
+        f"\nSame pairs, same order, same schedule; BERT-Mini, batch 32 x <= 128 tokens "
+        f"(ours {ours_wall:.0f} s, stock {stock_wall:.0f} s for {args.steps} steps):\n"
+    )
+    print(
+        "| step | tokens seen (both) | ours: held-out MLM loss / accuracy | stock: held-out MLM loss / accuracy |\n"
+        "|---|---|---|---|"
+    )
     for o, s in zip(ours, stock):
-        print(f"| {o['step']} | {s['tokens'] / 1e6:.2f}M | {o['val_mlm_loss']:.3f} / {o['val_mlm_accuracy']:.3f} | "
-              f"{s['val_mlm_loss']:.3f} / {s['val_mlm_accuracy']:.3f} |")
-    Path(args.out).write_text(json.dumps({"args": vars(args), "ours": ours, "ours_wall_s": ours_wall, "stock": stock,
-                                          "stock_wall_s": stock_wall}, indent=1))
+        print(
+            f"| {o['step']} | {s['tokens'] / 1e6:.2f}M | {o['val_mlm_loss']:.3f} / {o['val_mlm_accuracy']:.3f} | "
+            f"{s['val_mlm_loss']:.3f} / {s['val_mlm_accuracy']:.3f} |"
+        )
+    Path(args.out).write_text(
+        json.dumps(
+            {"args": vars(args), "ours": ours, "ours_wall_s": ours_wall, "stock": stock, "stock_wall_s": stock_wall},
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Peak RSS is sampled (every 50 ms) over the whole process tree: the stage plus it
 
     python benchmarks/prepare_throughput.py --corpora wikipedia_en gutenberg korean --repeat 10
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,10 +22,15 @@ import time
 from pathlib import Path
 
 import psutil
+
 from common import print_header
 
 ROOT = Path(__file__).resolve().parents[1]
-TOKENIZER = {"korean": ["tokenizer=korean"], "wikipedia_ko": ["tokenizer=korean"], "korean_petitions": ["tokenizer=korean"]}
+TOKENIZER = {
+    "korean": ["tokenizer=korean"],
+    "wikipedia_ko": ["tokenizer=korean"],
+    "korean_petitions": ["tokenizer=korean"],
+}
 
 PREPARE = """
 import json, sys, time
@@ -58,7 +64,9 @@ print(json.dumps(out))
 
 def run_measured(code: str, *args: str) -> tuple[dict, float]:
     """Run a Python snippet; (its JSON result, peak RSS in GB of its process tree)."""
-    proc = psutil.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = psutil.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
     peak = 0
     while proc.poll() is None:
         try:
@@ -82,7 +90,9 @@ def files_of(profile: str) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpora", nargs="+", default=["wikipedia_en", "gutenberg", "korean"])
-    ap.add_argument("--repeat", type=int, default=10, help="the RSS check: the first corpus's files listed this many times")
+    ap.add_argument(
+        "--repeat", type=int, default=10, help="the RSS check: the first corpus's files listed this many times"
+    )
     ap.add_argument("--vocab-size", type=int, default=16000)
     ap.add_argument("--out", default="benchmarks/results/prepare_throughput.json")
     args = ap.parse_args()
@@ -93,14 +103,25 @@ def main() -> None:
             base = [f"corpus={profile}", *TOKENIZER.get(profile, [f"tokenizer.vocab_size={args.vocab_size}"])]
             trained, rss = run_measured(PREPARE, json.dumps(base), f"{tmp}/{profile}")
             tok_dir = f"{tmp}/{profile}/tokenizer"
-            reused, rss_reuse = run_measured(PREPARE, json.dumps([*base, f"tokenizer.pretrained={tok_dir}"]), f"{tmp}/{profile}-reuse")
+            reused, rss_reuse = run_measured(
+                PREPARE, json.dumps([*base, f"tokenizer.pretrained={tok_dir}"]), f"{tmp}/{profile}-reuse"
+            )
             encode, _ = run_measured(ENCODE, json.dumps(base), f"{tok_dir}/tokenizer.json")
             assert reused["tokens"] == trained["tokens"] == encode["encode_batch"]["tokens"], "not the same text"
-            row = {"corpus": profile, "documents": trained["documents"], "text_mb": trained["text_bytes"] / 1e6,
-                   "tokens": trained["tokens"], "unk_rate": trained["unk_rate"], "vocab": trained["vocab"],
-                   "prepare_s": trained["seconds"], "prepare_reuse_s": reused["seconds"],
-                   "encode_batch_s": encode["encode_batch"]["seconds"], "encode_batch_fast_s": encode["encode_batch_fast"]["seconds"],
-                   "peak_rss_gb": rss, "peak_rss_reuse_gb": rss_reuse}
+            row = {
+                "corpus": profile,
+                "documents": trained["documents"],
+                "text_mb": trained["text_bytes"] / 1e6,
+                "tokens": trained["tokens"],
+                "unk_rate": trained["unk_rate"],
+                "vocab": trained["vocab"],
+                "prepare_s": trained["seconds"],
+                "prepare_reuse_s": reused["seconds"],
+                "encode_batch_s": encode["encode_batch"]["seconds"],
+                "encode_batch_fast_s": encode["encode_batch_fast"]["seconds"],
+                "peak_rss_gb": rss,
+                "peak_rss_reuse_gb": rss_reuse,
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
             for d in (f"{tmp}/{profile}", f"{tmp}/{profile}-reuse"):
@@ -111,27 +132,39 @@ def main() -> None:
             files = files_of(profile) * args.repeat
             over = [f"corpus={profile}", f"corpus.files=[{','.join(files)}]", f"tokenizer.vocab_size={args.vocab_size}"]
             big, rss_big = run_measured(PREPARE, json.dumps(over), f"{tmp}/big")
-            scale = {"corpus": profile, "repeat": args.repeat, "tokens": big["tokens"], "prepare_s": big["seconds"],
-                     "peak_rss_gb": rss_big, "peak_rss_1x_gb": rows[0]["peak_rss_gb"]}
+            scale = {
+                "corpus": profile,
+                "repeat": args.repeat,
+                "tokens": big["tokens"],
+                "prepare_s": big["seconds"],
+                "peak_rss_gb": rss_big,
+                "peak_rss_1x_gb": rows[0]["peak_rss_gb"],
+            }
             print(json.dumps(scale), flush=True)
     Path(args.out).write_text(json.dumps({"rows": rows, "scale": scale}, indent=1))
     print_table(rows, scale)
 
 
 def print_table(rows: list[dict], scale: dict | None) -> None:
-    print("\n| corpus | text MB | tokens | raw encode_batch tok/s | prepare, reused tokenizer tok/s (ratio) "
-          "| prepare incl. WordPiece training tok/s (ratio) | peak RSS GB |")
+    print(
+        "\n| corpus | text MB | tokens | raw encode_batch tok/s | prepare, reused tokenizer tok/s (ratio) "
+        "| prepare incl. WordPiece training tok/s (ratio) | peak RSS GB |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         raw = r["tokens"] / r["encode_batch_s"]
         reuse, full = r["tokens"] / r["prepare_reuse_s"], r["tokens"] / r["prepare_s"]
-        print(f"| {r['corpus']} | {r['text_mb']:.1f} | {r['tokens'] / 1e6:.2f}M | {raw / 1e6:.2f}M "
-              f"(fast: {r['tokens'] / r['encode_batch_fast_s'] / 1e6:.2f}M) | {reuse / 1e6:.2f}M ({reuse / raw:.0%}) "
-              f"| {full / 1e6:.2f}M ({full / raw:.0%}) | {r['peak_rss_gb']:.2f} |")
+        print(
+            f"| {r['corpus']} | {r['text_mb']:.1f} | {r['tokens'] / 1e6:.2f}M | {raw / 1e6:.2f}M "
+            f"(fast: {r['tokens'] / r['encode_batch_fast_s'] / 1e6:.2f}M) | {reuse / 1e6:.2f}M ({reuse / raw:.0%}) "
+            f"| {full / 1e6:.2f}M ({full / raw:.0%}) | {r['peak_rss_gb']:.2f} |"
+        )
     if scale:
-        print(f"\n{scale['corpus']} x{scale['repeat']}: {scale['tokens'] / 1e6:.1f}M tokens in {scale['prepare_s']:.0f} s, "
-              f"peak RSS {scale['peak_rss_gb']:.2f} GB vs {scale['peak_rss_1x_gb']:.2f} GB at 1x "
-              f"({scale['peak_rss_gb'] / scale['peak_rss_1x_gb']:.2f}x)")
+        print(
+            f"\n{scale['corpus']} x{scale['repeat']}: {scale['tokens'] / 1e6:.1f}M tokens in {scale['prepare_s']:.0f} s, "
+            f"peak RSS {scale['peak_rss_gb']:.2f} GB vs {scale['peak_rss_1x_gb']:.2f} GB at 1x "
+            f"({scale['peak_rss_gb'] / scale['peak_rss_1x_gb']:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

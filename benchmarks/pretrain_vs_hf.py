@@ -23,6 +23,7 @@ arithmetic alone gives, if both ran at the same FLOP rate (see `flops()` for the
 Also prints the stock and our losses at the same steps (same batches, same initial weights), so
 the speed does not come from computing something else.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,9 @@ def pairs(args, cfg):
     from bertforge.tokenization import load_tokenizer
 
     tok = load_tokenizer(Path(args.prepared) / "tokenizer")
-    ds = PretrainingDataset(Shard(Path(args.prepared) / "shards" / "train"), SpecialIds.from_tokenizer(tok),
-                            cfg.pretrain, cfg.seed, 0)
+    ds = PretrainingDataset(
+        Shard(Path(args.prepared) / "shards" / "train"), SpecialIds.from_tokenizer(tok), cfg.pretrain, cfg.seed, 0
+    )
     need = (args.warmup + args.steps) * args.batch_size
     if len(ds) < need:
         raise SystemExit(f"{args.prepared}: {len(ds)} pairs, the benchmark needs {need}")
@@ -65,9 +67,13 @@ def stock_features(args, ds) -> list[list[dict]]:
     for rows in batch_ranges(args):
         feats = []
         for a, b, is_random in (ds.instances[i] for i in rows):
-            feats.append({"input_ids": [s.cls, *a.tolist(), s.sep, *b.tolist(), s.sep],
-                          "token_type_ids": [0] * (len(a) + 2) + [1] * (len(b) + 1),
-                          "next_sentence_label": int(is_random)})
+            feats.append(
+                {
+                    "input_ids": [s.cls, *a.tolist(), s.sep, *b.tolist(), s.sep],
+                    "token_type_ids": [0] * (len(a) + 2) + [1] * (len(b) + 1),
+                    "next_sentence_label": int(is_random),
+                }
+            )
         out.append(feats)
     return out
 
@@ -116,8 +122,13 @@ class Recipe:
         p = cfg.pretrain
         self.model, self.inputs, self.step_loss, self.device, self.clip = model, inputs, step_loss, device, p.grad_clip
         # stock: torch's AdamW as HF's Trainer builds it; ours: the fused AdamW our stage uses
-        self.opt = torch.optim.AdamW(param_groups(model, p.weight_decay), lr=p.lr, betas=tuple(p.adam_betas),
-                                     eps=p.adam_eps, **({"fused": True} if fused else {}))
+        self.opt = torch.optim.AdamW(
+            param_groups(model, p.weight_decay),
+            lr=p.lr,
+            betas=tuple(p.adam_betas),
+            eps=p.adam_eps,
+            **({"fused": True} if fused else {}),
+        )
         self.times, self.tokens, self.losses = [], [], []
 
     def step(self, i: int) -> None:
@@ -164,8 +175,10 @@ def stock_recipe(args, cfg, tok, ds, place, bf16: bool) -> Recipe:
 def our_batches(args, tok, ds, device):
     from bertforge.pretraining_data import collate
 
-    return [{k: v.to(device) for k, v in collate([ds[i] for i in rows], pad_id=tok.pad_token_id).items()}
-            for rows in batch_ranges(args)]
+    return [
+        {k: v.to(device) for k, v in collate([ds[i] for i in rows], pad_id=tok.pad_token_id).items()}
+        for rows in batch_ranges(args)
+    ]
 
 
 def bare_recipe(args, cfg, tok, batches, place, unpad: bool) -> Recipe:
@@ -179,8 +192,9 @@ def bare_recipe(args, cfg, tok, batches, place, unpad: bool) -> Recipe:
     def step_loss(batch):
         with place.autocast():
             out = forward(model, batch)
-        loss = F.cross_entropy(out.mlm_logits.float(), out.mlm_labels) + \
-            F.cross_entropy(out.nsp_logits.float(), batch["next_sentence_label"])
+        loss = F.cross_entropy(out.mlm_logits.float(), out.mlm_labels) + F.cross_entropy(
+            out.nsp_logits.float(), batch["next_sentence_label"]
+        )
         return loss, batch
 
     return Recipe(cfg, model, batches, step_loss, place.device, fused=True)
@@ -191,11 +205,19 @@ def run_stage(args, overrides: list[str], tmp: Path) -> list[float]:
 
     from bertforge.config import compose
 
-    cfg = compose(overrides + [f"pretrain.max_steps={args.warmup + args.steps}",
-                               f"pretrain.log_every_n_steps={args.window}",
-                               f"pretrain.val_every_n_steps={10**6}", f"pretrain.checkpoint_every_n_steps={10**6}",
-                               f"paths.pretrained={tmp / 'pre'}", f"paths.checkpoints={tmp / 'ckpt'}",
-                               f"paths.metrics={tmp / 'metrics'}", f"paths.plots={tmp / 'plots'}"])
+    cfg = compose(
+        overrides
+        + [
+            f"pretrain.max_steps={args.warmup + args.steps}",
+            f"pretrain.log_every_n_steps={args.window}",
+            f"pretrain.val_every_n_steps={10**6}",
+            f"pretrain.checkpoint_every_n_steps={10**6}",
+            f"paths.pretrained={tmp / 'pre'}",
+            f"paths.checkpoints={tmp / 'ckpt'}",
+            f"paths.metrics={tmp / 'metrics'}",
+            f"paths.plots={tmp / 'plots'}",
+        ]
+    )
     stage_runner("pretrain")(cfg)
     client = mlflow.MlflowClient()
     run = client.search_runs([e.experiment_id for e in client.search_experiments()])[0]
@@ -225,9 +247,14 @@ def main() -> None:
     print(header(place.precision), flush=True)
     rows = []
     for size in args.sizes:
-        overrides = [f"model={size}", f"paths.prepared={Path(args.prepared).resolve()}", f"trainer={args.trainer}",
-                     f"pretrain.batch_size={args.batch_size}", f"pretrain.max_seq_length={args.seq}",
-                     f"pretrain.max_predictions_per_seq={args.max_predictions}"]
+        overrides = [
+            f"model={size}",
+            f"paths.prepared={Path(args.prepared).resolve()}",
+            f"trainer={args.trainer}",
+            f"pretrain.batch_size={args.batch_size}",
+            f"pretrain.max_seq_length={args.seq}",
+            f"pretrain.max_predictions_per_seq={args.max_predictions}",
+        ]
         cfg = compose(overrides)
         tok, ds = pairs(args, cfg)
         batches = our_batches(args, tok, ds, place.device)
@@ -235,7 +262,7 @@ def main() -> None:
         from bertforge.modeling import bert_config
 
         arch = bert_config(m, len(tok), tok.pad_token_id)
-        counts = [flops(arch, b) for b in batches[args.warmup:]]
+        counts = [flops(arch, b) for b in batches[args.warmup :]]
         bound = sum(c[0] for c in counts) / sum(c[1] for c in counts)
         r = {"size": size, "bound": bound}
         stage_rates = []  # the stage runs before and after the others: a slow spell cannot pick one side
@@ -257,21 +284,30 @@ def main() -> None:
             stage_rates += run_stage(args, overrides, Path(d))
         r["stage"] = statistics.median(stage_rates)
         rows.append(r)
-        print(f"{size}: stock {r['stock']:.0f}, bare padded {r['padded']:.0f}, bare {r['bare']:.0f}, stage "
-              f"{r['stage']:.0f} tokens/s; losses at steps 1/{len(stock_loss)}: stock "
-              f"{stock_loss[0]:.3f}/{stock_loss[-1]:.3f}, ours {bare_loss[0]:.3f}/{bare_loss[-1]:.3f}", flush=True)
-    print(f"\nbatch {args.batch_size} pairs of <= {args.seq} tokens, {args.max_predictions} predictions/seq, vocab "
-          f"{len(tok)}, median real tokens/s over {args.window}-step windows after {args.warmup} warm-up steps, "
-          f"ours in {place.precision}, {args.prepared}\n")
+        print(
+            f"{size}: stock {r['stock']:.0f}, bare padded {r['padded']:.0f}, bare {r['bare']:.0f}, stage "
+            f"{r['stage']:.0f} tokens/s; losses at steps 1/{len(stock_loss)}: stock "
+            f"{stock_loss[0]:.3f}/{stock_loss[-1]:.3f}, ours {bare_loss[0]:.3f}/{bare_loss[-1]:.3f}",
+            flush=True,
+        )
+    print(
+        f"\nbatch {args.batch_size} pairs of <= {args.seq} tokens, {args.max_predictions} predictions/seq, vocab "
+        f"{len(tok)}, median real tokens/s over {args.window}-step windows after {args.warmup} warm-up steps, "
+        f"ours in {place.precision}, {args.prepared}\n"
+    )
     bf16_col = " stock HF bf16 autocast |" if stock_bf16 else ""
-    print(f"| model | stock HF fp32 |{bf16_col} bare step, padded HF layers | bare step, unpadded | our pretrain stage | "
-          "unpadded / padded | stage / stock fp32 | FLOP bound | stage / bare |")
+    print(
+        f"| model | stock HF fp32 |{bf16_col} bare step, padded HF layers | bare step, unpadded | our pretrain stage | "
+        "unpadded / padded | stage / stock fp32 | FLOP bound | stage / bare |"
+    )
     print("|---|---|" + ("---|" if stock_bf16 else "") + "---|---|---|---|---|---|---|")
     for r in rows:
         extra = f" {r['stock_bf16']:.0f} |" if stock_bf16 else ""
-        print(f"| {r['size']} | {r['stock']:.0f} |{extra} {r['padded']:.0f} | {r['bare']:.0f} | {r['stage']:.0f} | "
-              f"{r['bare'] / r['padded']:.2f}x | {r['stage'] / r['stock']:.2f}x | {r['bound']:.2f}x | "
-              f"{r['stage'] / r['bare']:.0%} |")
+        print(
+            f"| {r['size']} | {r['stock']:.0f} |{extra} {r['padded']:.0f} | {r['bare']:.0f} | {r['stage']:.0f} | "
+            f"{r['bare'] / r['padded']:.2f}x | {r['stage'] / r['stock']:.2f}x | {r['bound']:.2f}x | "
+            f"{r['stage'] / r['bare']:.0%} |"
+        )
 
 
 if __name__ == "__main__":

@@ -4,12 +4,14 @@ and Korean petitions, read and cleaned once beforehand (only the splitting is ti
 
     python benchmarks/sentence_splitter.py
 """
+
 from __future__ import annotations
 
 import statistics
 import time
 
 from omegaconf import OmegaConf
+
 from common import print_header
 
 
@@ -43,8 +45,10 @@ def main() -> None:
                 t = time.perf_counter()
                 sents = [s for p in paras for s in split(p)]
                 times.append(time.perf_counter() - t)
-            print(f"| {profile} ({mb:.1f} MB) | {name} | {mb / statistics.median(times):.0f} | {len(sents):,} | "
-                  f"{sum(map(len, sents)) / len(sents):.0f} |")
+            print(
+                f"| {profile} ({mb:.1f} MB) | {name} | {mb / statistics.median(times):.0f} | {len(sents):,} | "
+                f"{sum(map(len, sents)) / len(sents):.0f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Stage `prepare`: corpus -> tokenizer directory + token shards + corpus statistics."""
+
 from bertforge.config import resolve_path, stage_main, to_plain
 from bertforge.outputs import atomic_dir, write_text
 from bertforge.tracking import digest_of, log_dataset, log_metrics_dict, stage_run, write_metrics, write_run_file
@@ -20,10 +21,14 @@ def run(cfg):
         log_corpus(cfg.corpus, stats)
         metrics_dir, plots_dir = resolve_path(cfg.paths.metrics), resolve_path(cfg.paths.plots)
         write_metrics(metrics_dir / "prepare.json", stats)
-        write_text(plots_dir / "prepare" / "sentence_lengths.csv",
-                   "tokens,sentences\n" + "".join(f"{k},{v}\n" for k, v in hist.items()))
-    print(f"prepared {stats['documents']} documents, {stats['sentences']} sentences, {stats['tokens']} tokens "
-          f"(vocab {stats['vocab_size']}, [UNK] rate {stats['unk_rate']:.4%}) -> {out}")
+        write_text(
+            plots_dir / "prepare" / "sentence_lengths.csv",
+            "tokens,sentences\n" + "".join(f"{k},{v}\n" for k, v in hist.items()),
+        )
+    print(
+        f"prepared {stats['documents']} documents, {stats['sentences']} sentences, {stats['tokens']} tokens "
+        f"(vocab {stats['vocab_size']}, [UNK] rate {stats['unk_rate']:.4%}) -> {out}"
+    )
 
 
 def log_corpus(corpus, stats: dict) -> None:

@@ -1,7 +1,8 @@
 """Stage `summarize`: one table of per-task dev scores and their GLUE-style average."""
+
 from bertforge.config import resolve_path, stage_main
 from bertforge.outputs import read_json
-from bertforge.tracking import log_metrics_dict, stage_run, upstream_run_id, write_metrics
+from bertforge.tracking import log_metrics_dict, log_pipeline_metrics, stage_run, upstream_run_id, write_metrics
 
 
 def run(cfg):
@@ -15,11 +16,12 @@ def run(cfg):
     summary = {"tasks": scores, "average": sum(scores.values()) / len(scores)}
     if gains:
         summary["pretraining_gain"] = gains
-    with stage_run(cfg, "summarize", {"tasks": list(cfg.tasks)}):
+    with stage_run(cfg, "summarize", {"tasks": list(cfg.tasks)}) as mlrun:
         import mlflow
 
         mlflow.set_tag("upstream_run_ids", ",".join(upstream))
         log_metrics_dict(summary)
+        log_pipeline_metrics(mlflow.get_run(mlrun.info.run_id), summary)  # the pipeline's row compares whole runs
         write_metrics(resolve_path(cfg.paths.metrics) / "summary.json", summary)
     print(f"summary: {summary}")
 

@@ -11,8 +11,9 @@ from conftest import REPO
 def test_committed_params_yaml_equals_composed_conf(tmp_path):
     out = tmp_path / "params.yaml"
     write_params(out)
-    assert out.read_text() == (REPO / "params.yaml").read_text(), \
+    assert out.read_text() == (REPO / "params.yaml").read_text(), (
         "params.yaml is stale: run `python -m bertforge.config` and commit it"
+    )
 
 
 def test_no_runtime_resolvers_in_conf():
@@ -37,8 +38,17 @@ def test_params_seam_selects_task_and_applies_overrides():
         select_task(OmegaConf.create({"tasks": {"demo": {}}}), "rte")
 
 
-@pytest.mark.parametrize("name,dims", [("tiny", (2, 128, 2)), ("mini", (4, 256, 4)), ("small", (4, 512, 8)),
-                                       ("medium", (8, 512, 8)), ("base", (12, 768, 12)), ("large", (24, 1024, 16))])
+@pytest.mark.parametrize(
+    "name,dims",
+    [
+        ("tiny", (2, 128, 2)),
+        ("mini", (4, 256, 4)),
+        ("small", (4, 512, 8)),
+        ("medium", (8, 512, 8)),
+        ("base", (12, 768, 12)),
+        ("large", (24, 1024, 16)),
+    ],
+)
 def test_model_grid(name, dims):
     m = compose([f"model={name}"]).model
     assert (m.num_hidden_layers, m.hidden_size, m.num_attention_heads) == dims

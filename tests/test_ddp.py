@@ -1,23 +1,35 @@
 """Data parallelism: two CPU processes (gloo, launched by torchrun) train exactly what one process
 trains at the same global batch; only rank 0 tracks and writes outputs."""
+
 import json
+import math
 import os
 import subprocess
 import sys
 
 import pytest
-import torch
 
 from conftest import REPO
 
 
 def _pretrain(tmp_path, prepared, name, launcher, trainer, batch_size):
-    common = [f"paths.prepared={prepared}", f"paths.pretrained={tmp_path}/{name}/model",
-              f"paths.checkpoints={tmp_path}/{name}/ckpt", f"paths.metrics={tmp_path}/{name}/metrics",
-              f"paths.plots={tmp_path}/{name}/plots", "model.hidden_dropout_prob=0", "model.attention_probs_dropout_prob=0",
-              "pretrain.max_steps=16", "pretrain.warmup_steps=4", "pretrain.val_every_n_steps=8",
-              "pretrain.checkpoint_every_n_steps=8", "pretrain.val_max_examples=100", f"pretrain.batch_size={batch_size}",
-              f"trainer={trainer}", "trainer.precision=32-true"]
+    common = [
+        f"paths.prepared={prepared}",
+        f"paths.pretrained={tmp_path}/{name}/model",
+        f"paths.checkpoints={tmp_path}/{name}/ckpt",
+        f"paths.metrics={tmp_path}/{name}/metrics",
+        f"paths.plots={tmp_path}/{name}/plots",
+        "model.hidden_dropout_prob=0",
+        "model.attention_probs_dropout_prob=0",
+        "pretrain.max_steps=16",
+        "pretrain.warmup_steps=4",
+        "pretrain.val_every_n_steps=8",
+        "pretrain.checkpoint_every_n_steps=8",
+        "pretrain.val_max_examples=100",
+        f"pretrain.batch_size={batch_size}",
+        f"trainer={trainer}",
+        "trainer.precision=32-true",
+    ]
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "OMP_NUM_THREADS": "1"}
     r = subprocess.run([*launcher, "pipelines/pretrain.py", *common], cwd=REPO, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-4000:]
@@ -31,8 +43,14 @@ def _pretrain(tmp_path, prepared, name, launcher, trainer, batch_size):
 def test_two_gloo_processes_match_one_process_at_the_same_global_batch(tmp_path, demo_prepared):
     _, prepared, _ = demo_prepared
     one, w_one = _pretrain(tmp_path, prepared, "one", [sys.executable], "cpu32", 32)
-    two, w_two = _pretrain(tmp_path, prepared, "two", [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                                        "--nproc-per-node", "2"], "ddp_cpu", 16)
+    two, w_two = _pretrain(
+        tmp_path,
+        prepared,
+        "two",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"],
+        "ddp_cpu",
+        16,
+    )
     # Same batches, same masks, gradients averaged with the global masked-token count: only the
     # order of float additions differs (fp32), so 16 AdamW steps agree to ~1e-5.
     assert two["steps"] == one["steps"] == 16
@@ -40,8 +58,9 @@ def test_two_gloo_processes_match_one_process_at_the_same_global_batch(tmp_path,
         assert two[key] == pytest.approx(one[key], abs=2e-4), key
     worst = max(float((w_one[k] - w_two[k]).abs().max()) for k in w_one)
     assert worst < 1e-4, worst
-    # and it really learned something in those steps (the comparison is not between two untrained models)
-    assert float((w_one["bert.encoder.layer.0.attention.self.query.weight"]).std()) > 0
+    # and it really learned something in those steps (the comparison is not between two untrained
+    # models): held-out MLM loss below a uniform guess over the 3,000-token vocabulary
+    assert one["mlm_loss"] < math.log(3000) - 0.3, one
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")

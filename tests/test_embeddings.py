@@ -1,4 +1,5 @@
 """Embeddings equal transformers' BertModel outputs on the offline MiniLM-L6; CLI shapes and files."""
+
 import json
 from pathlib import Path
 
@@ -10,8 +11,12 @@ from bertforge.cli import main
 from bertforge.config import ConfigError
 from bertforge.embeddings import embed
 
-SENTENCES = ["Hello, how are you?", "I am doing well, thank you!", "A much longer sentence that needs "
-             "several more word pieces than the others, so batches carry padding.", ""]
+SENTENCES = [
+    "Hello, how are you?",
+    "I am doing well, thank you!",
+    "A much longer sentence that needs several more word pieces than the others, so batches carry padding.",
+    "",
+]
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +61,42 @@ def test_cli_prints_the_tf_hub_shape_and_writes_files(minilm, tmp_path, capsys):
     assert f"precision {place('auto', 'auto').precision}" in out.err  # the machine's choice, on stderr
     src = tmp_path / "in.txt"
     src.write_text("first line\n\nthird line\n", encoding="utf-8")
-    assert main(["embed", "--model", str(minilm), "--file", str(src), "--output", str(tmp_path / "e.npy"),
-                 "--precision", "32-true"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                str(minilm),
+                "--file",
+                str(src),
+                "--output",
+                str(tmp_path / "e.npy"),
+                "--precision",
+                "32-true",
+            ]
+        )
+        == 0
+    )
     arr = np.load(tmp_path / "e.npy")
     assert arr.shape == (3, 384)  # row i is line i, the empty line included
     np.testing.assert_allclose(arr, embed(minilm, ["first line", "", "third line"]).sentences, atol=1e-6)
-    assert main(["embed", "--model", str(minilm), "--file", str(src), "--tokens", "--pooling", "mean",
-                 "--output", str(tmp_path / "e.npz")]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                str(minilm),
+                "--file",
+                str(src),
+                "--tokens",
+                "--pooling",
+                "mean",
+                "--output",
+                str(tmp_path / "e.npz"),
+            ]
+        )
+        == 0
+    )
     z = np.load(tmp_path / "e.npz")
     assert z["embeddings"].shape == (3, 384) and z["token_embeddings"].shape == (3, 4, 384)
     assert z["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 1]]

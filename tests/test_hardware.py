@@ -1,5 +1,6 @@
 """Precision follows the hardware: the resolution rule per machine class (capability probe
 stubbed), explicit settings winning, and the resolved precision recorded by the stages."""
+
 import importlib.util
 import json
 
@@ -24,11 +25,19 @@ H100 = machine(("avx2",), gpu="NVIDIA H100", gpu_bf16=True)
 V100 = machine(("avx2",), gpu="Tesla V100", gpu_bf16=False)
 
 
-@pytest.mark.parametrize("hw, accelerator, precision", [
-    (AVX2, "cpu", "32-true"), (AVX512, "cpu", "32-true"), (ZEN4, "cpu", "bf16-mixed"),
-    (SAPPHIRE, "cpu", "bf16-mixed"), (CAPPED, "cpu", "32-true"),
-    (H100, "gpu", "bf16-mixed"), (V100, "gpu", "16-mixed"),
-], ids=["avx2", "avx512-no-bf16", "avx512-bf16", "amx", "capped-to-avx2", "bf16-gpu", "fp16-gpu"])
+@pytest.mark.parametrize(
+    "hw, accelerator, precision",
+    [
+        (AVX2, "cpu", "32-true"),
+        (AVX512, "cpu", "32-true"),
+        (ZEN4, "cpu", "bf16-mixed"),
+        (SAPPHIRE, "cpu", "bf16-mixed"),
+        (CAPPED, "cpu", "32-true"),
+        (H100, "gpu", "bf16-mixed"),
+        (V100, "gpu", "16-mixed"),
+    ],
+    ids=["avx2", "avx512-no-bf16", "avx512-bf16", "amx", "capped-to-avx2", "bf16-gpu", "fp16-gpu"],
+)
 def test_auto_resolves_per_machine(hw, accelerator, precision, capsys):
     p = place("auto", "auto", hw=hw)
     assert (p.accelerator, p.precision) == (accelerator, precision)
@@ -38,8 +47,11 @@ def test_auto_resolves_per_machine(hw, accelerator, precision, capsys):
 
 def test_cpu_class_names_the_machine():
     assert (AVX2.cpu_class, AVX512.cpu_class, ZEN4.cpu_class, SAPPHIRE.cpu_class) == (
-        "AVX2 CPU (no native bf16)", "AVX-512 CPU (no native bf16)", "bf16 CPU (AVX-512-BF16)",
-        "bf16 CPU (AVX-512-BF16/AMX)")
+        "AVX2 CPU (no native bf16)",
+        "AVX-512 CPU (no native bf16)",
+        "bf16 CPU (AVX-512-BF16)",
+        "bf16 CPU (AVX-512-BF16/AMX)",
+    )
 
 
 def test_explicit_precision_wins_with_a_one_line_warning_when_emulated(capsys):
@@ -53,12 +65,15 @@ def test_explicit_precision_wins_with_a_one_line_warning_when_emulated(capsys):
     assert capsys.readouterr().err == ""  # nothing to warn about
 
 
-@pytest.mark.parametrize("accelerator, precision, hw, message", [
-    ("cpu", "16-mixed", ZEN4, "trainer.precision=16-mixed needs a GPU"),
-    ("cpu", "fp8", ZEN4, "trainer.precision: 'fp8' is not one of auto, 32-true"),
-    ("gpu", "auto", ZEN4, "trainer.accelerator=gpu but no CUDA GPU is visible"),
-    ("tpu", "auto", ZEN4, "trainer.accelerator: 'tpu' is not one of auto"),
-])
+@pytest.mark.parametrize(
+    "accelerator, precision, hw, message",
+    [
+        ("cpu", "16-mixed", ZEN4, "trainer.precision=16-mixed needs a GPU"),
+        ("cpu", "fp8", ZEN4, "trainer.precision: 'fp8' is not one of auto, 32-true"),
+        ("gpu", "auto", ZEN4, "trainer.accelerator=gpu but no CUDA GPU is visible"),
+        ("tpu", "auto", ZEN4, "trainer.accelerator: 'tpu' is not one of auto"),
+    ],
+)
 def test_impossible_settings_name_the_key(accelerator, precision, hw, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         place(accelerator, precision, hw=hw)
@@ -66,8 +81,10 @@ def test_impossible_settings_name_the_key(accelerator, precision, hw, message):
 
 def test_cpuinfo_flags_are_read(monkeypatch, tmp_path):
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n\n"
-                    "processor\t: 1\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
+    info.write_text(
+        "processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n\n"
+        "processor\t: 1\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n"
+    )
     model, flags = hardware._cpuinfo(str(info))
     assert model == "AMD EPYC 9B14" and {"avx2", "avx512f", "avx512_bf16"} <= flags and "amx_bf16" not in flags
 
@@ -93,10 +110,19 @@ def test_pretrain_stage_records_the_precision_it_chose(tmp_path, monkeypatch, de
     _, prepared, _ = demo_prepared
     monkeypatch.setattr(hardware, "detect", lambda: hw)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    cfg = compose(["trainer=cpu", "pretrain.max_steps=4", "pretrain.val_every_n_steps=4", "pretrain.val_max_examples=32",
-                   f"paths.prepared={prepared}", f"paths.pretrained={tmp_path / 'pre'}",
-                   f"paths.checkpoints={tmp_path / 'ckpt'}", f"paths.metrics={tmp_path / 'm'}",
-                   f"paths.plots={tmp_path / 'p'}"])
+    cfg = compose(
+        [
+            "trainer=cpu",
+            "pretrain.max_steps=4",
+            "pretrain.val_every_n_steps=4",
+            "pretrain.val_max_examples=32",
+            f"paths.prepared={prepared}",
+            f"paths.pretrained={tmp_path / 'pre'}",
+            f"paths.checkpoints={tmp_path / 'ckpt'}",
+            f"paths.metrics={tmp_path / 'm'}",
+            f"paths.plots={tmp_path / 'p'}",
+        ]
+    )
     _stage("pretrain")(cfg)
     out = capsys.readouterr().out
     assert f"precision {expected}" in out and "hardware: Test CPU, 2 cores" in out
@@ -104,7 +130,8 @@ def test_pretrain_stage_records_the_precision_it_chose(tmp_path, monkeypatch, de
     assert metrics["hardware"]["precision"] == expected and metrics["hardware"]["requested_precision"] == "auto"
     assert metrics["hardware"]["isa"] == " ".join(hw.isa) and metrics["hardware"]["cpu_class"] == hw.cpu_class
     run = mlflow.MlflowClient().search_runs(
-        [mlflow.get_experiment_by_name("bertforge").experiment_id], "tags.stage = 'pretrain'")[0]
+        [mlflow.get_experiment_by_name("bertforge").experiment_id], "tags.stage = 'pretrain'"
+    )[0]
     assert run.data.tags["precision"] == expected and run.data.tags["hardware"] == hw.cpu_class
     assert run.data.params["hardware.precision"] == expected and run.data.params["hardware.cpu_model"] == "Test CPU"
     assert json.loads((tmp_path / "pre/run.json").read_text())["precision"] == expected

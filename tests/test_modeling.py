@@ -14,7 +14,9 @@ def test_sparse_mlm_matches_dense_bert_for_pretraining(tmp_path):
     ids = torch.randint(5, 300, (3, 20))
     labels = torch.full_like(ids, -100)
     labels[:, [2, 7, 11]] = ids[:, [2, 7, 11]]
-    batch = dict(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids), labels=labels)
+    batch = dict(
+        input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids), labels=labels
+    )
     with torch.no_grad():
         ours = sparse_pretraining_forward(model, batch)
         model.save_pretrained(tmp_path)
@@ -45,8 +47,13 @@ def _ragged_batch(vocab: int, lengths: list[int], seed: int = 0) -> dict:
         types[i, n // 2 : n] = 1
         pos = torch.randperm(n - 1, generator=g)[: max(1, n // 5)] + 1
         labels[i, pos] = ids[i, pos]
-    return dict(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels,
-                next_sentence_label=torch.tensor([i % 2 for i in range(b)]))
+    return dict(
+        input_ids=ids,
+        attention_mask=mask,
+        token_type_ids=types,
+        labels=labels,
+        next_sentence_label=torch.tensor([i % 2 for i in range(b)]),
+    )
 
 
 @pytest.mark.parametrize("dtype, atol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
@@ -60,7 +67,9 @@ def test_unpadded_forward_equals_the_padded_one(dtype, atol):
     batch = _ragged_batch(500, [37, 9, 21, 4, 37, 30])
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
         padded = sparse_pretraining_forward(model, batch)
-        unpadded = unpadded_pretraining_forward(model, {**batch, **unpad_indices(batch["attention_mask"], batch["labels"])})
+        unpadded = unpadded_pretraining_forward(
+            model, {**batch, **unpad_indices(batch["attention_mask"], batch["labels"])}
+        )
         full = sparse_pretraining_forward(model, {**batch, "attention_mask": torch.ones_like(batch["attention_mask"])})
     assert torch.equal(unpadded.mlm_labels, padded.mlm_labels) and unpadded.mlm_logits.shape == (26, 500)
     torch.testing.assert_close(unpadded.mlm_logits.float(), padded.mlm_logits.float(), atol=atol, rtol=0)

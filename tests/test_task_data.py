@@ -1,5 +1,6 @@
 """Custom tasks (TSV/CSV/JSONL, discovered labels, seeded split), HF datasets through a local
 directory, GLUE-format MNLI/QQP files, and the errors bad data gets."""
+
 import collections
 import json
 
@@ -52,13 +53,22 @@ def test_hf_dataset_through_a_local_directory_maps_class_labels(tmp_path, monkey
     carry ClassLabel features, as the hub's `glue` MNLI does."""
     datasets = pytest.importorskip("datasets")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
-    feats = datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
-                               "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"])})
+    feats = datasets.Features(
+        {
+            "premise": datasets.Value("string"),
+            "hypothesis": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"]),
+        }
+    )
     src = tmp_path / "mnli"
     src.mkdir()
     card = ["---", "configs:", "- config_name: default", "  data_files:"]  # split names as on the hub
     for split, n in (("train", 30), ("validation_matched", 6), ("validation_mismatched", 9)):
-        d = {"premise": [f"p{i}" for i in range(n)], "hypothesis": [f"h{i}" for i in range(n)], "label": [i % 3 for i in range(n)]}
+        d = {
+            "premise": [f"p{i}" for i in range(n)],
+            "hypothesis": [f"h{i}" for i in range(n)],
+            "label": [i % 3 for i in range(n)],
+        }
         datasets.Dataset.from_dict(d, features=feats).to_parquet(str(src / f"{split}.parquet"))
         card += [f"  - split: {split}", f"    path: {split}.parquet"]
     (src / "README.md").write_text("\n".join(card + ["---", ""]))
@@ -72,11 +82,16 @@ def test_hf_dataset_through_a_local_directory_maps_class_labels(tmp_path, monkey
     qqp = tmp_path / "qqp"
     qqp.mkdir()
     for split in ("train", "validation"):
-        datasets.Dataset.from_dict({"question1": ["a?", "b?"], "question2": ["c?", "d?"], "label": [0, 1]},
-                                   features=datasets.Features({"question1": datasets.Value("string"),
-                                                               "question2": datasets.Value("string"),
-                                                               "label": datasets.ClassLabel(names=["not_duplicate", "duplicate"])})
-                                   ).to_parquet(str(qqp / f"{split}.parquet"))
+        datasets.Dataset.from_dict(
+            {"question1": ["a?", "b?"], "question2": ["c?", "d?"], "label": [0, 1]},
+            features=datasets.Features(
+                {
+                    "question1": datasets.Value("string"),
+                    "question2": datasets.Value("string"),
+                    "label": datasets.ClassLabel(names=["not_duplicate", "duplicate"]),
+                }
+            ),
+        ).to_parquet(str(qqp / f"{split}.parquet"))
     q = load_task(compose(["task=qqp", f"task.hf.path={qqp}", "task.hf.name=null"]).task)
     assert q.labels == ["0", "1"] and [e.label for e in q.splits["dev"]] == ["0", "1"]
     with pytest.raises(TaskDataError, match=r"no column 'sentence' for task.hf.text_a \(columns: \['question1'"):
@@ -87,8 +102,9 @@ def test_glue_format_mnli_and_qqp_directories(tmp_path):
     head = "index\tpromptID\tpairID\tgenre\ts1bp\ts2bp\ts1p\ts2p\tsentence1\tsentence2\tlabel1\tgold_label\n"
     for name, n in (("train.tsv", 6), ("dev_matched.tsv", 3), ("dev_mismatched.tsv", 3)):
         labels = ["entailment", "neutral", "contradiction"]
-        (tmp_path / name).write_text(head + "".join(f"{i}\t0\t0\tg\t-\t-\t-\t-\tA \"q {i}\tB {i}\tx\t{labels[i % 3]}\n"
-                                                    for i in range(n)))
+        (tmp_path / name).write_text(
+            head + "".join(f'{i}\t0\t0\tg\t-\t-\t-\t-\tA "q {i}\tB {i}\tx\t{labels[i % 3]}\n' for i in range(n))
+        )
     task = compose(["task=mnli", "task.source=local", f"task.local.data_dir={tmp_path}"]).task
     data = load_task(task)
     assert data.splits["dev_mismatched"][2].label == "contradiction" and data.splits["train"][0].text_a == 'A "q 0'
@@ -101,13 +117,18 @@ def test_glue_format_mnli_and_qqp_directories(tmp_path):
     assert [e.label for e in q.splits["train"]] == ["0", "1"]  # the short row 3 is skipped and counted
 
 
-@pytest.mark.parametrize("content, error", [
-    ('{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n{"txt": "c", "label": "x"}\n',
-     r"train.jsonl:3: no key 'text' for task.local.text_a"),
-    ('{"text": "a", "label": "x"}\n{"text": "b", "label": "y"\n', r"train.jsonl:2:\d+: invalid JSON"),
-    ('{"text": "a", "label": "x"}\n{"text": "b", "label": "x"}\n', r"has only the label\(s\) \['x'\]"),
-    ('', r"train.jsonl: the train split is empty"),
-])
+@pytest.mark.parametrize(
+    "content, error",
+    [
+        (
+            '{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n{"txt": "c", "label": "x"}\n',
+            r"train.jsonl:3: no key 'text' for task.local.text_a",
+        ),
+        ('{"text": "a", "label": "x"}\n{"text": "b", "label": "y"\n', r"train.jsonl:2:\d+: invalid JSON"),
+        ('{"text": "a", "label": "x"}\n{"text": "b", "label": "x"}\n', r"has only the label\(s\) \['x'\]"),
+        ("", r"train.jsonl: the train split is empty"),
+    ],
+)
 def test_bad_custom_files_name_file_line_and_column(tmp_path, content, error):
     (tmp_path / "train.jsonl").write_text(content)
     with pytest.raises((TaskDataError, ConfigError), match=error):
@@ -130,10 +151,14 @@ def test_label_missing_from_train_and_empty_pair_text(tmp_path):
         load_task(custom(tmp_path, local={**local, "files": {"train": "missing.tsv"}}))
     (tmp_path / "t2.tsv").write_text("s\tlabel\nok\t1\nbad\t7\n")
     with pytest.raises(TaskDataError, match=r"t2.tsv:3: column 'label': label '7' is not one of \['0', '1'\]"):
-        load_task(custom(tmp_path, labels=["0", "1"], local={"format": "tsv", "files": {"train": "t2.tsv"}, "text_a": "s"}))
+        load_task(
+            custom(tmp_path, labels=["0", "1"], local={"format": "tsv", "files": {"train": "t2.tsv"}, "text_a": "s"})
+        )
     (tmp_path / "t3.tsv").write_text("s\tlabel\nok\t1.5\nbad\thigh\n")
     with pytest.raises(TaskDataError, match=r"t3.tsv:3: column 'label': 'high' is not a number"):
-        load_task(custom(tmp_path, problem="regression", local={"format": "tsv", "files": {"train": "t3.tsv"}, "text_a": "s"}))
+        load_task(
+            custom(tmp_path, problem="regression", local={"format": "tsv", "files": {"train": "t3.tsv"}, "text_a": "s"})
+        )
 
 
 def test_every_glue_task_config_composes_with_official_metrics():
@@ -170,5 +195,5 @@ def test_length_grouped_batches_cover_every_example_once_and_cut_padding():
 
     shuffled = list(range(1000))
     rng.shuffle(shuffled)
-    plain = [shuffled[i:i + 16] for i in range(0, 1000, 16)]
+    plain = [shuffled[i : i + 16] for i in range(0, 1000, 16)]
     assert padding(epoch0) < 0.15 * padding(plain)

@@ -4,13 +4,19 @@ import json
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from bertforge.config import compose
 from bertforge.tasks import compute_metrics, load_task
 from conftest import REPO, needs_shared
 
-COUNTS = {"sst2": (67349, 872), "cola": (8551, 1043), "mrpc": (3668, 408), "rte": (2490, 277), "stsb": (5749, 1500)}
+COUNTS = {
+    "sst2": (67349, 872),
+    "cola": (8551, 1043),
+    "mrpc": (3668, 408),
+    "rte": (2490, 277),
+    "stsb": (5749, 1500),
+    "korsts": (5749, 1500),
+}
 
 
 @pytest.mark.parametrize("name", sorted(COUNTS))
@@ -19,6 +25,15 @@ def test_glue_readers_match_official_row_counts(name):
     needs_shared(task.local.data_dir.replace("../shared/data/", ""))
     data = load_task(task)
     assert (len(data.splits["train"]), len(data.splits["dev"])) == COUNTS[name]
+
+
+def test_korsts_reads_hangul_and_scores():
+    task = compose(["task=korsts"]).task
+    needs_shared("KorSTS")
+    dev = load_task(task).splits["dev"]
+    assert all(0.0 <= e.label <= 5.0 for e in dev) and dev[0].source == "sts-dev.tsv:2"
+    assert sum(any("\uac00" <= ch <= "\ud7a3" for ch in e.text_a) for e in dev) > 0.95 * len(dev)
+    assert compose(["tasks=korean"]).tasks.korsts.metrics == ["pearson", "spearman"]
 
 
 def test_glue_quirks_cola_mrpc_stsb():
@@ -61,10 +76,30 @@ def test_finetune_and_evaluate_real_glue_slice(tmp_path, monkeypatch):
 
     model_dir = Path(minilm.__file__).parent / "model"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    cfg = compose(["task=rte", "task.max_examples=48", "finetune.epochs=1", "finetune.batch_size=16",
-                   f"finetune.init={model_dir}", f"paths.finetuned={tmp_path / 'ft'}", f"paths.evaluated={tmp_path / 'ev'}",
-                   f"paths.metrics={tmp_path / 'm'}", f"paths.plots={tmp_path / 'p'}", "trainer=cpu32",
-                   "tracking.register_prefix=test", "tracking.alias=champion"])
+    rte = tmp_path / "RTE"  # GLUE's layout: labelled train/dev, and a test file with an index and no label
+    rte.mkdir()
+    for split in ("train", "dev"):
+        (rte / f"{split}.tsv").symlink_to(needs_shared(f"RTE/{split}.tsv"))
+    (rte / "test.tsv").write_text(
+        "index\tsentence1\tsentence2\n7\tA man sleeps.\tA man is asleep.\n9\tIt rains.\tThe sun shines.\n"
+    )
+    cfg = compose(
+        [
+            "task=rte",
+            f"task.local.data_dir={rte}",
+            "task.max_examples=48",
+            "finetune.epochs=1",
+            "finetune.batch_size=16",
+            f"finetune.init={model_dir}",
+            f"paths.finetuned={tmp_path / 'ft'}",
+            f"paths.evaluated={tmp_path / 'ev'}",
+            f"paths.metrics={tmp_path / 'm'}",
+            f"paths.plots={tmp_path / 'p'}",
+            "trainer=cpu32",
+            "tracking.register_prefix=test",
+            "tracking.alias=champion",
+        ]
+    )
     _stage("finetune")(cfg)
     _stage("evaluate")(cfg)
     report = json.loads((tmp_path / "ft/rte/finetune.json").read_text())
@@ -77,12 +112,18 @@ def test_finetune_and_evaluate_real_glue_slice(tmp_path, monkeypatch):
     conf = (tmp_path / "p/confusion/rte.csv").read_text().splitlines()
     assert conf[0] == "actual,predicted" and len(conf) == 49
     assert metrics["score"] == metrics["dev"]["score"] == metrics["dev"]["accuracy"]
+    submission = (tmp_path / "ev/rte/submission/RTE.tsv").read_text().splitlines()  # GLUE's submission format
+    assert submission[0] == "index\tprediction" and [r.split("\t")[0] for r in submission[1:]] == ["7", "9"]
+    assert all(r.split("\t")[1] in ("entailment", "not_entailment") for r in submission[1:])
+    assert metrics["test_predicted"] == 2
     import mlflow
 
     client = mlflow.MlflowClient()
-    run = client.search_runs([client.get_experiment_by_name("bertforge").experiment_id],
-                             "tags.stage = 'evaluate'")[0]
-    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"confusion_dev.png", "model_dev_predictions.tsv"}
+    run = client.search_runs([client.get_experiment_by_name("bertforge").experiment_id], "tags.stage = 'evaluate'")[0]
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {
+        "confusion_dev.png",
+        "model_dev_predictions.tsv",
+    }
     assert (tmp_path / "mlartifacts").is_dir()  # artifacts live next to the tracking database
     clf = mlflow.transformers.load_model("models:/test-rte@champion")  # logged, registered, aliased
     out = clf({"text": "A man sleeps.", "text_pair": "A man is asleep."})
@@ -116,10 +157,26 @@ def test_finetune_sweep_gives_each_job_a_directory_and_ranks_them(tmp_path):
 
     model_dir = Path(minilm.__file__).parent / "model"
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    r = subprocess.run([sys.executable, "pipelines/finetune.py", "-m", "task=rte", "task.max_examples=32",
-                        "finetune.epochs=1", f"finetune.init={model_dir}", "finetune.lr=1e-6,5e-5",
-                        f"paths.sweeps={tmp_path / 'sw'}", f"paths.finetuned={tmp_path / 'ft'}", "trainer=cpu32"],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "pipelines/finetune.py",
+            "-m",
+            "task=rte",
+            "task.max_examples=32",
+            "finetune.epochs=1",
+            f"finetune.init={model_dir}",
+            "finetune.lr=1e-6,5e-5",
+            f"paths.sweeps={tmp_path / 'sw'}",
+            f"paths.finetuned={tmp_path / 'ft'}",
+            "trainer=cpu32",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     board = json.loads((tmp_path / "sw/rte/leaderboard.json").read_text())
     common = "finetune.epochs=1,finetune.lr={},task.max_examples=32,trainer=cpu32"

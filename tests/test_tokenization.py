@@ -6,8 +6,12 @@ from omegaconf import OmegaConf
 from bertforge.config import ConfigError, compose
 from bertforge.tokenization import check_hangul_safe, load_tokenizer, save_tokenizer, train_wordpiece
 
-KO = ["대한민국은 민주공화국이다.", "대한민국의 주권은 국민에게 있고, 모든 권력은 국민으로부터 나온다.",
-      "국민은 법 앞에 평등하다.", "모든 국민은 학문과 예술의 자유를 가진다."] * 20
+KO = [
+    "대한민국은 민주공화국이다.",
+    "대한민국의 주권은 국민에게 있고, 모든 권력은 국민으로부터 나온다.",
+    "국민은 법 앞에 평등하다.",
+    "모든 국민은 학문과 예술의 자유를 가진다.",
+] * 20
 
 
 def test_korean_round_trips_through_trained_tokenizer(tmp_path):
@@ -32,7 +36,7 @@ def test_accent_stripping_on_hangul_is_refused():
 
 
 def test_prepared_tokenizer_loads_identically(demo_prepared):
-    from transformers import AutoTokenizer, BertTokenizerFast
+    from transformers import BertTokenizerFast
 
     _, out, stats = demo_prepared
     assert stats["unk_rate"] == 0.0  # every demo word is in the vocabulary
@@ -60,8 +64,10 @@ def test_prepare_is_deterministic_across_processes(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys, pathlib; from bertforge.config import compose; from bertforge.preparation import prepare; "
-            "prepare(compose(['corpus.num_documents=200', 'tokenizer.vocab_size=800']), pathlib.Path(sys.argv[1]))")
+    code = (
+        "import sys, pathlib; from bertforge.config import compose; from bertforge.preparation import prepare; "
+        "prepare(compose(['corpus.num_documents=200', 'tokenizer.vocab_size=800']), pathlib.Path(sys.argv[1]))"
+    )
     digests = []
     for run in ("a", "b"):
         subprocess.run([sys.executable, "-c", code, str(tmp_path / run)], check=True, capture_output=True)

@@ -1,6 +1,7 @@
 """Bad inputs and configs, as a user meets them: each stage prints one line naming the file and
 position or the config key, exits with status 2, and leaves no output directory, checkpoint
 state or MLflow run behind."""
+
 import importlib.util
 import os
 import subprocess
@@ -58,58 +59,136 @@ def _files(root: Path, files: dict[str, str | bytes]) -> None:
 
 
 def _custom(tmp, train="train.jsonl", dev=None, **task):
-    keys = {"task": "custom", "task.local.data_dir": str(tmp / "data"), "task.local.files.train": train,
-            "task.local.files.dev": dev or "null", **{f"task.{k}": v for k, v in task.items()}}
+    keys = {
+        "task": "custom",
+        "task.local.data_dir": str(tmp / "data"),
+        "task.local.files.train": train,
+        "task.local.files.dev": dev or "null",
+        **{f"task.{k}": v for k, v in task.items()},
+    }
     return [f"{k}={v}" for k, v in keys.items()]
 
 
 GOOD_JSONL = "".join(f'{{"text": "sentence {i}", "label": "{"ab"[i % 2]}"}}\n' for i in range(20))
+
+
 def CORPUS(tmp):
     return ["corpus=jsonl", f"corpus.files=[{tmp}/data/*.jsonl]", "tokenizer.vocab_size=200"]
+
 
 # (id, stage, overrides (tmp -> list), files under tmp, expected fragment of the one line)
 CASES = [
     ("pretrain-negative-lr", "pretrain", lambda t: ["pretrain.lr=-1"], {}, "pretrain.lr=-1"),
     ("pretrain-optimizer", "pretrain", lambda t: ["pretrain.optimizer=sgd"], {}, "pretrain.optimizer"),
     ("pretrain-zero-steps", "pretrain", lambda t: ["pretrain.max_steps=0"], {}, "pretrain.max_steps=0: must be >= 1"),
-    ("pretrain-seq-too-long", "pretrain", lambda t: ["pretrain.max_seq_length=4096"], {},
-     "pretrain.max_seq_length=4096 exceeds model.max_position_embeddings"),
+    (
+        "pretrain-seq-too-long",
+        "pretrain",
+        lambda t: ["pretrain.max_seq_length=4096"],
+        {},
+        "pretrain.max_seq_length=4096 exceeds model.max_position_embeddings",
+    ),
     ("pretrain-objective", "pretrain", lambda t: ["pretrain.objective=xyz"], {}, "pretrain.objective"),
     ("pretrain-betas", "pretrain", lambda t: ["pretrain.adam_betas=[0.9,1.5]"], {}, "pretrain.adam_betas"),
-    ("pretrain-no-prepared", "pretrain", lambda t: [f"paths.prepared={t / 'nothing'}"], {},
-     "paths.prepared: "),
-    ("corpus-no-match", "prepare", lambda t: ["corpus=jsonl", f"corpus.files=[{t}/none*.jsonl]"], {},
-     "matches no file"),
-    ("corpus-binary", "prepare", CORPUS, {"data/a.jsonl": b'{"text": "x"}\n\x00\x01\x02\n'},
-     "a.jsonl:2: binary data"),
-    ("corpus-not-utf8", "prepare", CORPUS, {"data/a.jsonl": '{"text": "ok"}\n'.encode() + b'{"text": "caf\xe9"}\n'},
-     "a.jsonl:2:14: not valid UTF-8"),
-    ("corpus-bad-json", "prepare", CORPUS, {"data/a.jsonl": '{"text": "ok"}\n{"text": "broken"\n'},
-     "a.jsonl:2:18: invalid JSON"),
-    ("corpus-missing-column", "prepare", CORPUS, {"data/a.jsonl": '{"body": "ok"}\n'},
-     "no column 'text' (corpus.text_column)"),
+    ("pretrain-no-prepared", "pretrain", lambda t: [f"paths.prepared={t / 'nothing'}"], {}, "paths.prepared: "),
+    (
+        "corpus-no-match",
+        "prepare",
+        lambda t: ["corpus=jsonl", f"corpus.files=[{t}/none*.jsonl]"],
+        {},
+        "matches no file",
+    ),
+    ("corpus-binary", "prepare", CORPUS, {"data/a.jsonl": b'{"text": "x"}\n\x00\x01\x02\n'}, "a.jsonl:2: binary data"),
+    (
+        "corpus-not-utf8",
+        "prepare",
+        CORPUS,
+        {"data/a.jsonl": '{"text": "ok"}\n'.encode() + b'{"text": "caf\xe9"}\n'},
+        "a.jsonl:2:14: not valid UTF-8",
+    ),
+    (
+        "corpus-bad-json",
+        "prepare",
+        CORPUS,
+        {"data/a.jsonl": '{"text": "ok"}\n{"text": "broken"\n'},
+        "a.jsonl:2:18: invalid JSON",
+    ),
+    (
+        "corpus-missing-column",
+        "prepare",
+        CORPUS,
+        {"data/a.jsonl": '{"body": "ok"}\n'},
+        "no column 'text' (corpus.text_column)",
+    ),
     ("corpus-empty", "prepare", CORPUS, {"data/a.jsonl": "\n\n"}, "a.jsonl"),
     ("finetune-no-task", "finetune", lambda t: [], {}, "task: choose a task"),
-    ("finetune-init-missing", "finetune", lambda t: ["task=rte", f"finetune.init={t / 'nonexistent'}"], {},
-     "finetune.init: ", ),
-    ("finetune-init-not-model", "finetune", lambda t: ["task=rte", f"finetune.init={t / 'data'}"], {"data/x.txt": "x"},
-     "is not a model directory (no config.json)"),
-    ("finetune-lr", "finetune", lambda t: [*_custom(t), "finetune.lr=0"], {"data/train.jsonl": GOOD_JSONL},
-     "finetune.lr=0"),
-    ("task-regression-accuracy", "finetune", lambda t: _custom(t, problem="regression", metrics="[accuracy]"),
-     {"data/train.jsonl": GOOD_JSONL}, "task.metrics"),
-    ("task-unseen-label", "finetune", lambda t: _custom(t, dev="dev.jsonl", labels="[a,b]"),
-     {"data/train.jsonl": GOOD_JSONL, "data/dev.jsonl": '{"text": "s", "label": "a"}\n{"text": "t", "label": "z"}\n'},
-     "dev.jsonl:2: column 'label': label 'z' is not one of"),
-    ("task-missing-column", "finetune", lambda t: _custom(t, **{"local.text_a": "sentence"}),
-     {"data/train.jsonl": GOOD_JSONL}, "train.jsonl:1: no key 'sentence' for task.local.text_a"),
-    ("task-not-utf8", "finetune", lambda t: _custom(t, train="train.tsv", **{"local.text_a": "text"}),
-     {"data/train.tsv": b"text\tlabel\nok\ta\n" + LATIN1}, "train.tsv:3:4: not valid UTF-8"),
-    ("task-tsv-read-as-jsonl", "finetune", lambda t: _custom(t, train="train.tsv", **{"local.format": "jsonl"}),
-     {"data/train.tsv": "text\tlabel\nok\ta\n"}, "set task.local.format=tsv"),
+    (
+        "finetune-init-missing",
+        "finetune",
+        lambda t: ["task=rte", f"finetune.init={t / 'nonexistent'}"],
+        {},
+        "finetune.init: ",
+    ),
+    (
+        "finetune-init-not-model",
+        "finetune",
+        lambda t: ["task=rte", f"finetune.init={t / 'data'}"],
+        {"data/x.txt": "x"},
+        "is not a model directory (no config.json)",
+    ),
+    (
+        "finetune-lr",
+        "finetune",
+        lambda t: [*_custom(t), "finetune.lr=0"],
+        {"data/train.jsonl": GOOD_JSONL},
+        "finetune.lr=0",
+    ),
+    (
+        "task-regression-accuracy",
+        "finetune",
+        lambda t: _custom(t, problem="regression", metrics="[accuracy]"),
+        {"data/train.jsonl": GOOD_JSONL},
+        "task.metrics",
+    ),
+    (
+        "task-unseen-label",
+        "finetune",
+        lambda t: _custom(t, dev="dev.jsonl", labels="[a,b]"),
+        {
+            "data/train.jsonl": GOOD_JSONL,
+            "data/dev.jsonl": '{"text": "s", "label": "a"}\n{"text": "t", "label": "z"}\n',
+        },
+        "dev.jsonl:2: column 'label': label 'z' is not one of",
+    ),
+    (
+        "task-missing-column",
+        "finetune",
+        lambda t: _custom(t, **{"local.text_a": "sentence"}),
+        {"data/train.jsonl": GOOD_JSONL},
+        "train.jsonl:1: no key 'sentence' for task.local.text_a",
+    ),
+    (
+        "task-not-utf8",
+        "finetune",
+        lambda t: _custom(t, train="train.tsv", **{"local.text_a": "text"}),
+        {"data/train.tsv": b"text\tlabel\nok\ta\n" + LATIN1},
+        "train.tsv:3:4: not valid UTF-8",
+    ),
+    (
+        "task-tsv-read-as-jsonl",
+        "finetune",
+        lambda t: _custom(t, train="train.tsv", **{"local.format": "jsonl"}),
+        {"data/train.tsv": "text\tlabel\nok\ta\n"},
+        "set task.local.format=tsv",
+    ),
     ("task-missing-file", "finetune", lambda t: _custom(t, train="nope.jsonl"), {}, "nope.jsonl does not exist"),
-    ("task-regression-not-number", "finetune", lambda t: _custom(t, problem="regression", labels="null"),
-     {"data/train.jsonl": GOOD_JSONL}, "is not a number (regression task)"),
+    (
+        "task-regression-not-number",
+        "finetune",
+        lambda t: _custom(t, problem="regression", labels="null"),
+        {"data/train.jsonl": GOOD_JSONL},
+        "is not a number (regression task)",
+    ),
     ("evaluate-no-model", "evaluate", lambda t: ["task=rte"], {}, "no fine-tuned model"),
 ]
 
@@ -119,8 +198,15 @@ def test_bad_input_gives_one_line_and_leaves_nothing(case, tmp_path, tracking, d
     _, stage, overrides, files, expected = case
     _files(tmp_path, files)
     out = tmp_path / "out"
-    paths = {"prepared": out / "prepare", "checkpoints": out / "ckpt", "pretrained": out / "pretrain",
-             "finetuned": out / "finetune", "evaluated": out / "eval", "metrics": out / "metrics", "plots": out / "plots"}
+    paths = {
+        "prepared": out / "prepare",
+        "checkpoints": out / "ckpt",
+        "pretrained": out / "pretrain",
+        "finetuned": out / "finetune",
+        "evaluated": out / "eval",
+        "metrics": out / "metrics",
+        "plots": out / "plots",
+    }
     if stage == "pretrain":
         paths["prepared"] = demo_prepared[1]
     over = overrides(tmp_path)
@@ -132,27 +218,42 @@ def test_bad_input_gives_one_line_and_leaves_nothing(case, tmp_path, tracking, d
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == EXIT_USER_ERROR
     # progress lines may come first; the error is one line, the last, with no traceback
-    assert [l for l in err if l.startswith("error: ")] == err[-1:] and expected in err[-1], err
-    assert not any("Traceback" in l for l in err), err
+    assert [line for line in err if line.startswith("error: ")] == err[-1:] and expected in err[-1], err
+    assert not any("Traceback" in line for line in err), err
     assert not out.exists() or not any(out.iterdir()), sorted(out.rglob("*"))
     assert _active_runs(tracking) == []
 
 
-@pytest.mark.parametrize("stage, args, expected", [
-    ("pretrain", ["pretrain.lr=-1"], "error: pretrain.lr=-1: must be > 0"),
-    ("finetune", ["finetune.init=/nonexistent-dir", "task=rte"], "error: finetune.init: "),
-])
+@pytest.mark.parametrize(
+    "stage, args, expected",
+    [
+        ("pretrain", ["pretrain.lr=-1"], "error: pretrain.lr=-1: must be > 0"),
+        ("finetune", ["finetune.init=/nonexistent-dir", "task=rte"], "error: finetune.init: "),
+    ],
+)
 def test_entry_point_prints_one_line_without_traceback(tmp_path, stage, args, expected):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     env.pop("HYDRA_FULL_ERROR", None)
     env.pop("BERTFORGE_DEBUG", None)
-    r = subprocess.run([sys.executable, f"pipelines/{stage}.py", f"paths.checkpoints={tmp_path / 'ckpt'}", *args],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, f"pipelines/{stage}.py", f"paths.checkpoints={tmp_path / 'ckpt'}", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == EXIT_USER_ERROR, r.stderr
     lines = r.stderr.strip().splitlines()
-    assert lines[-1].startswith(expected) and not any("Traceback" in l for l in lines), r.stderr
+    assert lines[-1].startswith(expected) and not any("Traceback" in line for line in lines), r.stderr
     assert not (tmp_path / "ckpt").exists() and not (tmp_path / "mlflow.db").exists()
     # with the debug switch the traceback is back
-    r = subprocess.run([sys.executable, f"pipelines/{stage}.py", *args], cwd=REPO, capture_output=True, text=True,
-                       env={**env, "BERTFORGE_DEBUG": "1"}, timeout=300)
+    r = subprocess.run(
+        [sys.executable, f"pipelines/{stage}.py", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**env, "BERTFORGE_DEBUG": "1"},
+        timeout=300,
+    )
     assert r.returncode != 0 and "Traceback" in r.stderr

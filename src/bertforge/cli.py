@@ -1,4 +1,5 @@
 """`bertforge` command line: `bertforge embed --model DIR "sentence" ...`."""
+
 from __future__ import annotations
 
 import argparse
@@ -61,8 +62,10 @@ def save(path: Path, sentences: list[str], emb: Embeddings) -> None:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            cols = {"text": pa.array(sentences, pa.string()),
-                    "embedding": pa.array(list(emb.sentences), pa.list_(pa.float32()))}
+            cols = {
+                "text": pa.array(sentences, pa.string()),
+                "embedding": pa.array(list(emb.sentences), pa.list_(pa.float32())),
+            }
             if emb.tokens is not None:
                 cols["tokens"] = pa.array(emb.token_strings, pa.list_(pa.string()))
                 cols["token_embeddings"] = pa.array([list(t) for t in emb.tokens], pa.list_(pa.list_(pa.float32())))
@@ -78,12 +81,21 @@ def cmd_embed(args) -> None:
     sentences = read_sentences(args)
     where = place(args.device, args.precision)
     print(where.line(), file=sys.stderr, flush=True)
-    emb = embed(args.model, sentences, pooling=args.pooling, tokens=args.tokens, max_length=args.max_length,
-                batch_size=args.batch_size, place=where)
+    emb = embed(
+        args.model,
+        sentences,
+        pooling=args.pooling,
+        tokens=args.tokens,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        place=where,
+    )
     print(f"Shape of BERT embeddings: {emb.sentences.shape}")
     if emb.tokens is not None:
-        print(f"Token embeddings: {len(emb.tokens)} sentences x (tokens, {emb.sentences.shape[1]}); "
-              f"lengths {[len(t) for t in emb.tokens][:8]}{' ...' if len(emb.tokens) > 8 else ''}")
+        print(
+            f"Token embeddings: {len(emb.tokens)} sentences x (tokens, {emb.sentences.shape[1]}); "
+            f"lengths {[len(t) for t in emb.tokens][:8]}{' ...' if len(emb.tokens) > 8 else ''}"
+        )
     if args.output:
         save(Path(args.output), sentences, emb)
         print(f"wrote {args.output}")
@@ -100,16 +112,24 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("sentences", nargs="*", help="sentences to embed (or use --file)")
     e.add_argument("--model", required=True, help="a BERT directory: outputs/pretrain, a fine-tuned model, MiniLM ...")
     e.add_argument("--file", help="one sentence per line (UTF-8); '-' reads standard input")
-    e.add_argument("--pooling", choices=POOLINGS, default="pooled",
-                   help="pooled: pooled_output (default); cls: last-layer [CLS]; mean: masked mean of tokens")
+    e.add_argument(
+        "--pooling",
+        choices=POOLINGS,
+        default="pooled",
+        help="pooled: pooled_output (default); cls: last-layer [CLS]; mean: masked mean of tokens",
+    )
     e.add_argument("--tokens", action="store_true", help="also return token-level outputs (last layer)")
     e.add_argument("--output", help=f"write embeddings to a file ({', '.join(OUTPUT_FORMATS)})")
     e.add_argument("--print", action="store_true", help="print each sentence's vector (abbreviated)")
     e.add_argument("--max-length", type=int, default=128, help="truncate sentences to this many tokens")
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help="auto: a GPU if one is visible")
-    e.add_argument("--precision", choices=("auto", "32-true", "bf16-mixed", "16-mixed"), default="auto",
-                   help="auto: bf16 where the CPU/GPU has it natively, else fp32 (as trainer.precision)")
+    e.add_argument(
+        "--precision",
+        choices=("auto", "32-true", "bf16-mixed", "16-mixed"),
+        default="auto",
+        help="auto: bf16 where the CPU/GPU has it natively, else fp32 (as trainer.precision)",
+    )
     e.set_defaults(func=cmd_embed)
     return p
 

@@ -4,6 +4,7 @@ A stage script is a Hydra app (`python pipelines/finetune.py task=rte lr=...`, `
 and, under DVC, runs on the composed `params.yaml` (`--params params.yaml [--task NAME]`).
 Both paths end in the same stage function with the same config shape.
 """
+
 from __future__ import annotations
 
 import os
@@ -93,7 +94,8 @@ def load_params(path: str | os.PathLike, overrides: list[str], task: str | None)
 
 def compose(overrides: list[str] | None = None) -> DictConfig:
     """Compose conf/ as Hydra (and DVC's `exp run`) would; for tests and tools."""
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=overrides or [])

@@ -6,6 +6,7 @@ laid out), `jsonl` / `csv` (one record per row, a text column, optional title an
 order, e.g. books + Wikipedia) and `demo` (the generated language, see demo_language.py).
 Files may be globs and `.gz/.xz/.bz2` streams. Skipped input is counted in `stats`, never silent.
 """
+
 from __future__ import annotations
 
 import bz2
@@ -73,8 +74,10 @@ def read_lines(path: Path, max_chars: int, stats: Counter) -> Iterator[tuple[int
                     raise DataError(f"{path}:{lineno}: binary data (NUL byte); not a text file")
                 yield lineno, line
         except UnicodeDecodeError as e:
-            raise DataError(f"{path}:{utf8_error_position(path, e)}: not valid UTF-8 ({e.reason}); "
-                             "is this a binary or non-UTF-8 file?") from None
+            raise DataError(
+                f"{path}:{utf8_error_position(path, e)}: not valid UTF-8 ({e.reason}); "
+                "is this a binary or non-UTF-8 file?"
+            ) from None
 
 
 def utf8_error_position(path: Path, error: UnicodeDecodeError) -> str:
@@ -215,8 +218,12 @@ def _hf_records(cfg) -> Iterator[tuple[str, dict]]:
         ds = datasets.load_from_disk(str(local))
         ds = ds[cfg.split] if isinstance(ds, datasets.DatasetDict) else ds
     else:
-        ds = datasets.load_dataset(str(local) if local.exists() else name, cfg.get("config_name"), split=cfg.split,
-                                   streaming=bool(cfg.get("streaming", True)))
+        ds = datasets.load_dataset(
+            str(local) if local.exists() else name,
+            cfg.get("config_name"),
+            split=cfg.split,
+            streaming=bool(cfg.get("streaming", True)),
+        )
     for i, rec in enumerate(ds):
         yield f"{name}[{cfg.split}][{i}]", rec
 
@@ -231,7 +238,9 @@ def _record_blocks(records: Iterator[tuple[str, dict]], cfg, stats: Counter) -> 
     for where, rec in records:
         for key, col in wanted.items():
             if col is not None and col not in rec:
-                raise DataError(f"{where}: no column {col!r} (corpus.{key}); the record has: {', '.join(map(str, rec))}")
+                raise DataError(
+                    f"{where}: no column {col!r} (corpus.{key}); the record has: {', '.join(map(str, rec))}"
+                )
         doc_id = rec[id_col] if id_col else object()
         if doc_id != current and doc:
             yield doc

@@ -4,6 +4,7 @@ outside the repository. It is built to be *learnable*: topic-specific Zipfian vo
 subject-verb number agreement (also across an intervening "of" phrase), and discourse
 continuity (a sentence's object often becomes the next sentence's subject).
 """
+
 from __future__ import annotations
 
 import random
@@ -58,7 +59,9 @@ class DemoLanguage:
     def __init__(self, topic_rate: float = 0.7):
         self.lex = demo_lexicon()
         self.topic_rate = topic_rate
-        self._w = {n: _zipf(n) for n in {len(x) for g in (self.lex.nouns, self.lex.verbs, self.lex.adjectives) for x in g}}
+        self._w = {
+            n: _zipf(n) for n in {len(x) for g in (self.lex.nouns, self.lex.verbs, self.lex.adjectives) for x in g}
+        }
 
     def _pick(self, rng: random.Random, table: tuple[tuple[str, ...], ...], topic: int) -> str:
         words = table[topic] if rng.random() < self.topic_rate else table[-1]
@@ -70,7 +73,9 @@ class DemoLanguage:
         adj = self._pick(rng, self.lex.adjectives, topic) + " " if rng.random() < 0.4 else ""
         return f"{det} {adj}{noun}{'s' if plural else ''}"
 
-    def sentence(self, rng: random.Random, topic: int, subject: str | None = None, agree: bool = True) -> tuple[str, str]:
+    def sentence(
+        self, rng: random.Random, topic: int, subject: str | None = None, agree: bool = True
+    ) -> tuple[str, str]:
         """One sentence; returns it with its object noun (the next sentence may continue from it).
         `agree=False` gives the main verb the wrong number (an ungrammatical sentence)."""
         plural = rng.random() < 0.5

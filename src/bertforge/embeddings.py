@@ -3,6 +3,7 @@
 `pooled` is BERT's `pooled_output` ([CLS] through the pre-trained dense + tanh pooler), `cls`
 the last layer's [CLS] vector, `mean` the mask-weighted mean of the last layer's token vectors.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,13 +49,24 @@ def load_encoder(model_dir: str | Path, need_pooler: bool):
 
 def check_vocab(tokenizer, model, model_dir) -> None:
     if len(tokenizer) > model.config.vocab_size:
-        raise ConfigError(f"--model: {model_dir}: tokenizer has {len(tokenizer)} tokens but the model's "
-                          f"vocab_size is {model.config.vocab_size}; they do not belong together")
+        raise ConfigError(
+            f"--model: {model_dir}: tokenizer has {len(tokenizer)} tokens but the model's "
+            f"vocab_size is {model.config.vocab_size}; they do not belong together"
+        )
 
 
 @torch.inference_mode()
-def embed(model_dir: str | Path, sentences: list[str], pooling: str = "pooled", tokens: bool = False,
-          max_length: int = 128, batch_size: int = 32, model=None, tokenizer=None, place=None) -> Embeddings:
+def embed(
+    model_dir: str | Path,
+    sentences: list[str],
+    pooling: str = "pooled",
+    tokens: bool = False,
+    max_length: int = 128,
+    batch_size: int = 32,
+    model=None,
+    tokenizer=None,
+    place=None,
+) -> Embeddings:
     """Embed `sentences` (order kept). Batches are built from length-sorted sentences so that
     padding costs little; `model`/`tokenizer` may be passed in to embed many lists with one load.
     `place` (hardware.place(...)) sets device and precision; default: fp32 on the model's device."""
@@ -79,7 +91,7 @@ def embed(model_dir: str | Path, sentences: list[str], pooling: str = "pooled", 
     per_token: list[np.ndarray | None] = [None] * len(sentences)
     device = next(model.parameters()).device
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         batch = tokenizer.pad([{k: enc[k][i] for k in enc.keys()} for i in idx], return_tensors="pt")
         batch = {k: v.to(device) for k, v in batch.items()}
         with place.autocast() if place is not None else contextlib.nullcontext():

@@ -1,4 +1,5 @@
 """The `evaluate` stage: metrics, predictions and a confusion matrix for a fine-tuned model."""
+
 from __future__ import annotations
 
 import csv
@@ -6,25 +7,41 @@ from pathlib import Path
 
 import numpy as np
 
-from .hardware import Placement
 from .finetune_module import encode, make_loader, predict
+from .hardware import Placement
 from .tasks import TaskData, score_predictions
 from .tokenization import load_tokenizer
 
 
-def evaluate_model(model_dir: Path, task, data: TaskData, split: str, max_seq_length: int, place: Placement):
+def predict_examples(model_dir: Path, data: TaskData, examples, max_seq_length: int, place: Placement) -> np.ndarray:
+    """Label ids (or regression scores) of a fine-tuned model for `examples`, in order."""
     from transformers import AutoModelForSequenceClassification
 
     tokenizer = load_tokenizer(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).to(place.device)
-    examples = data.splits[split]
     loader = make_loader(tokenizer, encode(tokenizer, examples, data, max_seq_length), 128, False, 0)
-    regression = data.labels is None
     with place.autocast():
-        preds, _ = predict(model, loader, regression)
+        preds, _ = predict(model, loader, data.labels is None)
+    return preds
+
+
+def evaluate_model(model_dir: Path, task, data: TaskData, split: str, max_seq_length: int, place: Placement):
+    examples = data.splits[split]
+    preds = predict_examples(model_dir, data, examples, max_seq_length, place)
     gold = [data.label_id(e) for e in examples]
     metrics, score = score_predictions(task, preds, np.asarray(gold))
     return metrics, score, examples, preds
+
+
+def write_submission(path: Path, examples, preds, data: TaskData) -> None:
+    """GLUE's submission format: `index<TAB>prediction`, label names as the task lists them
+    (GLUE's own: 0/1 for CoLA, SST-2, MRPC, QQP; entailment/... for RTE, QNLI, MNLI, WNLI),
+    STS-B's score with 3 decimals."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        fh.write("index\tprediction\n")
+        for ex, p in zip(examples, preds):
+            fh.write(f"{ex.index}\t{float(p):.3f}\n" if data.labels is None else f"{ex.index}\t{data.labels[int(p)]}\n")
 
 
 def write_predictions(path: Path, examples, preds, data: TaskData) -> None:
@@ -71,8 +88,14 @@ def confusion_figure(examples, preds, data: TaskData, title: str):
     ax.set_title(title)
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, str(counts[i, j]), ha="center", va="center",
-                    color="white" if counts[i, j] > counts.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(counts[i, j]),
+                ha="center",
+                va="center",
+                color="white" if counts[i, j] > counts.max() / 2 else "black",
+            )
     fig.tight_layout()
     plt.close(fig)
     return fig

@@ -1,4 +1,5 @@
 """Sequence classification / regression on top of a BERT encoder, with best-dev selection."""
+
 from __future__ import annotations
 
 import copy
@@ -42,8 +43,8 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
         span = self.batch_size * self.window
         batches = []
         for start in range(0, len(order), span):
-            chunk = sorted(order[start:start + span], key=lambda i: self.lengths[i], reverse=True)
-            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+            chunk = sorted(order[start : start + span], key=lambda i: self.lengths[i], reverse=True)
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
         for j in torch.randperm(len(batches), generator=g).tolist():
             yield batches[j]
 
@@ -54,8 +55,9 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
         return -(-len(self.lengths) // self.batch_size)
 
 
-def make_loader(tokenizer, items: list[dict], batch_size: int, shuffle: bool, seed: int,
-                group_by_length: bool = False) -> DataLoader:
+def make_loader(
+    tokenizer, items: list[dict], batch_size: int, shuffle: bool, seed: int, group_by_length: bool = False
+) -> DataLoader:
     regression = bool(items) and isinstance(items[0]["labels"], float)
 
     def collate(batch):
@@ -79,15 +81,21 @@ def load_classifier(init: str | Path, num_labels: int, labels: list[str] | None,
         raise ConfigError(f"finetune.init: {init} is not a model directory (no config.json)")
     kw = dict(num_labels=num_labels, problem_type="regression" if labels is None else "single_label_classification")
     if labels is not None:
-        kw.update(id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+        kw.update(id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
     config = AutoConfig.from_pretrained(str(init), **kw)
     if config.model_type != "bert":
         raise ConfigError(f"finetune.init: {init} holds a {config.model_type!r} model, not BERT")
     if random_init:
         model = AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
     else:
-        model = load_weights(AutoModelForSequenceClassification, init, "finetune.init", ("classifier.", "bert.pooler."),
-                             config=config, attn_implementation="sdpa")
+        model = load_weights(
+            AutoModelForSequenceClassification,
+            init,
+            "finetune.init",
+            ("classifier.", "bert.pooler."),
+            config=config,
+            attn_implementation="sdpa",
+        )
     return model.train()  # from_pretrained returns eval mode, and Lightning keeps modules' modes: dropout off
 
 
@@ -141,8 +149,16 @@ class FinetuneModule(pl.LightningModule):
     def configure_optimizers(self):
         c = self.cfg
         warmup = int(c.warmup_ratio * self.total_steps)
-        return optimizer_with_schedule(self.model, c.lr, c.weight_decay, (0.9, 0.999), 1e-6, warmup, self.total_steps,
-                                       fused=not str(self.trainer.precision).startswith("16"))
+        return optimizer_with_schedule(
+            self.model,
+            c.lr,
+            c.weight_decay,
+            (0.9, 0.999),
+            1e-6,
+            warmup,
+            self.total_steps,
+            fused=not str(self.trainer.precision).startswith("16"),
+        )
 
     def best_model(self):
         model = copy.deepcopy(self.model).cpu()

@@ -1,4 +1,5 @@
 """The `finetune` stage: a task head on a BERT encoder -> HF-format classifier directory."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from .config import ConfigError, resolve_path
-from .hardware import Placement
 from .finetune_module import FinetuneModule, encode, load_classifier, make_loader
+from .hardware import Placement
 from .tasks import load_task
 from .tokenization import load_tokenizer
 from .trainer import build_trainer
@@ -21,8 +22,10 @@ def init_dir(cfg) -> tuple[Path, bool]:
     if init in ("pretrained", "random"):
         path = resolve_path(cfg.paths.pretrained)
         if not (path / "config.json").is_file():
-            raise ConfigError(f"finetune.init={init}: {path} holds no pre-trained model yet; run the pretrain stage "
-                              "first (dvc repro pretrain), or set finetune.init to a BERT directory")
+            raise ConfigError(
+                f"finetune.init={init}: {path} holds no pre-trained model yet; run the pretrain stage "
+                "first (dvc repro pretrain), or set finetune.init to a BERT directory"
+            )
         return path, init == "random"
     path = resolve_path(init)
     if not path.exists():
@@ -37,10 +40,14 @@ def init_dir(cfg) -> tuple[Path, bool]:
 
 def check_finetune_config(fc) -> None:
     """Settings that would fail (or silently do nothing) mid-run, checked before anything starts."""
-    for key, ok, want in (("lr", fc.lr > 0, "> 0"), ("batch_size", fc.batch_size >= 1, ">= 1"),
-                          ("epochs", fc.epochs >= 1, ">= 1"), ("warmup_ratio", 0 <= fc.warmup_ratio < 1, "in [0, 1)"),
-                          ("weight_decay", fc.weight_decay >= 0, ">= 0"),
-                          ("max_seq_length", 8 <= fc.max_seq_length <= 4096, "in [8, 4096]")):
+    for key, ok, want in (
+        ("lr", fc.lr > 0, "> 0"),
+        ("batch_size", fc.batch_size >= 1, ">= 1"),
+        ("epochs", fc.epochs >= 1, ">= 1"),
+        ("warmup_ratio", 0 <= fc.warmup_ratio < 1, "in [0, 1)"),
+        ("weight_decay", fc.weight_decay >= 0, ">= 0"),
+        ("max_seq_length", 8 <= fc.max_seq_length <= 4096, "in [8, 4096]"),
+    ):
         if not ok:
             raise ConfigError(f"finetune.{key}={fc[key]}: must be {want}")
 
@@ -58,8 +65,9 @@ def check_tokenizer_matches(tokenizer, model, where: Path) -> None:
         raise ConfigError(f"{where}: tokenizer has {n} tokens but the model's vocab_size is {m}")
 
 
-def finetune_one(cfg, init: Path, random_init: bool, out_dir: Path, logger, place: Placement | None = None,
-                 data=None) -> dict:
+def finetune_one(
+    cfg, init: Path, random_init: bool, out_dir: Path, logger, place: Placement | None = None, data=None
+) -> dict:
     """Train on the task's train split, keep the best dev epoch, save model + tokenizer to `out_dir`."""
     task, fc = cfg.task, finetune_settings(cfg)
     check_finetune_config(fc)
@@ -69,19 +77,39 @@ def finetune_one(cfg, init: Path, random_init: bool, out_dir: Path, logger, plac
     model = load_classifier(init, data.num_labels, data.labels, random_init)
     check_tokenizer_matches(tokenizer, model, init)
     regression = data.labels is None
-    train = make_loader(tokenizer, encode(tokenizer, data.splits["train"], data, fc.max_seq_length), fc.batch_size, True,
-                        cfg.seed, group_by_length=bool(fc.get("group_by_length")))
+    train = make_loader(
+        tokenizer,
+        encode(tokenizer, data.splits["train"], data, fc.max_seq_length),
+        fc.batch_size,
+        True,
+        cfg.seed,
+        group_by_length=bool(fc.get("group_by_length")),
+    )
     dev = make_loader(tokenizer, encode(tokenizer, data.splits["dev"], data, fc.max_seq_length), 128, False, cfg.seed)
     total = math.ceil(len(train.dataset) / fc.batch_size) * fc.epochs
     module = FinetuneModule(model, fc, task, regression, total)
     callbacks = []
     if fc.get("early_stopping_patience"):  # stop when the dev score has not improved for N epochs
         callbacks.append(pl.callbacks.EarlyStopping("dev/score", mode="max", patience=int(fc.early_stopping_patience)))
-    trainer = build_trainer(cfg.trainer, logger, place, stage="finetune", max_epochs=fc.epochs, enable_checkpointing=False,
-                            log_every_n_steps=max(1, min(10, total // 4)), callbacks=callbacks)
+    trainer = build_trainer(
+        cfg.trainer,
+        logger,
+        place,
+        stage="finetune",
+        max_epochs=fc.epochs,
+        enable_checkpointing=False,
+        log_every_n_steps=max(1, min(10, total // 4)),
+        callbacks=callbacks,
+    )
     trainer.fit(module, train_dataloaders=train, val_dataloaders=dev)
     best = module.best_model()
     best.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
-    return {"best_dev": module.best_metrics, "history": module.history, "train_examples": len(train.dataset),
-            "dev_examples": len(dev.dataset), "init": str(init), "random_init": random_init}
+    return {
+        "best_dev": module.best_metrics,
+        "history": module.history,
+        "train_examples": len(train.dataset),
+        "dev_examples": len(dev.dataset),
+        "init": str(init),
+        "random_init": random_init,
+    }

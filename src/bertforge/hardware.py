@@ -4,6 +4,7 @@ bf16 autocast is the big CPU win only where the CPU multiplies bf16 natively (AV
 AMX). On an AVX2-only CPU it is emulated: measured 12-23x *slower* than fp32 for BERT-Tiny/Mini.
 So `trainer.precision: auto` resolves per machine, and every stage records the facts behind it.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,9 @@ class Hardware:
     cpu_model: str
     cpu_cores: int  # logical CPUs this process may use
     isa: tuple[str, ...]  # the ISA_FLAGS present
-    torch_cpu_capability: str  # the kernels torch dispatches to (AVX512, AVX2, ...): may be capped by ATEN_CPU_CAPABILITY
+    torch_cpu_capability: (
+        str  # the kernels torch dispatches to (AVX512, AVX2, ...): may be capped by ATEN_CPU_CAPABILITY
+    )
     onednn_bf16: bool  # oneDNN will run bf16 kernels (false when capped by ONEDNN_MAX_CPU_ISA)
     gpu: str | None  # the first visible CUDA device
     gpu_bf16: bool
@@ -33,8 +36,11 @@ class Hardware:
     @property
     def cpu_native_bf16(self) -> bool:
         """bf16 matmuls in hardware, and torch/oneDNN allowed to use them."""
-        return (any(f in self.isa for f in NATIVE_BF16_FLAGS) and self.onednn_bf16
-                and self.torch_cpu_capability.upper().startswith("AVX512"))
+        return (
+            any(f in self.isa for f in NATIVE_BF16_FLAGS)
+            and self.onednn_bf16
+            and self.torch_cpu_capability.upper().startswith("AVX512")
+        )
 
     @property
     def cpu_class(self) -> str:
@@ -77,8 +83,16 @@ def detect() -> Hardware:
     if torch.cuda.is_available():
         gpu, gpu_bf16 = torch.cuda.get_device_name(0), bool(torch.cuda.is_bf16_supported())
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return Hardware(model, cores, tuple(f for f in ISA_FLAGS if f in flags), torch.backends.cpu.get_cpu_capability(),
-                    onednn_bf16, gpu, gpu_bf16, torch.__version__)
+    return Hardware(
+        model,
+        cores,
+        tuple(f for f in ISA_FLAGS if f in flags),
+        torch.backends.cpu.get_cpu_capability(),
+        onednn_bf16,
+        gpu,
+        gpu_bf16,
+        torch.__version__,
+    )
 
 
 def resolve_accelerator(requested: str, hw: Hardware) -> str:
@@ -109,10 +123,14 @@ def resolve_precision(requested: str, accelerator: str, hw: Hardware) -> tuple[s
     if requested not in PRECISIONS:
         raise ConfigError(f"trainer.precision: {requested!r} is not one of auto, {', '.join(PRECISIONS)}")
     if requested == "16-mixed" and accelerator == "cpu":
-        raise ConfigError("trainer.precision=16-mixed needs a GPU (fp16 loss scaling); on CPU use bf16-mixed or 32-true")
+        raise ConfigError(
+            "trainer.precision=16-mixed needs a GPU (fp16 loss scaling); on CPU use bf16-mixed or 32-true"
+        )
     if requested == "bf16-mixed" and accelerator == "cpu" and not hw.cpu_native_bf16:
-        _warn(f"trainer.precision=bf16-mixed on a CPU without native bf16 ({hw.cpu_class}): bf16 is emulated "
-              "there, typically 10-20x slower than 32-true (trainer.precision=auto picks 32-true)")
+        _warn(
+            f"trainer.precision=bf16-mixed on a CPU without native bf16 ({hw.cpu_class}): bf16 is emulated "
+            "there, typically 10-20x slower than 32-true (trainer.precision=auto picks 32-true)"
+        )
     if requested == "bf16-mixed" and accelerator == "gpu" and not hw.gpu_bf16:
         _warn(f"trainer.precision=bf16-mixed on {hw.gpu}, which has no native bf16: use 16-mixed or auto")
     return requested, "explicit"
@@ -125,6 +143,7 @@ def _warn(message: str) -> None:
 @dataclass(frozen=True)
 class Placement:
     """How a stage runs here: the resolved trainer settings and the hardware facts behind them."""
+
     accelerator: str
     precision: str
     requested_precision: str
@@ -134,16 +153,23 @@ class Placement:
 
     def as_dict(self) -> dict:
         hw = self.hardware
-        return {"accelerator": self.accelerator, "precision": self.precision,
-                "requested_precision": self.requested_precision, "reason": self.reason,
-                "num_workers": self.num_workers, "cpu_class": hw.cpu_class,
-                **{k: (" ".join(v) if isinstance(v, tuple) else v) for k, v in asdict(hw).items()}}
+        return {
+            "accelerator": self.accelerator,
+            "precision": self.precision,
+            "requested_precision": self.requested_precision,
+            "reason": self.reason,
+            "num_workers": self.num_workers,
+            "cpu_class": hw.cpu_class,
+            **{k: (" ".join(v) if isinstance(v, tuple) else v) for k, v in asdict(hw).items()},
+        }
 
     def line(self) -> str:
         hw = self.hardware
         where = hw.gpu if self.accelerator == "gpu" else f"{hw.cpu_model}, {hw.cpu_cores} cores"
-        return (f"hardware: {where}; {hw.cpu_class}; ISA {' '.join(hw.isa) or 'none found'}; torch {hw.torch} "
-                f"({hw.torch_cpu_capability}) -> {self.accelerator}, precision {self.precision} ({self.reason})")
+        return (
+            f"hardware: {where}; {hw.cpu_class}; ISA {' '.join(hw.isa) or 'none found'}; torch {hw.torch} "
+            f"({hw.torch_cpu_capability}) -> {self.accelerator}, precision {self.precision} ({self.reason})"
+        )
 
     def autocast(self):
         """The autocast context for inference outside Lightning (evaluate, embed)."""
@@ -161,8 +187,9 @@ class Placement:
         return "cuda" if self.accelerator == "gpu" else "cpu"
 
 
-def place(accelerator: str = "auto", precision: str = "auto", num_workers: int | None = None,
-          hw: Hardware | None = None) -> Placement:
+def place(
+    accelerator: str = "auto", precision: str = "auto", num_workers: int | None = None, hw: Hardware | None = None
+) -> Placement:
     hw = hw or detect()
     acc = resolve_accelerator(str(accelerator), hw)
     prec, why = resolve_precision(str(precision), acc, hw)
@@ -181,5 +208,7 @@ def header(precision: str | None = None) -> str:
     hw = detect()
     prec = precision or place(hw=hw).precision
     gpu = f"; GPU {hw.gpu}" if hw.gpu else ""
-    return (f"# machine: {hw.cpu_model}, {hw.cpu_cores} cores, {hw.cpu_class}; ISA {' '.join(hw.isa) or 'none found'}; "
-            f"torch {hw.torch} ({hw.torch_cpu_capability}){gpu}; precision {prec}")
+    return (
+        f"# machine: {hw.cpu_model}, {hw.cpu_cores} cores, {hw.cpu_class}; ISA {' '.join(hw.isa) or 'none found'}; "
+        f"torch {hw.torch} ({hw.torch_cpu_capability}){gpu}; precision {prec}"
+    )

@@ -1,5 +1,6 @@
 """Hugging Face model cards (`README.md`) for the directories we export, written from the run
 itself: what the model is, its data, its settings, its results and where it came from."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,14 @@ def _plain(value):
 
 
 def _front_matter(language: str, pipeline_tag: str, tags: list[str], model_index: list[dict]) -> str:
-    header = {"language": [language], "license": "other", "library_name": "transformers",
-              "pipeline_tag": pipeline_tag, "tags": ["bert", "bertforge", *tags], "model-index": model_index}
+    header = {
+        "language": [language],
+        "license": "other",
+        "library_name": "transformers",
+        "pipeline_tag": pipeline_tag,
+        "tags": ["bert", "bertforge", *tags],
+        "model-index": model_index,
+    }
     return "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---\n"
 
 
@@ -27,14 +34,18 @@ def _table(rows: dict, what: str = "setting") -> str:
 
 
 def _lineage(run_id: str | None, tags: dict) -> str:
-    return (f"- MLflow run: `{run_id}` (experiment `bertforge`)\n"
-            f"- DVC experiment: `{tags.get('dvc_experiment') or 'workspace'}`, git commit `{tags.get('git_commit', 'unknown')}`\n"
-            + (f"- input produced by MLflow run `{tags['upstream_run_id']}`\n" if tags.get("upstream_run_id") else ""))
+    return (
+        f"- MLflow run: `{run_id}` (experiment `bertforge`)\n"
+        f"- DVC experiment: `{tags.get('dvc_experiment') or 'workspace'}`, git commit `{tags.get('git_commit', 'unknown')}`\n"
+        + (f"- input produced by MLflow run `{tags['upstream_run_id']}`\n" if tags.get("upstream_run_id") else "")
+    )
 
 
 def _license_note() -> str:
-    return ("\n## License\n\n`license: other` is a placeholder: the weights inherit the terms of the training data; "
-            "set the licence before publishing.\n")
+    return (
+        "\n## License\n\n`license: other` is a placeholder: the weights inherit the terms of the training data; "
+        "set the licence before publishing.\n"
+    )
 
 
 def pretrained_card(cfg, prepared: Path, metrics: dict, run_id: str | None, tags: dict, place) -> str:
@@ -48,44 +59,90 @@ def pretrained_card(cfg, prepared: Path, metrics: dict, run_id: str | None, tags
     language = str(corpus.get("language") or "en")
     sequences = int(metrics["sequences"])
     batch = sequences // max(1, int(metrics["steps"]))
-    results = [{"type": "accuracy", "name": "held-out MLM accuracy", "value": round(metrics["mlm_accuracy"], 4)},
-               {"type": "perplexity", "name": "held-out MLM perplexity", "value": round(metrics["perplexity"], 3)}]
+    results = [
+        {"type": "accuracy", "name": "held-out MLM accuracy", "value": round(metrics["mlm_accuracy"], 4)},
+        {"type": "perplexity", "name": "held-out MLM perplexity", "value": round(metrics["perplexity"], 3)},
+    ]
     if "nsp_accuracy" in metrics:
-        results.append({"type": "accuracy", "name": f"held-out {pc.objective.upper()} accuracy",
-                        "value": round(metrics["nsp_accuracy"], 4)})
-    index = [{"name": f"bertforge BERT-{m.name}", "results": [{
-        "task": {"type": "fill-mask", "name": "Masked language modelling"},
-        "dataset": {"name": str(corpus.name), "type": str(corpus.name), "split": "valid"},
-        "metrics": results}]}]
+        results.append(
+            {
+                "type": "accuracy",
+                "name": f"held-out {pc.objective.upper()} accuracy",
+                "value": round(metrics["nsp_accuracy"], 4),
+            }
+        )
+    index = [
+        {
+            "name": f"bertforge BERT-{m.name}",
+            "results": [
+                {
+                    "task": {"type": "fill-mask", "name": "Masked language modelling"},
+                    "dataset": {"name": str(corpus.name), "type": str(corpus.name), "split": "valid"},
+                    "metrics": results,
+                }
+            ],
+        }
+    ]
     train = meta.get("train", {})
     body = f"""
 # BERT-{m.name} pre-trained by bertforge
 
 A BERT encoder ({m.num_hidden_layers} layers, hidden size {m.hidden_size}, {m.num_attention_heads} heads,
-{metrics.get('parameters', 0):,} parameters) pre-trained from scratch with masked language modelling
-{'and ' + pc.objective.upper() + ' ' if pc.objective != 'mlm' else ''}on the `{corpus.name}` corpus. Intended use:
+{metrics.get("parameters", 0):,} parameters) pre-trained from scratch with masked language modelling
+{"and " + pc.objective.upper() + " " if pc.objective != "mlm" else ""}on the `{corpus.name}` corpus. Intended use:
 fine-tuning on downstream tasks (`AutoModelForSequenceClassification`), masked-token prediction, or
 as a sentence encoder. It is a research artefact: check its results below before relying on it.
 
 ## Training data
 
-- corpus profile `{corpus.name}` (reader `{corpus.format}`){': ' + json.dumps(_plain(source), ensure_ascii=False) if source else ''}
-- training split: {train.get('documents', 0):,} documents, {train.get('sentences', 0):,} sentences, {train.get('tokens', 0):,} tokens
-  (WordPiece vocabulary of {meta.get('vocab_size', 0):,})
-- seen in training: {sequences:,} sequences of at most {pc.max_seq_length} tokens ({metrics['steps']:,} steps of {batch}{', phases ' + json.dumps(_plain(pc.phases)) if pc.get('phases') else ''})
+- corpus profile `{corpus.name}` (reader `{corpus.format}`){
+        ": " + json.dumps(_plain(source), ensure_ascii=False) if source else ""
+    }
+- training split: {train.get("documents", 0):,} documents, {train.get("sentences", 0):,} sentences, {
+        train.get("tokens", 0):,} tokens
+  (WordPiece vocabulary of {meta.get("vocab_size", 0):,})
+- seen in training: {sequences:,} sequences of at most {pc.max_seq_length} tokens ({metrics["steps"]:,} steps of {
+        batch
+    }{", phases " + json.dumps(_plain(pc.phases)) if pc.get("phases") else ""})
 
 ## Training procedure
 
-{_table({"objective": pc.objective, "masking": f"{pc.masked_lm_prob:.0%} of tokens, 80/10/10 ({pc.masking}{', whole words' if pc.get('whole_word_masking') else ''})",
-         "max predictions per sequence": pc.max_predictions_per_seq, "optimizer": pc.get('optimizer', 'adamw'),
-         "learning rate": pc.lr, "warmup steps": pc.warmup_steps, "schedule": pc.get('schedule', 'linear'),
-         "batch size": batch, "steps": metrics['steps'], "weight decay": pc.weight_decay, "seed": cfg.seed,
-         "precision": place.precision, "hardware": place.line().split(': ', 1)[-1]})}
+{
+        _table(
+            {
+                "objective": pc.objective,
+                "masking": f"{pc.masked_lm_prob:.0%} of tokens, 80/10/10 ({pc.masking}{', whole words' if pc.get('whole_word_masking') else ''})",
+                "max predictions per sequence": pc.max_predictions_per_seq,
+                "optimizer": pc.get("optimizer", "adamw"),
+                "learning rate": pc.lr,
+                "warmup steps": pc.warmup_steps,
+                "schedule": pc.get("schedule", "linear"),
+                "batch size": batch,
+                "steps": metrics["steps"],
+                "weight decay": pc.weight_decay,
+                "seed": cfg.seed,
+                "precision": place.precision,
+                "hardware": place.line().split(": ", 1)[-1],
+            }
+        )
+    }
 ## Evaluation (held-out split)
 
-{_table({"MLM accuracy": f"{metrics['mlm_accuracy']:.4f}", "unigram baseline": f"{metrics['unigram_accuracy']:.4f}",
-         "perplexity": f"{metrics['perplexity']:.2f}",
-         **({f"{pc.objective.upper()} accuracy": f"{metrics['nsp_accuracy']:.4f}"} if 'nsp_accuracy' in metrics else {})}, "metric")}
+{
+        _table(
+            {
+                "MLM accuracy": f"{metrics['mlm_accuracy']:.4f}",
+                "unigram baseline": f"{metrics['unigram_accuracy']:.4f}",
+                "perplexity": f"{metrics['perplexity']:.2f}",
+                **(
+                    {f"{pc.objective.upper()} accuracy": f"{metrics['nsp_accuracy']:.4f}"}
+                    if "nsp_accuracy" in metrics
+                    else {}
+                ),
+            },
+            "metric",
+        )
+    }
 ## How to load
 
 ```python
@@ -104,27 +161,55 @@ def classifier_card(cfg, report: dict, labels: list[str] | None, run_id: str | N
     """The card of `outputs/finetune/<task>/model`: task and data, settings, best-epoch dev results."""
     task, fc = cfg.task, cfg.finetune
     best = {k: v for k, v in report["best_dev"].items() if k != "epoch"}
-    index = [{"name": f"bertforge BERT fine-tuned on {task.name}", "results": [{
-        "task": {"type": "text-classification", "name": "Regression" if labels is None else "Text classification"},
-        "dataset": {"name": str(task.name), "type": str(task.name), "split": "dev"},
-        "metrics": [{"type": k, "value": round(float(v), 4)} for k, v in best.items()]}]}]
+    index = [
+        {
+            "name": f"bertforge BERT fine-tuned on {task.name}",
+            "results": [
+                {
+                    "task": {
+                        "type": "text-classification",
+                        "name": "Regression" if labels is None else "Text classification",
+                    },
+                    "dataset": {"name": str(task.name), "type": str(task.name), "split": "dev"},
+                    "metrics": [{"type": k, "value": round(float(v), 4)} for k, v in best.items()],
+                }
+            ],
+        }
+    ]
     body = f"""
 # BERT fine-tuned on {task.name} by bertforge
 
-A sequence {'regression' if labels is None else 'classification'} model ({'a score' if labels is None else 'labels ' + ', '.join(map(str, labels))})
-fine-tuned from `{Path(report['init']).name}`{' (random initialisation, a control)' if report.get('random_init') else ''}.
+A sequence {"regression" if labels is None else "classification"} model ({
+        "a score" if labels is None else "labels " + ", ".join(map(str, labels))
+    })
+fine-tuned from `{Path(report["init"]).name}`{
+        " (random initialisation, a control)" if report.get("random_init") else ""
+    }.
 Intended use: predictions on text like the task's data; check the dev results below first.
 
 ## Data
 
-- task `{task.name}` (source `{task.get('source', 'demo')}`): {report['train_examples']:,} training and {report['dev_examples']:,} dev examples
+- task `{task.name}` (source `{task.get("source", "demo")}`): {report["train_examples"]:,} training and {
+        report["dev_examples"]:,} dev examples
 
 ## Training procedure
 
-{_table({"learning rate": fc.lr, "batch size": fc.batch_size, "epochs": fc.epochs, "warmup ratio": fc.warmup_ratio,
-         "weight decay": fc.weight_decay, "max sequence length": fc.max_seq_length, "seed": cfg.seed,
-         "best epoch (kept)": report['best_dev'].get('epoch'), "precision": place.precision,
-         "hardware": place.line().split(': ', 1)[-1]})}
+{
+        _table(
+            {
+                "learning rate": fc.lr,
+                "batch size": fc.batch_size,
+                "epochs": fc.epochs,
+                "warmup ratio": fc.warmup_ratio,
+                "weight decay": fc.weight_decay,
+                "max sequence length": fc.max_seq_length,
+                "seed": cfg.seed,
+                "best epoch (kept)": report["best_dev"].get("epoch"),
+                "precision": place.precision,
+                "hardware": place.line().split(": ", 1)[-1],
+            }
+        )
+    }
 ## Evaluation (dev split, best epoch)
 
 {_table({k: f"{float(v):.4f}" for k, v in best.items()}, "metric")}
@@ -138,7 +223,9 @@ classify = pipeline("text-classification", model="path/to/this/directory")
 ## Lineage
 
 {_lineage(run_id, tags)}{_license_note()}"""
-    return _front_matter(str(task.get("language") or "en"), "text-classification", ["text-classification"], index) + body
+    return (
+        _front_matter(str(task.get("language") or "en"), "text-classification", ["text-classification"], index) + body
+    )
 
 
 def write_card(directory: Path, text: str) -> None:

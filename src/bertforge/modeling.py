@@ -1,6 +1,7 @@
 """BERT built on transformers' `BertForPreTraining`, so exported directories keep its parameter
 names and load with every `AutoModel*` class; our forward runs the MLM head only where tokens
 were masked (gather first), which is most of the pre-training speed-up on CPU."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,14 +34,23 @@ def load_weights(cls, model_dir, key: str, may_miss: tuple[str, ...] = (), **kwa
         log.removeFilter(drop)
     missing = [k for k in info["missing_keys"] if not k.startswith(may_miss)]
     if missing:
-        raise ConfigError(f"{key}: {model_dir} lacks weights: {', '.join(sorted(missing)[:4])}"
-                          + (f" and {len(missing) - 4} more" if len(missing) > 4 else ""))
+        raise ConfigError(
+            f"{key}: {model_dir} lacks weights: {', '.join(sorted(missing)[:4])}"
+            + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        )
     return model
 
 
 ARCH_KEYS = (
-    "num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "hidden_act",
-    "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings", "type_vocab_size",
+    "num_hidden_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "max_position_embeddings",
+    "type_vocab_size",
     "initializer_range",
 )
 
@@ -144,8 +154,11 @@ def unpadded_pretraining_forward(model: BertForPreTraining, batch: dict[str, tor
     b, s = ids.shape
     bert, emb = model.bert, model.bert.embeddings
     positions = torch.arange(s, device=ids.device).repeat(b).index_select(0, index)
-    x = (emb.word_embeddings(ids.flatten().index_select(0, index))
-         + emb.token_type_embeddings(types.flatten().index_select(0, index)) + emb.position_embeddings(positions))
+    x = (
+        emb.word_embeddings(ids.flatten().index_select(0, index))
+        + emb.token_type_embeddings(types.flatten().index_select(0, index))
+        + emb.position_embeddings(positions)
+    )
     x = dropout(emb.LayerNorm(x), emb.dropout.p, emb.training)
     key_mask = mask.bool()[:, None, None, :]
     for layer in bert.encoder.layer:

@@ -1,5 +1,6 @@
 """BERT's optimizers: AdamW or LAMB with the weight-decay exclusions (bias, LayerNorm), linear
 warmup then linear or cosine decay."""
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,10 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
             continue
         (no_decay if p.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") else decay).append(p)
     # LAMB's layer adaptation skips the same parameters as weight decay (Google's reference default)
-    return [{"params": decay, "weight_decay": weight_decay, "adapt": True},
-            {"params": no_decay, "weight_decay": 0.0, "adapt": False}]
+    return [
+        {"params": decay, "weight_decay": weight_decay, "adapt": True},
+        {"params": no_decay, "weight_decay": 0.0, "adapt": False},
+    ]
 
 
 def warmup_decay(warmup_steps: int, total_steps: int, schedule: str = "linear"):
@@ -85,8 +88,18 @@ def check_optim_config(pc) -> None:
         raise ConfigError(f"pretrain.accumulate_grad_batches={pc.accumulate_grad_batches}: must be >= 1")
 
 
-def optimizer_with_schedule(model, lr, weight_decay, betas, eps, warmup_steps, total_steps,
-                            name: str = "adamw", schedule: str = "linear", fused: bool = True):
+def optimizer_with_schedule(
+    model,
+    lr,
+    weight_decay,
+    betas,
+    eps,
+    warmup_steps,
+    total_steps,
+    name: str = "adamw",
+    schedule: str = "linear",
+    fused: bool = True,
+):
     """`fused`: AdamW as one kernel over all tensors (on CPU torch's default is a per-tensor loop,
     measured ~4x slower); the same update. Not with fp16 loss scaling (Lightning then refuses
     to clip gradients)."""

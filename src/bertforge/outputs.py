@@ -1,4 +1,5 @@
 """Stage outputs appear whole or not at all, so DVC never caches a half-written directory."""
+
 from __future__ import annotations
 
 import json

@@ -7,6 +7,7 @@
 The train/valid assignment is drawn per global document index up front, so the output is
 byte-identical for any number of workers. Memory holds one task's text at a time per process.
 """
+
 from __future__ import annotations
 
 import array
@@ -25,8 +26,14 @@ from omegaconf import OmegaConf
 from .config import ConfigError, DataError
 from .corpus import read_corpus, read_units
 from .shards import SPLITS, PartWriter, merge_parts, token_dtype, write_meta
-from .tokenization import (check_hangul_safe, check_keeps_hangul, load_tokenizer, resolve_tokenizer_dir, save_tokenizer,
-                           train_wordpiece)
+from .tokenization import (
+    check_hangul_safe,
+    check_keeps_hangul,
+    load_tokenizer,
+    resolve_tokenizer_dir,
+    save_tokenizer,
+    train_wordpiece,
+)
 
 LENGTH_BINS = [0, 8, 16, 32, 64, 128, 256, 512, 10**9]
 TASK_BYTES = 4 << 20  # text per encoding task: small enough for steady progress, large enough to amortize
@@ -74,7 +81,9 @@ def encode_range(task: dict) -> dict:
     """Encode the documents in bytes [b0, b1) of a text part into one shard part per split."""
     from tokenizers import Tokenizer
 
-    tok = _TOKENIZERS.get(task["tokenizer"]) or _TOKENIZERS.setdefault(task["tokenizer"], Tokenizer.from_file(task["tokenizer"]))
+    tok = _TOKENIZERS.get(task["tokenizer"]) or _TOKENIZERS.setdefault(
+        task["tokenizer"], Tokenizer.from_file(task["tokenizer"])
+    )
     unk = tok.token_to_id("[UNK]")
     with open(task["text"], "rb") as fh:
         fh.seek(task["b0"])
@@ -97,21 +106,34 @@ def encode_range(task: dict) -> dict:
             sentences = [ids[pos + k].ids for k in range(len(d))]
             pos += len(d)
             writers["valid" if task["valid"][i + j] else "train"].add_document(sentences)
-    return {"parts": {s: w.close() for s, w in writers.items()}, "hist": hist, "unk_tokens": unk_tokens,
-            "single_sentence_documents": single}
+    return {
+        "parts": {s: w.close() for s, w in writers.items()},
+        "hist": hist,
+        "unk_tokens": unk_tokens,
+        "single_sentence_documents": single,
+    }
 
 
-def encode_tasks(texts: list[tuple[Path, np.ndarray]], valid: np.ndarray, tokenizer_json: Path, parts_dir: Path,
-                 dtype: np.dtype) -> list[dict]:
+def encode_tasks(
+    texts: list[tuple[Path, np.ndarray]], valid: np.ndarray, tokenizer_json: Path, parts_dir: Path, dtype: np.dtype
+) -> list[dict]:
     tasks, doc0 = [], 0
     for path, starts in texts:
         first, n = 0, len(starts) - 1
         while first < n:
             last = int(np.searchsorted(starts, starts[first] + TASK_BYTES, side="left"))
             last = min(max(last, first + 1), n)
-            tasks.append({"text": str(path), "b0": int(starts[first]), "b1": int(starts[last]),
-                          "valid": valid[doc0 + first : doc0 + last], "part": str(parts_dir / f"{len(tasks):06d}"),
-                          "dtype": dtype.name, "tokenizer": str(tokenizer_json)})
+            tasks.append(
+                {
+                    "text": str(path),
+                    "b0": int(starts[first]),
+                    "b1": int(starts[last]),
+                    "valid": valid[doc0 + first : doc0 + last],
+                    "part": str(parts_dir / f"{len(tasks):06d}"),
+                    "dtype": dtype.name,
+                    "tokenizer": str(tokenizer_json),
+                }
+            )
             first = last
         doc0 += n
     return tasks
@@ -119,7 +141,9 @@ def encode_tasks(texts: list[tuple[Path, np.ndarray]], valid: np.ndarray, tokeni
 
 def _histogram(results: list[dict]) -> dict[str, int]:
     hist = sum((r["hist"] for r in results), np.zeros(len(LENGTH_BINS) - 1, dtype=np.int64))
-    return {f"{lo}-{hi - 1}" if hi < 10**9 else f"{lo}+": int(n) for lo, hi, n in zip(LENGTH_BINS, LENGTH_BINS[1:], hist)}
+    return {
+        f"{lo}-{hi - 1}" if hi < 10**9 else f"{lo}+": int(n) for lo, hi, n in zip(LENGTH_BINS, LENGTH_BINS[1:], hist)
+    }
 
 
 # ---------------------------------------------------------------- 2. tokenizer
@@ -194,7 +218,9 @@ def prepare(cfg, out_dir: Path, workers: int | None = None) -> dict:
         if n_docs == 0:
             read = [f for _, u in units for f in (u.get("files") or [u.get("dataset") or u.get("format")])]
             shown = ", ".join(map(str, read[:3])) + (f" and {len(read) - 3} more" if len(read) > 3 else "")
-            raise DataError(f"corpus {corpus.name!r}: no text found in {shown} (skipped: {dict(read_stats) or 'nothing'})")
+            raise DataError(
+                f"corpus {corpus.name!r}: no text found in {shown} (skipped: {dict(read_stats) or 'nothing'})"
+            )
 
         warm.join()  # transformers' lazy module is not safe to import from two threads at once
         tok = tokenizer_for(cfg, [p for p, _ in texts], char_counts, out_dir / "tokenizer")
@@ -205,21 +231,27 @@ def prepare(cfg, out_dir: Path, workers: int | None = None) -> dict:
         progress, results = Progress("encode"), []
         for r in _imap(pool, encode_range, tasks):
             results.append(r)
-            progress.update(f"{len(results)}/{len(tasks)} parts, {sum(x['parts']['train']['tokens'] for x in results):,} train tokens")
+            progress.update(
+                f"{len(results)}/{len(tasks)} parts, {sum(x['parts']['train']['tokens'] for x in results):,} train tokens"
+            )
     finally:
         if pool is not None:
             pool.close()
             pool.join()
-    splits = {s: merge_parts([(Path(t["part"]) / s, r["parts"][s]) for t, r in zip(tasks, results)], shards / s, dtype)
-              for s in SPLITS}
+    splits = {
+        s: merge_parts([(Path(t["part"]) / s, r["parts"][s]) for t, r in zip(tasks, results)], shards / s, dtype)
+        for s in SPLITS
+    }
     shutil.rmtree(shards / "parts", ignore_errors=True)
     shutil.rmtree(work)
     write_meta(shards, vocab_size, dtype, splits)
     total = {k: sum(s[k] for s in splits.values()) for k in ("documents", "sentences", "tokens")}
     progress.update(f"{total['tokens']:,} tokens in shards by {workers} process(es), done", force=True)
     if splits["train"]["documents"] < 2 or splits["valid"]["documents"] < 2:
-        raise DataError(f"corpus {corpus.name!r}: {total['documents']} documents is too few for a train/valid "
-                         f"split with NSP (need >= 2 in each; corpus.valid_fraction={corpus.valid_fraction})")
+        raise DataError(
+            f"corpus {corpus.name!r}: {total['documents']} documents is too few for a train/valid "
+            f"split with NSP (need >= 2 in each; corpus.valid_fraction={corpus.valid_fraction})"
+        )
     return {
         **total,
         "splits": splits,

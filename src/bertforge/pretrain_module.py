@@ -1,4 +1,5 @@
 """Lightning module and data module for MLM + NSP pre-training."""
+
 from __future__ import annotations
 
 import csv
@@ -25,8 +26,18 @@ class EpochBatches(Sampler):
     the order is cut into global batches of batch_size x world_size and each rank takes its slice,
     so W processes see exactly the batches one process would see at the same global batch."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool, drop_last: bool, limit: int | None = None,
-                 rank: int = 0, world_size: int = 1, multiple_of: int = 1):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        shuffle: bool,
+        drop_last: bool,
+        limit: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        multiple_of: int = 1,
+    ):
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist() if shuffle else list(range(n))
         size = batch_size * world_size
         stop = n - n % size if drop_last else n
@@ -74,11 +85,14 @@ def check_phases(cfg) -> None:
     for i, p in enumerate(phases):
         unknown = set(p) - {"steps", *PHASE_KEYS}
         if unknown or int(p.get("steps", 0)) < 1:
-            raise ConfigError(f"pretrain.phases[{i}]: needs steps >= 1 and only {', '.join(PHASE_KEYS)} besides "
-                              f"(got {dict(p)})")
+            raise ConfigError(
+                f"pretrain.phases[{i}]: needs steps >= 1 and only {', '.join(PHASE_KEYS)} besides (got {dict(p)})"
+            )
     if phases and sum(int(p.steps) for p in phases) != cfg.max_steps:
-        raise ConfigError(f"pretrain.phases: steps add up to {sum(int(p.steps) for p in phases)}, "
-                          f"not pretrain.max_steps={cfg.max_steps}")
+        raise ConfigError(
+            f"pretrain.phases: steps add up to {sum(int(p.steps) for p in phases)}, "
+            f"not pretrain.max_steps={cfg.max_steps}"
+        )
 
 
 PHASE_KEYS = ("max_seq_length", "max_predictions_per_seq", "batch_size", "short_seq_prob")
@@ -100,7 +114,9 @@ class PretrainData(pl.LightningDataModule):
     phase's sequence length; the step each epoch started at is checkpointed, so a resumed epoch
     is rebuilt exactly."""
 
-    def __init__(self, shard_dir: Path, special: SpecialIds, cfg, seed: int, num_workers: int, pin_memory: bool = False):
+    def __init__(
+        self, shard_dir: Path, special: SpecialIds, cfg, seed: int, num_workers: int, pin_memory: bool = False
+    ):
         super().__init__()
         self.train_shard, self.valid_shard = Shard(shard_dir / "train"), Shard(shard_dir / "valid")
         self.special, self.cfg, self.seed, self.num_workers = special, cfg, seed, num_workers
@@ -114,14 +130,31 @@ class PretrainData(pl.LightningDataModule):
     def load_state_dict(self, state: dict) -> None:
         self._resumed_start = (state.get("epoch"), state.get("epoch_start_step"))
 
-    def _loader(self, ds, shuffle: bool, epoch: int, batch_size: int, limit: int | None = None,
-                multiple_of: int = 1) -> DataLoader:
+    def _loader(
+        self, ds, shuffle: bool, epoch: int, batch_size: int, limit: int | None = None, multiple_of: int = 1
+    ) -> DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        batches = EpochBatches(len(ds), batch_size, self.seed * 1000 + epoch, shuffle, drop_last=shuffle, limit=limit,
-                               rank=rank, world_size=world, multiple_of=multiple_of)
+        batches = EpochBatches(
+            len(ds),
+            batch_size,
+            self.seed * 1000 + epoch,
+            shuffle,
+            drop_last=shuffle,
+            limit=limit,
+            rank=rank,
+            world_size=world,
+            multiple_of=multiple_of,
+        )
         position = lambda: self.trainer.fit_loop.epoch_loop.batch_progress.current.processed  # noqa: E731
-        return ResumableLoader(ds, batches, epoch, position, collate_fn=self._collate, num_workers=self.num_workers,
-                               pin_memory=self.pin_memory)
+        return ResumableLoader(
+            ds,
+            batches,
+            epoch,
+            position,
+            collate_fn=self._collate,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
 
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer else 0
@@ -139,7 +172,9 @@ class PretrainData(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         # fixed pairs and masks: validation numbers are comparable across steps and runs
-        ds = PretrainingDataset(self.valid_shard, self.special, self.cfg, self.seed, VALID_EPOCH, self.cfg.val_max_examples)
+        ds = PretrainingDataset(
+            self.valid_shard, self.special, self.cfg, self.seed, VALID_EPOCH, self.cfg.val_max_examples
+        )
         return self._loader(ds, False, 0, self.cfg.batch_size)
 
 
@@ -162,7 +197,11 @@ class PretrainModule(pl.LightningModule):
             # gradient DDP averages equals one process's mean over the whole global batch
             n = out.mlm_labels.new_tensor(out.mlm_labels.numel(), dtype=torch.float32)
             total = self.trainer.strategy.reduce(n, reduce_op="sum")
-            mlm = F.cross_entropy(out.mlm_logits.float(), out.mlm_labels, reduction="sum") * self.trainer.world_size / total
+            mlm = (
+                F.cross_entropy(out.mlm_logits.float(), out.mlm_labels, reduction="sum")
+                * self.trainer.world_size
+                / total
+            )
         else:
             mlm = F.cross_entropy(out.mlm_logits.float(), out.mlm_labels)
         if self.pair_task:
@@ -216,22 +255,36 @@ class PretrainModule(pl.LightningModule):
     def on_validation_epoch_end(self):
         v = self._val
         if self.trainer.world_size > 1:  # every rank saw a slice of the validation set: add them up
-            v = {k: float(self.trainer.strategy.reduce(torch.tensor(float(x), device=self.device), reduce_op="sum"))
-                 for k, x in v.items()}
+            v = {
+                k: float(self.trainer.strategy.reduce(torch.tensor(float(x), device=self.device), reduce_op="sum"))
+                for k, x in v.items()
+            }
         loss = v["mlm_loss"] / max(v["masked"], 1)
-        self.log_dict({
-            "val/mlm_loss": loss,
-            "val/perplexity": math.exp(min(loss, 50.0)),
-            "val/mlm_accuracy": v["mlm_correct"] / max(v["masked"], 1),
-            "val/unigram_accuracy": v["unigram_correct"] / max(v["masked"], 1),
-            **({"val/nsp_accuracy": v["nsp_correct"] / max(v["pairs"], 1)} if self.pair_task else {}),
-        }, prog_bar=True)
+        self.log_dict(
+            {
+                "val/mlm_loss": loss,
+                "val/perplexity": math.exp(min(loss, 50.0)),
+                "val/mlm_accuracy": v["mlm_correct"] / max(v["masked"], 1),
+                "val/unigram_accuracy": v["unigram_correct"] / max(v["masked"], 1),
+                **({"val/nsp_accuracy": v["nsp_correct"] / max(v["pairs"], 1)} if self.pair_task else {}),
+            },
+            prog_bar=True,
+        )
 
     def configure_optimizers(self):
         c = self.cfg
-        return optimizer_with_schedule(self.model, c.lr, c.weight_decay, c.adam_betas, c.adam_eps, c.warmup_steps,
-                                       self.total_steps, c.get("optimizer", "adamw"), c.get("schedule", "linear"),
-                                       fused=not self._fp16_scaled)
+        return optimizer_with_schedule(
+            self.model,
+            c.lr,
+            c.weight_decay,
+            c.adam_betas,
+            c.adam_eps,
+            c.warmup_steps,
+            self.total_steps,
+            c.get("optimizer", "adamw"),
+            c.get("schedule", "linear"),
+            fused=not self._fp16_scaled,
+        )
 
     @property
     def _fp16_scaled(self) -> bool:
@@ -258,7 +311,10 @@ class CurveWriter(pl.Callback):
     """Appends logged metrics to CSV files for `dvc plots`, kept consistent across resumes."""
 
     def __init__(self, directory: Path, train_keys: list[str], val_keys: list[str]):
-        self.files = {"train": (Path(directory) / "train.csv", train_keys), "valid": (Path(directory) / "valid.csv", val_keys)}
+        self.files = {
+            "train": (Path(directory) / "train.csv", train_keys),
+            "valid": (Path(directory) / "valid.csv", val_keys),
+        }
 
     def on_train_start(self, trainer, pl_module):  # after a checkpoint has restored global_step
         if not trainer.is_global_zero:

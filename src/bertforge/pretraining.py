@@ -4,6 +4,7 @@ Checkpoints live in a persistent directory tagged with a fingerprint of everythi
 the maths; an interrupted run resumes from `last.ckpt` (and its MLflow run), a changed config
 starts afresh.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +35,13 @@ def fingerprint(cfg, upstream_run: str | None) -> str:
     """Checkpoints are reusable only under the same config, input data *and code* (a code change
     that DVC re-runs the stage for must not resume a checkpoint the old code made)."""
     code = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py")))).hexdigest()
-    parts = {"seed": cfg.seed, "model": to_plain(cfg.model), "pretrain": to_plain(cfg.pretrain), "data": upstream_run,
-             "code": code}
+    parts = {
+        "seed": cfg.seed,
+        "model": to_plain(cfg.model),
+        "pretrain": to_plain(cfg.pretrain),
+        "data": upstream_run,
+        "code": code,
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -82,35 +88,53 @@ def check_pretrain_config(cfg, prepared: Path):
     work (the stage calls it before creating a checkpoint directory or an MLflow run); returns
     the tokenizer and the model's BertConfig."""
     pc = cfg.pretrain
-    for key, ok, want in (("lr", pc.lr > 0, "> 0"), ("batch_size", pc.batch_size >= 1, ">= 1"),
-                          ("max_steps", pc.max_steps >= 1, ">= 1"), ("warmup_steps", pc.warmup_steps >= 0, ">= 0"),
-                          ("weight_decay", pc.weight_decay >= 0, ">= 0"), ("grad_clip", pc.grad_clip >= 0, ">= 0"),
-                          ("adam_eps", pc.adam_eps > 0, "> 0"),
-                          ("adam_betas", all(0 <= b < 1 for b in pc.adam_betas), "two numbers in [0, 1)"),
-                          ("max_seq_length", pc.max_seq_length >= 8, ">= 8"),
-                          ("log_every_n_steps", pc.log_every_n_steps >= 1, ">= 1"),
-                          ("val_every_n_steps", pc.val_every_n_steps >= 1, ">= 1"),
-                          ("checkpoint_every_n_steps", pc.checkpoint_every_n_steps >= 1, ">= 1")):
+    for key, ok, want in (
+        ("lr", pc.lr > 0, "> 0"),
+        ("batch_size", pc.batch_size >= 1, ">= 1"),
+        ("max_steps", pc.max_steps >= 1, ">= 1"),
+        ("warmup_steps", pc.warmup_steps >= 0, ">= 0"),
+        ("weight_decay", pc.weight_decay >= 0, ">= 0"),
+        ("grad_clip", pc.grad_clip >= 0, ">= 0"),
+        ("adam_eps", pc.adam_eps > 0, "> 0"),
+        ("adam_betas", all(0 <= b < 1 for b in pc.adam_betas), "two numbers in [0, 1)"),
+        ("max_seq_length", pc.max_seq_length >= 8, ">= 8"),
+        ("log_every_n_steps", pc.log_every_n_steps >= 1, ">= 1"),
+        ("val_every_n_steps", pc.val_every_n_steps >= 1, ">= 1"),
+        ("checkpoint_every_n_steps", pc.checkpoint_every_n_steps >= 1, ">= 1"),
+    ):
         if not ok:
             raise ConfigError(f"pretrain.{key}={pc[key]}: must be {want}")
     check_optim_config(pc)
     check_example_config(pc)
     check_phases(pc)
     if not (prepared / "tokenizer").is_dir() or not (prepared / "shards" / "train").is_dir():
-        raise ConfigError(f"paths.prepared: {prepared} holds no prepared corpus; run the prepare stage first "
-                          "(dvc repro prepare)")
+        raise ConfigError(
+            f"paths.prepared: {prepared} holds no prepared corpus; run the prepare stage first (dvc repro prepare)"
+        )
     tokenizer = load_tokenizer(prepared / "tokenizer")
     config = bert_config(cfg.model, len(tokenizer), tokenizer.pad_token_id)
-    for key, length in [("pretrain.max_seq_length", pc.max_seq_length),
-                        *((f"pretrain.phases[{i}].max_seq_length", p.get("max_seq_length", pc.max_seq_length))
-                          for i, p in enumerate(pc.get("phases") or []))]:
+    for key, length in [
+        ("pretrain.max_seq_length", pc.max_seq_length),
+        *(
+            (f"pretrain.phases[{i}].max_seq_length", p.get("max_seq_length", pc.max_seq_length))
+            for i, p in enumerate(pc.get("phases") or [])
+        ),
+    ]:
         if length > config.max_position_embeddings:
             raise ConfigError(f"{key}={length} exceeds model.max_position_embeddings={config.max_position_embeddings}")
     return tokenizer, config
 
 
-def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out: Path, callbacks=(),
-             place: Placement | None = None) -> dict:
+def pretrain(
+    cfg,
+    prepared: Path,
+    out_dir: Path,
+    ckpt_dir: Path,
+    run,
+    curves_out: Path,
+    callbacks=(),
+    place: Placement | None = None,
+) -> dict:
     """Train and export to `out_dir`. Under data parallelism every rank calls this; ranks other
     than 0 pass `run=None` and a scratch `out_dir` (rank 0 alone tracks, checkpoints and exports)."""
     place = place or placement(cfg.trainer)
@@ -121,22 +145,45 @@ def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # reproducible initialisation
     model = build_pretraining_model(config)
-    data = PretrainData(prepared / "shards", special, pc, cfg.seed, place.num_workers, pin_memory=place.accelerator == "gpu")
-    module = PretrainModule(model, pc, pc.max_steps, most_frequent_token(data.train_shard, special),
-                            unpad=bool(cfg.trainer.get("unpad", True)), compile=bool(cfg.trainer.get("compile")))
+    data = PretrainData(
+        prepared / "shards", special, pc, cfg.seed, place.num_workers, pin_memory=place.accelerator == "gpu"
+    )
+    module = PretrainModule(
+        model,
+        pc,
+        pc.max_steps,
+        most_frequent_token(data.train_shard, special),
+        unpad=bool(cfg.trainer.get("unpad", True)),
+        compile=bool(cfg.trainer.get("compile")),
+    )
 
     from .tracking import lightning_logger
 
     val_keys = [k for k in VAL_KEYS if module.pair_task or k != "val/nsp_accuracy"]
     # the directory holds our state.json and curves on purpose (resume protocol), not stale checkpoints
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", every_n_train_steps=pc.checkpoint_every_n_steps,
-                                 save_last=True, save_top_k=1, auto_insert_metric_name=False)
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="step{step}",
+        every_n_train_steps=pc.checkpoint_every_n_steps,
+        save_last=True,
+        save_top_k=1,
+        auto_insert_metric_name=False,
+    )
     trainer = build_trainer(
-        cfg.trainer, lightning_logger(run) if run is not None else False, place, stage="pretrain", max_steps=pc.max_steps, use_distributed_sampler=False, gradient_clip_val=pc.grad_clip,
-        log_every_n_steps=pc.log_every_n_steps, val_check_interval=pc.val_every_n_steps, check_val_every_n_epoch=None,
+        cfg.trainer,
+        lightning_logger(run) if run is not None else False,
+        place,
+        stage="pretrain",
+        max_steps=pc.max_steps,
+        use_distributed_sampler=False,
+        gradient_clip_val=pc.grad_clip,
+        log_every_n_steps=pc.log_every_n_steps,
+        val_check_interval=pc.val_every_n_steps,
+        check_val_every_n_epoch=None,
         accumulate_grad_batches=int(pc.get("accumulate_grad_batches", 1)),
-        reload_dataloaders_every_n_epochs=1, callbacks=[checkpoint, CurveWriter(ckpt_dir / "curves", TRAIN_KEYS, val_keys), *callbacks],
+        reload_dataloaders_every_n_epochs=1,
+        callbacks=[checkpoint, CurveWriter(ckpt_dir / "curves", TRAIN_KEYS, val_keys), *callbacks],
         enable_checkpointing=True,
     )
     last = ckpt_dir / "last.ckpt"
@@ -150,8 +197,13 @@ def pretrain(cfg, prepared: Path, out_dir: Path, ckpt_dir: Path, run, curves_out
         for name in ("train.csv", "valid.csv"):
             shutil.copyfile(ckpt_dir / "curves" / name, curves_out / name)
     metrics = {k.split("/", 1)[1]: float(v) for k, v in final.items()}
-    metrics.update(steps=int(trainer.global_step),
-                   sequences=int(trainer.global_step) * pc.batch_size * int(pc.get("accumulate_grad_batches", 1)) * trainer.world_size,
-                   parameters=sum(p.numel() for p in model.parameters()),
-                   mlm_accuracy_over_unigram=metrics["mlm_accuracy"] - metrics["unigram_accuracy"])
+    metrics.update(
+        steps=int(trainer.global_step),
+        sequences=int(trainer.global_step)
+        * pc.batch_size
+        * int(pc.get("accumulate_grad_batches", 1))
+        * trainer.world_size,
+        parameters=sum(p.numel() for p in model.parameters()),
+        mlm_accuracy_over_unigram=metrics["mlm_accuracy"] - metrics["unigram_accuracy"],
+    )
     return metrics

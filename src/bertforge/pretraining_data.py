@@ -13,6 +13,7 @@ index) — dynamic masking — so the data are the same for any number of loader
 `pretrain.masking=static`, epoch e uses copy e mod `dupe_factor`: the reference's dupe_factor
 fixed copies of the data, repeated exactly.
 """
+
 from __future__ import annotations
 
 import random
@@ -25,7 +26,6 @@ from torch.utils.data import Dataset
 
 from .config import DataError
 from .shards import Shard
-
 
 OBJECTIVES = ("nsp", "sop", "mlm")
 NO_PAIR_LABEL = -100  # objective=mlm: ignored by the loss
@@ -53,8 +53,15 @@ class SpecialIds:
         cont = np.zeros(len(tok), dtype=bool)
         for token, i in tok.get_vocab().items():
             cont[i] = token.startswith("##")
-        return cls(tok.cls_token_id, tok.sep_token_id, tok.mask_token_id, tok.pad_token_id, len(tok),
-                   tuple(tok.all_special_ids), cont)
+        return cls(
+            tok.cls_token_id,
+            tok.sep_token_id,
+            tok.mask_token_id,
+            tok.pad_token_id,
+            len(tok),
+            tuple(tok.all_special_ids),
+            cont,
+        )
 
 
 def truncate_seq_pair(a: list, b: list, max_tokens: int, rng: random.Random) -> None:
@@ -67,8 +74,14 @@ def truncate_seq_pair(a: list, b: list, max_tokens: int, rng: random.Random) -> 
             longer.pop()
 
 
-def create_instances(shard: Shard, max_seq_length: int, short_seq_prob: float, rng: random.Random,
-                     objective: str = "nsp", trace: list | None = None):
+def create_instances(
+    shard: Shard,
+    max_seq_length: int,
+    short_seq_prob: float,
+    rng: random.Random,
+    objective: str = "nsp",
+    trace: list | None = None,
+):
     """All (tokens_a, tokens_b, label) pairs for one pass over the shard (label 1: B is random
     for nsp, A and B are swapped for sop). `trace` receives (target length, sentences in the
     chunk) per pair, for checking the statistics against the reference's specification."""
@@ -149,8 +162,14 @@ def _word_groups(input_ids: np.ndarray, candidates: np.ndarray, continuation: np
     return np.split(candidates, np.flatnonzero(starts)[1:])
 
 
-def mask_tokens(input_ids: np.ndarray, special: SpecialIds, masked_lm_prob: float, max_predictions: int,
-                rng: np.random.Generator, whole_word: bool = False):
+def mask_tokens(
+    input_ids: np.ndarray,
+    special: SpecialIds,
+    masked_lm_prob: float,
+    max_predictions: int,
+    rng: np.random.Generator,
+    whole_word: bool = False,
+):
     """BERT masking: choose 15% of non-special positions (capped), 80% [MASK], 10% random, 10% kept.
     With `whole_word`, all pieces of a word are chosen together (the reference skips a word that
     would overshoot the count and tries the next); the 80/10/10 draw stays per token."""
@@ -195,7 +214,9 @@ def check_example_config(cfg) -> None:
     if cfg.get("masking", "dynamic") not in ("dynamic", "static"):
         raise ConfigError(f"pretrain.masking: {cfg.masking!r} is not one of dynamic, static")
     if cfg.get("masking") == "static" and int(cfg.get("dupe_factor", 0)) < 1:
-        raise ConfigError(f"pretrain.dupe_factor must be >= 1 with pretrain.masking=static (got {cfg.get('dupe_factor')})")
+        raise ConfigError(
+            f"pretrain.dupe_factor must be >= 1 with pretrain.masking=static (got {cfg.get('dupe_factor')})"
+        )
     if not 0 < cfg.masked_lm_prob < 1 or cfg.max_predictions_per_seq < 1:
         raise ConfigError("pretrain.masked_lm_prob must be in (0, 1) and pretrain.max_predictions_per_seq >= 1")
 
@@ -253,5 +274,11 @@ def collate(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         labels[i, :k] = torch.from_numpy(x["labels"])
         mask[i, :k] = 1
     nsp = torch.tensor([x["next_sentence_label"] for x in batch], dtype=torch.long)
-    return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels,
-            "next_sentence_label": nsp, **unpad_indices(mask, labels)}
+    return {
+        "input_ids": ids,
+        "token_type_ids": types,
+        "attention_mask": mask,
+        "labels": labels,
+        "next_sentence_label": nsp,
+        **unpad_indices(mask, labels),
+    }

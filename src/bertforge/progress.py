@@ -1,5 +1,6 @@
 """Progress a user can read wherever the output goes: one self-rewriting line on a terminal, a
 plain line every few seconds in logs, CI and `dvc repro` (where bars print nothing or garbage)."""
+
 from __future__ import annotations
 
 import sys
@@ -70,8 +71,11 @@ class StepProgress(ProgressBar):
         if not self._enabled or trainer.sanity_checking:
             return
         metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "dev/"))}
-        self._emit(f"[{self.stage}] step {trainer.global_step:,} validation: "
-                   + ", ".join(f"{k} {_value(v)}" for k, v in sorted(metrics.items())), final=True)
+        self._emit(
+            f"[{self.stage}] step {trainer.global_step:,} validation: "
+            + ", ".join(f"{k} {_value(v)}" for k, v in sorted(metrics.items())),
+            final=True,
+        )
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self._enabled:

@@ -6,6 +6,7 @@ Worker processes each write a *part* (raw token, sentence-length and document-si
 a contiguous range of documents; `merge_parts` concatenates them in document order in fixed-size
 chunks. Nothing is held in memory whole, so peak memory does not grow with the corpus.
 """
+
 from __future__ import annotations
 
 import itertools

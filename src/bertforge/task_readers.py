@@ -3,6 +3,7 @@
 Each yields `(where, text_a, text_b, label)` with raw values; `where` ("train.tsv:12",
 "validation[7]") and the configured column names make every error point at the bad cell.
 """
+
 from __future__ import annotations
 
 import csv
@@ -41,7 +42,7 @@ def delimited_rows(path: Path, spec, delimiter: str) -> Iterator[Row]:
         header = next(rows, None) if spec.header else None
         ia = _index(header, spec.text_a, path, "task.local.text_a")
         ib = None if spec.text_b is None else _index(header, spec.text_b, path, "task.local.text_b")
-        il = _index(header, spec.label, path, "task.local.label")
+        il = None if spec.label is None else _index(header, spec.label, path, "task.local.label")
         need = max(i for i in (ia, ib, il) if i is not None)
         for lineno, row in enumerate(rows, 2 if spec.header else 1):
             if not row or (len(row) == 1 and not row[0].strip()):
@@ -51,7 +52,12 @@ def delimited_rows(path: Path, spec, delimiter: str) -> Iterator[Row]:
                     skipped, first = skipped + 1, first or lineno
                     continue
                 raise TaskDataError(f"{path}:{lineno}: expected at least {need + 1} columns, found {len(row)}")
-            yield f"{path.name}:{lineno}", row[ia], (row[ib] if ib is not None else None), row[il]
+            yield (
+                f"{path.name}:{lineno}",
+                row[ia],
+                (row[ib] if ib is not None else None),
+                (row[il] if il is not None else None),
+            )
     if skipped:
         print(f"{path}: skipped {skipped} malformed rows (first at line {first})", file=sys.stderr)
 
@@ -71,7 +77,12 @@ def jsonl_rows(path: Path, spec) -> Iterator[Row]:
             for what, key in keys:
                 if key is not None and key not in obj:
                     raise TaskDataError(f"{path}:{lineno}: no key {key!r} for task.local.{what} (keys: {list(obj)})")
-            yield f"{path.name}:{lineno}", obj[spec.text_a], (obj[spec.text_b] if spec.text_b else None), obj[spec.label]
+            yield (
+                f"{path.name}:{lineno}",
+                obj[spec.text_a],
+                (obj[spec.text_b] if spec.text_b else None),
+                obj[spec.label] if spec.label is not None else None,
+            )
 
 
 FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
@@ -83,8 +94,10 @@ def file_format(path: Path, spec) -> str:
     if fmt == "auto":
         fmt = FORMATS.get(path.suffix.lower())
         if fmt is None:
-            raise ConfigError(f"task.local.format: cannot tell the format of {path.name} from its extension; "
-                              "set it to tsv, csv or jsonl")
+            raise ConfigError(
+                f"task.local.format: cannot tell the format of {path.name} from its extension; "
+                "set it to tsv, csv or jsonl"
+            )
     if fmt not in ("tsv", "csv", "jsonl"):
         raise ConfigError(f"task.local.format: unknown format {fmt!r} (known: auto, tsv, csv, jsonl)")
     return fmt
@@ -105,13 +118,16 @@ def _decoded(rows: Iterator[Row], path: Path, fmt: str) -> Iterator[Row]:
     try:
         yield from rows
     except UnicodeDecodeError as e:
-        raise TaskDataError(f"{path}:{utf8_error_position(path, e)}: not valid UTF-8 ({e.reason}); "
-                            "convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+        raise TaskDataError(
+            f"{path}:{utf8_error_position(path, e)}: not valid UTF-8 ({e.reason}); "
+            "convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
     except TaskDataError as e:
         declared = FORMATS.get(path.suffix.lower())
         if declared and declared != fmt:  # e.g. a .tsv read as JSONL
-            raise TaskDataError(f"{e} (task.local.format is {fmt}, but the file is named {path.name}: "
-                                f"set task.local.format={declared})") from None
+            raise TaskDataError(
+                f"{e} (task.local.format is {fmt}, but the file is named {path.name}: set task.local.format={declared})"
+            ) from None
         raise
 
 

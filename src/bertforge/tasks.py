@@ -1,9 +1,9 @@
 """Fine-tuning tasks: splits and labels from a task config (GLUE, custom files, HF datasets, the demo), metrics."""
+
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -16,8 +16,9 @@ from .task_readers import TaskDataError, file_rows, hf_rows
 class Example:
     text_a: str
     text_b: str | None
-    label: str | float
+    label: str | float | None  # None: an unlabelled split (GLUE's test files)
     source: str  # "file:line", for error messages and predictions
+    index: str | None = None  # the row's id in an unlabelled split (GLUE's `index` column)
 
 
 @dataclass
@@ -30,6 +31,8 @@ class TaskData:
         return 1 if self.labels is None else len(self.labels)
 
     def label_id(self, ex: Example) -> int | float:
+        if ex.label is None:  # unlabelled: a placeholder the loader carries and prediction ignores
+            return 0.0 if self.labels is None else 0
         return float(ex.label) if self.labels is None else self.labels.index(str(ex.label))
 
 
@@ -76,7 +79,9 @@ def _examples(rows, task, split: str, known: list[str] | None, where_split: str)
     out = []
     for where, a, b, y in rows:
         if not isinstance(a, str) or (spec_b is not None and not isinstance(b, str)):
-            raise TaskDataError(f"{where}: a text column holds {type(a if not isinstance(a, str) else b).__name__}, not text")
+            raise TaskDataError(
+                f"{where}: a text column holds {type(a if not isinstance(a, str) else b).__name__}, not text"
+            )
         if spec_b is not None and not b.strip():
             raise TaskDataError(f"{where}: column {spec_b!r}: empty second text in a pair task")
         label = _label_value(where, y, task.problem, column)
@@ -136,7 +141,9 @@ def load_task(task) -> TaskData:
         where = {name: f"{task.hf.path}[{s}]" for name, s in files.items()}
         read = lambda name, labels: hf_rows(task.hf, files[name], labels)  # noqa: E731
     if "train" not in files:
-        raise ConfigError(f"task.{source}.{'files' if source == 'local' else 'splits'}.train: missing for task {task.name}")
+        raise ConfigError(
+            f"task.{source}.{'files' if source == 'local' else 'splits'}.train: missing for task {task.name}"
+        )
     splits = {"train": _examples(read("train", known), task, "train", known, where["train"])}
     if task.problem == "classification" and known is None:
         known = _discover_labels(splits["train"])
@@ -151,6 +158,46 @@ def load_task(task) -> TaskData:
         if name not in splits:
             raise ConfigError(f"task.eval_splits: no split {name!r} (splits: {list(splits)})")
     return TaskData(splits, known)
+
+
+def predict_splits(task) -> dict[str, tuple[str, list[Example]]]:
+    """Unlabelled splits to predict, from `task.predict` (GLUE's test files): {name: (submission
+    file name, examples with their index)}. A local file that is not there is skipped with a note:
+    ../shared/data and many GLUE copies hold train and dev only."""
+    import sys
+
+    from omegaconf import OmegaConf
+
+    out = {}
+    for name, p in (task.get("predict") or {}).items():
+        index = p.get("index")
+        if task.source == "local":
+            path = resolve_path(task.local.data_dir) / p.file
+            if not path.is_file():
+                print(f"{path}: not found, so no {p.submission} predictions", file=sys.stderr)
+                continue
+            overrides = {k: p[k] for k in ("header", "text_a", "text_b", "format") if k in p}
+            spec = OmegaConf.merge(task.local, overrides, {"label": index})
+            rows = file_rows(path, spec)
+        elif task.source == "hf" and p.get("hf_split"):
+            spec = OmegaConf.merge(task.hf, {"label": p.get("hf_index", "idx")})
+            rows = hf_rows(spec, p.hf_split, None)
+        else:
+            continue
+        examples = [
+            Example(
+                a,
+                b if spec.text_b is not None else None,
+                None,
+                where,
+                str(i if index is None and task.source == "local" else idx),
+            )
+            for i, (where, a, b, idx) in enumerate(rows)
+        ]
+        if not examples:
+            raise TaskDataError(f"task.predict.{name}: the split is empty")
+        out[name] = (str(p.submission), examples)
+    return out
 
 
 def eval_splits(task) -> list[str]:
@@ -211,8 +258,10 @@ def task_metrics(task) -> list[str]:
         raise ConfigError(f"task.metrics: unknown metric {unknown[0]!r}")
     wrong = [n for n in names if n not in METRICS[problem]]
     if wrong:
-        raise ConfigError(f"task.metrics: {', '.join(wrong)} cannot score a {problem} task "
-                          f"(use {', '.join(METRICS[problem])}, or null for {', '.join(DEFAULT_METRICS[problem])})")
+        raise ConfigError(
+            f"task.metrics: {', '.join(wrong)} cannot score a {problem} task "
+            f"(use {', '.join(METRICS[problem])}, or null for {', '.join(DEFAULT_METRICS[problem])})"
+        )
     missing = [n for n in task.get("score_metrics") or [] if n not in names]
     if missing:
         raise ConfigError(f"task.score_metrics: {', '.join(missing)} is not in task.metrics {names}")

@@ -5,6 +5,7 @@ transformers 5 rebuilds a BERT tokenizer's normalizer from `tokenizer_config.jso
 that `BertNormalizer`, with `strip_accents` saved explicitly: every loader then tokenizes alike.
 Unicode NFC/NFKC is applied to the text by the corpus reader (`corpus.clean_text`).
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -40,8 +41,9 @@ def check_hangul_safe(sample: list[str], strip_accents: bool, key: str = "tokeni
 
 
 def bert_normalizer(cfg) -> normalizers.BertNormalizer:
-    return normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=bool(cfg.strip_accents),
-                                      lowercase=bool(cfg.lowercase))
+    return normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=bool(cfg.strip_accents), lowercase=bool(cfg.lowercase)
+    )
 
 
 def alphabet(char_counts: Counter, limit: int, normalizer=None) -> list[str]:
@@ -135,5 +137,7 @@ def check_keeps_hangul(tok, sample: list[str], key: str = "tokenizer.pretrained"
         return
     probe = "한국어 문장"
     if tok.backend_tokenizer.normalizer is not None and tok.backend_tokenizer.normalizer.normalize_str(probe) != probe:
-        raise ConfigError(f"{key}: this tokenizer's normalizer decomposes Hangul (e.g. an uncased BERT vocabulary "
-                          "strips accents); use a cased tokenizer for a Korean corpus (tokenizer=korean)")
+        raise ConfigError(
+            f"{key}: this tokenizer's normalizer decomposes Hangul (e.g. an uncased BERT vocabulary "
+            "strips accents); use a cased tokenizer for a Korean corpus (tokenizer=korean)"
+        )

@@ -1,5 +1,6 @@
 """The Lightning Trainer from the speed-only `trainer` config group, placed on this machine's
 hardware (`hardware.placement`: accelerator and precision `auto` resolve here)."""
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,9 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
-def build_trainer(tcfg, logger, place: Placement | None = None, stage: str = "train", callbacks=(),
-                  **kwargs) -> pl.Trainer:
+def build_trainer(
+    tcfg, logger, place: Placement | None = None, stage: str = "train", callbacks=(), **kwargs
+) -> pl.Trainer:
     place = place or placement(tcfg)
     _quiet_libraries()
     progress = StepProgress(stage, every_s=tcfg.get("progress_every_s") or 30)
