@@ -55,54 +55,26 @@ def test_pooled_cls_mean_and_tokens_match_bert_model(minilm, reference):
 def test_cli_prints_the_tf_hub_shape_and_writes_files(minilm, tmp_path, capsys):
     from bertforge.hardware import place
 
-    assert main(["embed", "--model", str(minilm), "Hello, how are you?", "I am doing well, thank you!"]) == 0
+    def cli(*args) -> int:
+        return main(["embed", "--model", str(minilm), *map(str, args)])
+
+    assert cli("Hello, how are you?", "I am doing well, thank you!") == 0
     out = capsys.readouterr()
     assert "Shape of BERT embeddings: (2, 384)" in out.out
     assert f"precision {place('auto', 'auto').precision}" in out.err  # the machine's choice, on stderr
     src = tmp_path / "in.txt"
     src.write_text("first line\n\nthird line\n", encoding="utf-8")
-    assert (
-        main(
-            [
-                "embed",
-                "--model",
-                str(minilm),
-                "--file",
-                str(src),
-                "--output",
-                str(tmp_path / "e.npy"),
-                "--precision",
-                "32-true",
-            ]
-        )
-        == 0
-    )
+    assert cli("--file", src, "--output", tmp_path / "e.npy", "--precision", "32-true") == 0
     arr = np.load(tmp_path / "e.npy")
     assert arr.shape == (3, 384)  # row i is line i, the empty line included
     np.testing.assert_allclose(arr, embed(minilm, ["first line", "", "third line"]).sentences, atol=1e-6)
-    assert (
-        main(
-            [
-                "embed",
-                "--model",
-                str(minilm),
-                "--file",
-                str(src),
-                "--tokens",
-                "--pooling",
-                "mean",
-                "--output",
-                str(tmp_path / "e.npz"),
-            ]
-        )
-        == 0
-    )
+    assert cli("--file", src, "--tokens", "--pooling", "mean", "--output", tmp_path / "e.npz") == 0
     z = np.load(tmp_path / "e.npz")
     assert z["embeddings"].shape == (3, 384) and z["token_embeddings"].shape == (3, 4, 384)
     assert z["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 1]]
     import pyarrow.parquet as pq
 
-    assert main(["embed", "--model", str(minilm), "--tokens", "--output", str(tmp_path / "e.parquet"), "a b"]) == 0
+    assert cli("--tokens", "--output", tmp_path / "e.parquet", "a b") == 0
     t = pq.read_table(tmp_path / "e.parquet").to_pylist()
     assert t[0]["text"] == "a b" and t[0]["tokens"] == ["[CLS]", "a", "b", "[SEP]"]
     assert len(t[0]["embedding"]) == 384 and np.asarray(t[0]["token_embeddings"]).shape == (4, 384)

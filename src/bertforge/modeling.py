@@ -10,28 +10,17 @@ import torch
 from transformers import BertConfig, BertForPreTraining
 
 from .config import ConfigError
-
-
-class _DropLoadReport:
-    def filter(self, record) -> bool:
-        return "LOAD REPORT" not in record.getMessage()
+from .quiet import dropped
 
 
 def load_weights(cls, model_dir, key: str, may_miss: tuple[str, ...] = (), **kwargs):
     """`cls.from_pretrained(model_dir)` without transformers' multi-line LOAD REPORT (the `cls.*`
     pre-training heads a BERT directory carries are expected to go unused); missing weights other
     than those starting with `may_miss` (a new task head) are a ConfigError naming `key`."""
-    import logging
-
-    # a filter, not a raised level: transformers checks tensor-parallel plans (and warns about
-    # them) when its logger's level is WARNING or above
-    log = logging.getLogger("transformers.modeling_utils")
-    drop = _DropLoadReport()
-    log.addFilter(drop)
-    try:
+    # a filter, not a raised level: at WARNING or above transformers checks (and warns about)
+    # tensor-parallel plans
+    with dropped("transformers.modeling_utils", "LOAD REPORT"):
         model, info = cls.from_pretrained(str(model_dir), output_loading_info=True, **kwargs)
-    finally:
-        log.removeFilter(drop)
     missing = [k for k in info["missing_keys"] if not k.startswith(may_miss)]
     if missing:
         raise ConfigError(

@@ -14,6 +14,7 @@ from typing import Iterator
 
 from .config import UserError, flatten, resolve_path, root_dir, to_plain
 from .outputs import read_json, write_json
+from .quiet import dropped
 
 RUN_FILE = "run.json"
 # the user's own setting, read before stage_run sets a default for the runs it does not start
@@ -243,13 +244,15 @@ def log_classifier(model_dir: Path, tcfg, task: str) -> str | None:
     from huggingface_hub import ModelCard
 
     card = ModelCard((model_dir / "README.md").read_text(encoding="utf-8"))
-    info = mlflow.transformers.log_model(
-        {"model": model, "tokenizer": tokenizer},
-        name="model",
-        task="text-classification",
-        pip_requirements=reqs,
-        model_card=card,
-    )
+    # our card's `license: other` is a placeholder it explains; MLflow would warn about it each run
+    with dropped("mlflow.transformers", "Unable to find license information"):
+        info = mlflow.transformers.log_model(
+            {"model": model, "tokenizer": tokenizer},
+            name="model",
+            task="text-classification",
+            pip_requirements=reqs,
+            model_card=card,
+        )
     if tcfg.get("register_prefix"):
         name = f"{tcfg.register_prefix}-{task}"
         version = mlflow.register_model(info.model_uri, name)

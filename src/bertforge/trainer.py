@@ -3,7 +3,6 @@ hardware (`hardware.placement`: accelerator and precision `auto` resolve here)."
 
 from __future__ import annotations
 
-import logging
 import warnings
 
 import pytorch_lightning as pl
@@ -11,11 +10,7 @@ import torch
 
 from .hardware import Placement, placement
 from .progress import StepProgress
-
-
-class _DropTips(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("💡 Tip:")  # an advertisement, on every Trainer
+from .quiet import drop_always
 
 
 def _quiet_libraries() -> None:
@@ -24,9 +19,7 @@ def _quiet_libraries() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
-    if not any(isinstance(f, _DropTips) for f in logger.filters):
-        logger.addFilter(_DropTips())
+    drop_always("pytorch_lightning.utilities.rank_zero", "💡 Tip:")  # an advertisement, on every Trainer
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
