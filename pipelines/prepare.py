@@ -2,7 +2,15 @@
 
 from bertforge.config import resolve_path, stage_main, to_plain
 from bertforge.outputs import atomic_dir, write_text
-from bertforge.tracking import digest_of, log_dataset, log_metrics_dict, stage_run, write_metrics, write_run_file
+from bertforge.tracking import (
+    DEMO_SOURCE,
+    digest_of,
+    log_dataset,
+    log_metrics_dict,
+    stage_run,
+    write_metrics,
+    write_run_file,
+)
 
 
 def run(cfg):
@@ -50,7 +58,7 @@ def log_corpus(corpus, stats: dict) -> None:
     elif datasets:
         source, digest = f"hf:{datasets[0]}", digest_of(*datasets, corpus.get("split"), corpus.get("config_name"))
     else:  # the generated demo language: its generator and settings are the data
-        source = str(Path(__file__).resolve().parents[1] / "src" / "bertforge" / "demo_language.py")
+        source = str(DEMO_SOURCE)
         digest = digest_of(*sorted(f"{k}={v}" for k, v in corpus.items()))
     profile = {k: stats[k] for k in ("documents", "sentences", "tokens", "text_bytes") if k in stats}
     log_dataset(f"corpus-{corpus.name}", source, digest, profile, "training")

@@ -123,8 +123,7 @@ def sentence_splitter(cfg) -> Callable[[str], list[str]]:
 def _text_blocks(path: Path, cfg, stats: Counter) -> Iterator[list[str]]:
     """Raw documents of one file as lists of blocks (a sentence, or a paragraph to split)."""
     layout = cfg.get("layout", "sentences")
-    if layout not in LAYOUTS:
-        raise ConfigError(f"corpus.layout: {layout!r} is not one of {', '.join(LAYOUTS)}")
+    _check_layout(layout)
     start = re.compile(cfg.doc_start_regex) if cfg.get("doc_start_regex") else None
     skip = re.compile(cfg.skip_regex) if cfg.get("skip_regex") else None
     max_chars = int(cfg.get("max_line_chars", 1_000_000))
@@ -271,17 +270,26 @@ def read_units(corpus) -> list[tuple[str | None, dict]]:
     return [(None, plain)]
 
 
+def _check_reader(kind: str) -> None:
+    if kind not in ("text", "jsonl", "csv", "hf", "demo"):
+        raise ConfigError(f"corpus.format: unknown reader {kind!r} (known: text, jsonl, csv, hf, mix, demo)")
+
+
+def _check_layout(layout: str) -> None:
+    if layout not in LAYOUTS:
+        raise ConfigError(f"corpus.layout: {layout!r} is not one of {', '.join(LAYOUTS)}")
+
+
 def check_corpus_config(corpus) -> None:
     """What can be checked before reading: readers, layouts, splitters and file patterns (a glob
     matching nothing), so that the stage fails before it creates an MLflow run or an output."""
     for _, unit in read_units(corpus):
         unit = OmegaConf.create(unit)
-        if unit.format not in ("text", "jsonl", "csv", "hf", "demo"):
-            raise ConfigError(f"corpus.format: unknown reader {unit.format!r} (known: text, jsonl, csv, hf, mix, demo)")
+        _check_reader(unit.format)
         if unit.format != "demo":
             sentence_splitter(unit)
-        if unit.format == "text" and unit.get("layout", "sentences") not in LAYOUTS:
-            raise ConfigError(f"corpus.layout: {unit.layout!r} is not one of {', '.join(LAYOUTS)}")
+        if unit.format == "text":
+            _check_layout(unit.get("layout", "sentences"))
 
 
 def _raw_documents(cfg, stats: Counter) -> Iterator[list[str]]:
@@ -296,7 +304,7 @@ def _raw_documents(cfg, stats: Counter) -> Iterator[list[str]]:
     elif kind == "hf":
         yield from _record_blocks(_hf_records(cfg), cfg, stats)
     else:
-        raise ConfigError(f"corpus.format: unknown reader {kind!r} (known: text, jsonl, csv, hf, mix, demo)")
+        _check_reader(kind)
 
 
 def read_corpus(cfg, stats: Counter | None = None) -> Iterator[Document]:

@@ -37,14 +37,14 @@ def load_encoder(model_dir: str | Path, need_pooler: bool):
     config = AutoConfig.from_pretrained(str(model_dir))
     if config.model_type != "bert":
         raise ConfigError(f"--model: {model_dir} holds a {config.model_type!r} model, not BERT")
-    if not need_pooler:
-        return load_weights(BertModel, model_dir, "--model", ("pooler.",), attn_implementation="sdpa").eval()
-    try:
-        return load_weights(BertModel, model_dir, "--model", attn_implementation="sdpa").eval()
-    except ConfigError as e:
-        if "pooler." not in str(e):
-            raise
-        raise ConfigError(f"--model: {model_dir} lacks pooler weights (use --pooling cls or mean)") from None
+    return load_weights(
+        BertModel,
+        model_dir,
+        "--model",
+        () if need_pooler else ("pooler.",),
+        hints={"pooler.": "pooler weights (use --pooling cls or mean)"},
+        attn_implementation="sdpa",
+    ).eval()
 
 
 def check_vocab(tokenizer, model, model_dir) -> None:

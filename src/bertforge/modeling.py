@@ -13,20 +13,22 @@ from .config import ConfigError
 from .quiet import dropped
 
 
-def load_weights(cls, model_dir, key: str, may_miss: tuple[str, ...] = (), **kwargs):
+def load_weights(
+    cls, model_dir, key: str, may_miss: tuple[str, ...] = (), hints: dict[str, str] | None = None, **kwargs
+):
     """`cls.from_pretrained(model_dir)` without transformers' multi-line LOAD REPORT (the `cls.*`
     pre-training heads a BERT directory carries are expected to go unused); missing weights other
-    than those starting with `may_miss` (a new task head) are a ConfigError naming `key`."""
+    than those starting with `may_miss` (a new task head) are a ConfigError naming `key`, worded by
+    `hints[prefix]` when every missing weight starts with that prefix."""
     # a filter, not a raised level: at WARNING or above transformers checks (and warns about)
     # tensor-parallel plans
     with dropped("transformers.modeling_utils", "LOAD REPORT"):
         model, info = cls.from_pretrained(str(model_dir), output_loading_info=True, **kwargs)
     missing = [k for k in info["missing_keys"] if not k.startswith(may_miss)]
     if missing:
-        raise ConfigError(
-            f"{key}: {model_dir} lacks weights: {', '.join(sorted(missing)[:4])}"
-            + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
-        )
+        hint = next((h for p, h in (hints or {}).items() if all(k.startswith(p) for k in missing)), None)
+        listed = ", ".join(sorted(missing)[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise ConfigError(f"{key}: {model_dir} lacks {hint or 'weights: ' + listed}")
     return model
 
 
