@@ -62,8 +62,38 @@ def delimited_rows(path: Path, spec, delimiter: str) -> Iterator[Row]:
         print(f"{path}: skipped {skipped} malformed rows (first at line {first})", file=sys.stderr)
 
 
+def field(obj: dict, key: str):
+    """`obj[key]`; a dotted key reaches into nested objects (KLUE-STS: `labels.label`)."""
+    if key in obj:
+        return obj[key]
+    value = obj
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(key)
+        value = value[part]
+    return value
+
+
+def _object_row(where: str, obj, spec, keys: str = "keys") -> Row:
+    if not isinstance(obj, dict):
+        raise TaskDataError(f"{where}: expected a JSON object, found {type(obj).__name__}")
+    values = {}
+    for what in ("text_a", "text_b", "label"):
+        key = spec.get(what)
+        if key is None:
+            values[what] = None
+            continue
+        try:
+            values[what] = field(obj, key)
+        except KeyError:
+            raise TaskDataError(f"{where}: no key {key!r} for task.local.{what} ({keys}: {list(obj)})") from None
+    return where, values["text_a"], values["text_b"], values["label"]
+
+
+ARRAY_HINT = " (one JSON array in the file? set task.local.format=json)"
+
+
 def jsonl_rows(path: Path, spec) -> Iterator[Row]:
-    keys = [("text_a", spec.text_a), ("text_b", spec.text_b), ("label", spec.label)]
     with open(path, encoding="utf-8-sig") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -71,21 +101,27 @@ def jsonl_rows(path: Path, spec) -> Iterator[Row]:
             try:
                 obj = json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as e:
-                raise TaskDataError(f"{path}:{lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+                hint = ARRAY_HINT if lineno == 1 and line.lstrip().startswith("[") else ""
+                raise TaskDataError(f"{path}:{lineno}:{e.colno}: invalid JSON ({e.msg}){hint}") from None
             if not isinstance(obj, dict):
-                raise TaskDataError(f"{path}:{lineno}: expected a JSON object, found {type(obj).__name__}")
-            for what, key in keys:
-                if key is not None and key not in obj:
-                    raise TaskDataError(f"{path}:{lineno}: no key {key!r} for task.local.{what} (keys: {list(obj)})")
-            yield (
-                f"{path.name}:{lineno}",
-                obj[spec.text_a],
-                (obj[spec.text_b] if spec.text_b else None),
-                obj[spec.label] if spec.label is not None else None,
-            )
+                hint = ARRAY_HINT if isinstance(obj, list) else ""
+                raise TaskDataError(f"{path}:{lineno}: expected a JSON object, found {type(obj).__name__}{hint}")
+            yield _object_row(f"{path.name}:{lineno}", obj, spec)
 
 
-FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+def json_array_rows(path: Path, spec) -> Iterator[Row]:
+    """One JSON array of objects (KLUE's official release files); rows are named `file.json[i]`."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as e:
+        raise TaskDataError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+    if not isinstance(data, list):
+        raise TaskDataError(f"{path}:1: expected a JSON array of objects, found {type(data).__name__}")
+    for i, obj in enumerate(data):
+        yield _object_row(f"{path.name}[{i}]", obj, spec)
+
+
+FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}  # .json: lines unless format=json
 
 
 def file_format(path: Path, spec) -> str:
@@ -98,8 +134,8 @@ def file_format(path: Path, spec) -> str:
                 f"task.local.format: cannot tell the format of {path.name} from its extension; "
                 "set it to tsv, csv or jsonl"
             )
-    if fmt not in ("tsv", "csv", "jsonl"):
-        raise ConfigError(f"task.local.format: unknown format {fmt!r} (known: auto, tsv, csv, jsonl)")
+    if fmt not in ("tsv", "csv", "jsonl", "json"):
+        raise ConfigError(f"task.local.format: unknown format {fmt!r} (known: auto, tsv, csv, jsonl, json)")
     return fmt
 
 
@@ -107,7 +143,10 @@ def file_rows(path: Path, spec) -> Iterator[Row]:
     if not path.is_file():
         raise ConfigError(f"task.local.files: {path} does not exist")
     fmt = file_format(path, spec)
-    rows = jsonl_rows(path, spec) if fmt == "jsonl" else delimited_rows(path, spec, "\t" if fmt == "tsv" else ",")
+    if fmt in ("jsonl", "json"):
+        rows = jsonl_rows(path, spec) if fmt == "jsonl" else json_array_rows(path, spec)
+    else:
+        rows = delimited_rows(path, spec, "\t" if fmt == "tsv" else ",")
     return _decoded(rows, path, fmt)
 
 
@@ -124,7 +163,7 @@ def _decoded(rows: Iterator[Row], path: Path, fmt: str) -> Iterator[Row]:
         ) from None
     except TaskDataError as e:
         declared = FORMATS.get(path.suffix.lower())
-        if declared and declared != fmt:  # e.g. a .tsv read as JSONL
+        if declared and declared != fmt and {declared, fmt} != {"jsonl", "json"}:  # e.g. a .tsv read as JSONL
             raise TaskDataError(
                 f"{e} (task.local.format is {fmt}, but the file is named {path.name}: set task.local.format={declared})"
             ) from None
@@ -134,7 +173,8 @@ def _decoded(rows: Iterator[Row], path: Path, fmt: str) -> Iterator[Row]:
 def hf_rows(spec, split: str, labels: list[str] | None) -> Iterator[Row]:
     """A Hugging Face dataset by path/name/split (the hub for users with a network, or a local
     directory of data files). Integer labels become the task's label strings: "0"/"1" where the
-    task lists those (as GLUE's TSV files do), else the dataset's ClassLabel names."""
+    task lists those (as GLUE's TSV files do), else the dataset's ClassLabel names, else the
+    task's labels by position. A dotted label column reaches into a struct (KLUE-STS `labels.label`)."""
     from datasets import load_dataset
 
     ds = load_dataset(spec.path, spec.get("name"), split=split, streaming=bool(spec.get("streaming")))
@@ -142,14 +182,17 @@ def hf_rows(spec, split: str, labels: list[str] | None) -> Iterator[Row]:
     columns = ds.column_names
     for what in ("text_a", "text_b", "label"):
         col = spec.get(what)
-        if col is not None and columns is not None and col not in columns:
+        if col is not None and columns is not None and col.split(".")[0] not in columns:
             raise TaskDataError(f"{where}: no column {col!r} for task.hf.{what} (columns: {columns})")
     feature = (ds.features or {}).get(spec.label)
     names = getattr(feature, "names", None)
     for i, row in enumerate(ds):
-        y = row[spec.label]
+        y = field(row, spec.label)
         if isinstance(y, int) and not isinstance(y, bool) and not (labels and str(y) in labels):
             if y < 0:
                 raise TaskDataError(f"{split}[{i}]: column {spec.label!r}: label {y} (unlabelled split?)")
-            y = names[y] if names else y
+            if names:
+                y = names[y]
+            elif labels and y < len(labels):  # no ClassLabel (e.g. plain JSON files): the task's labels by position
+                y = labels[y]
         yield f"{split}[{i}]", row[spec.text_a], (row[spec.text_b] if spec.text_b else None), y

@@ -221,16 +221,29 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / d) if d else 0.0
 
 
-def compute_metrics(names: list[str], preds: np.ndarray, gold: np.ndarray) -> dict[str, float]:
+def _f1(preds: np.ndarray, gold: np.ndarray, positive) -> float:
+    tp = float(((preds == positive) & (gold == positive)).sum())
+    fp = float(((preds == positive) & (gold != positive)).sum())
+    fn = float(((preds != positive) & (gold == positive)).sum())
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def compute_metrics(
+    names: list[str], preds: np.ndarray, gold: np.ndarray, num_labels: int | None = None, threshold: float = 3.0
+) -> dict[str, float]:
+    """`num_labels`: the classes macro-F1 averages over (default: those in gold or predictions);
+    `threshold`: where binary_f1 cuts a regression score (KLUE-STS: 3.0 of 0-5)."""
     out = {}
     for name in names:
         if name == "accuracy":
             out[name] = float((preds == gold).mean())
         elif name == "f1":  # of the positive class (label id 1), as GLUE reports for MRPC/QQP
-            tp = float(((preds == 1) & (gold == 1)).sum())
-            fp = float(((preds == 1) & (gold != 1)).sum())
-            fn = float(((preds != 1) & (gold == 1)).sum())
-            out[name] = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+            out[name] = _f1(preds, gold, 1)
+        elif name == "macro_f1":  # the unweighted mean over classes (KLUE-YNAT)
+            classes = range(num_labels) if num_labels else np.union1d(preds, gold)
+            out[name] = float(np.mean([_f1(preds, gold, c) for c in classes]))
+        elif name == "binary_f1":  # F1 of "similar" (score >= threshold) as KLUE-STS reports it
+            out[name] = _f1((preds >= threshold).astype(int), (gold >= threshold).astype(int), 1)
         elif name == "matthews_corr":
             out[name] = _pearson((preds == 1).astype(float), (gold == 1).astype(float))
         elif name == "pearson":
@@ -242,7 +255,10 @@ def compute_metrics(names: list[str], preds: np.ndarray, gold: np.ndarray) -> di
     return out
 
 
-METRICS = {"classification": ("accuracy", "f1", "matthews_corr"), "regression": ("pearson", "spearman")}
+METRICS = {
+    "classification": ("accuracy", "f1", "macro_f1", "matthews_corr"),
+    "regression": ("pearson", "spearman", "binary_f1"),
+}
 DEFAULT_METRICS = {"classification": ["accuracy"], "regression": ["pearson", "spearman"]}
 
 
@@ -276,7 +292,10 @@ def task_score(metrics: dict[str, float], task) -> float:
 
 def score_predictions(task, preds: np.ndarray, gold: np.ndarray) -> tuple[dict[str, float], float]:
     """The task's metrics on these predictions, and its GLUE score."""
-    metrics = compute_metrics(task_metrics(task), preds, gold)
+    labels = task.get("labels")
+    metrics = compute_metrics(
+        task_metrics(task), preds, gold, len(labels) if labels else None, float(task.get("binary_threshold") or 3.0)
+    )
     return metrics, task_score(metrics, task)
 
 
