@@ -60,6 +60,8 @@ def run(cfg):
         write_run_file(tmp, mlrun, "pretrain", model=cfg.model.name, precision=place.precision)
         write_card(tmp, pretrained_card(cfg, prepared, metrics, mlrun.info.run_id, mlrun.data.tags, place))
         log_metrics_dict(metrics, "final/")
+        if "replay" in metrics:  # a budgeted run, replayable by steps
+            mlflow.set_tag("replay_by_steps", metrics["replay"])
         log_pipeline_metrics(
             mlflow.get_run(mlrun.info.run_id),
             {f"pretrain/{k}": metrics[k] for k in ("mlm_accuracy", "nsp_accuracy") if k in metrics},
@@ -74,6 +76,14 @@ def run(cfg):
             else ""
         )
         + f" -> {out} (precision {place.precision})"
+    )
+    print(
+        f"trained {metrics['steps']:,} steps, {metrics['tokens']:,} tokens in {metrics['train_minutes']:.1f} min"
+        + (
+            f" (budget {metrics['budget_minutes']:g} min); replay by steps: {metrics['replay']}"
+            if "replay" in metrics
+            else ""
+        )
     )
 
 

@@ -28,3 +28,40 @@ def demo_prepared(tmp_path_factory):
     out = tmp_path_factory.mktemp("prepared")
     stats = prepare(cfg, out)
     return cfg, out, stats
+
+
+@pytest.fixture()
+def tracking(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+@pytest.fixture()
+def pretrain_run():
+    """Pre-train a small BERT on prepared shards with the stage's own function: returns
+    (metrics, exported weights). 30 steps unless the overrides say otherwise."""
+
+    def run(tmp_path, prepared, name, overrides=(), callbacks=(), **kwargs):
+        from safetensors.torch import load_file
+
+        from bertforge.config import compose
+        from bertforge.pretraining import pretrain
+        from bertforge.tracking import stage_run
+
+        cfg = compose(
+            [
+                "corpus.num_documents=300",
+                "tokenizer.vocab_size=3000",
+                "pretrain.max_steps=30",
+                "pretrain.val_every_n_steps=15",
+                "pretrain.checkpoint_every_n_steps=15",
+                "pretrain.val_max_examples=64",
+                *overrides,
+            ]
+        )
+        out, ckpt = tmp_path / name / "model", tmp_path / name / "ckpt"
+        out.mkdir(parents=True, exist_ok=True)
+        with stage_run(cfg, "pretrain", {}) as mlrun:
+            metrics = pretrain(cfg, prepared, out, ckpt, mlrun, tmp_path / name / "plots", callbacks, **kwargs)
+        return metrics, load_file(out / "model.safetensors")
+
+    return run

@@ -6,51 +6,23 @@ import torch
 from bertforge.config import compose
 
 
-def _pretrain(tmp_path, prepared, name, overrides=(), callbacks=()):
-    from safetensors.torch import load_file
-
-    from bertforge.pretraining import pretrain
-    from bertforge.tracking import stage_run
-
-    cfg = compose(
-        [
-            "corpus.num_documents=300",
-            "tokenizer.vocab_size=3000",
-            "pretrain.max_steps=30",
-            "pretrain.val_every_n_steps=15",
-            "pretrain.checkpoint_every_n_steps=15",
-            "pretrain.val_max_examples=64",
-            *overrides,
-        ]
-    )
-    out, ckpt = tmp_path / name / "model", tmp_path / name / "ckpt"
-    out.mkdir(parents=True, exist_ok=True)
-    with stage_run(cfg, "pretrain", {}) as run:
-        metrics = pretrain(cfg, prepared, out, ckpt, run, tmp_path / name / "plots", callbacks)
-    return metrics, load_file(out / "model.safetensors")
-
-
-@pytest.fixture()
-def tracking(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-
-
-def test_pretraining_is_reproducible(tmp_path, demo_prepared, tracking):
+def test_pretraining_is_reproducible(tmp_path, demo_prepared, tracking, pretrain_run):
     _, prepared, _ = demo_prepared
-    m1, w1 = _pretrain(tmp_path, prepared, "a")
-    m2, w2 = _pretrain(tmp_path, prepared, "b")
+    m1, w1 = pretrain_run(tmp_path, prepared, "a")
+    m2, w2 = pretrain_run(tmp_path, prepared, "b")
+    assert m1.pop("train_minutes") > 0 and m2.pop("train_minutes") > 0  # wall time: the one thing that differs
     assert m1 == m2
     assert w1.keys() == w2.keys() and all(torch.equal(w1[k], w2[k]) for k in w1)
-    m3, _ = _pretrain(tmp_path, prepared, "c", ["seed=99"])
+    m3, _ = pretrain_run(tmp_path, prepared, "c", ["seed=99"])
     assert m3["mlm_loss"] != m1["mlm_loss"]
 
 
-def test_impossible_sequence_length_fails_before_training(tmp_path, demo_prepared, tracking):
+def test_impossible_sequence_length_fails_before_training(tmp_path, demo_prepared, tracking, pretrain_run):
     from bertforge.config import ConfigError
 
     _, prepared, _ = demo_prepared
     with pytest.raises(ConfigError, match="pretrain.max_seq_length=600 exceeds model.max_position_embeddings=512"):
-        _pretrain(tmp_path, prepared, "d", ["pretrain.max_seq_length=600"])
+        pretrain_run(tmp_path, prepared, "d", ["pretrain.max_seq_length=600"])
 
 
 class _Crash(Exception):
@@ -72,7 +44,9 @@ PHASES = "pretrain.phases=[{steps:25,max_seq_length:32,max_predictions_per_seq:5
     ],
     ids=["one-phase", "two-phase", "two-phase-boundary-checkpoint"],
 )
-def test_interrupted_run_resumes_to_identical_weights(tmp_path, demo_prepared, tracking, crash_step, extra):
+def test_interrupted_run_resumes_to_identical_weights(
+    tmp_path, demo_prepared, tracking, pretrain_run, crash_step, extra
+):
     """Crash mid-epoch after a checkpoint; resuming must end bit-identical to a run that was never
     interrupted (same data position, optimizer, scheduler and dropout RNG; with two sequence-length
     phases, the crash is inside the second phase's first epoch, which began at step 25)."""
@@ -86,11 +60,11 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, demo_prepared, t
                 raise _Crash
 
     over = ["pretrain.max_steps=40", "pretrain.checkpoint_every_n_steps=10", "pretrain.val_every_n_steps=20", *extra]
-    _, uninterrupted = _pretrain(tmp_path, prepared, "full", over)
+    _, uninterrupted = pretrain_run(tmp_path, prepared, "full", over)
     with pytest.raises(_Crash):
-        _pretrain(tmp_path, prepared, "resumed", over, callbacks=[CrashAt()])
+        pretrain_run(tmp_path, prepared, "resumed", over, callbacks=[CrashAt()])
     assert (tmp_path / "resumed/ckpt/last.ckpt").exists()
-    metrics, resumed = _pretrain(tmp_path, prepared, "resumed", over)
+    metrics, resumed = pretrain_run(tmp_path, prepared, "resumed", over)
     assert metrics["steps"] == 40
     assert all(torch.equal(uninterrupted[k], resumed[k]) for k in uninterrupted)
     rows = (tmp_path / "resumed/plots/train.csv").read_text().splitlines()[1:]
@@ -112,7 +86,7 @@ def test_checkpoint_fingerprint_covers_config_data_and_code(monkeypatch):
     assert base != pretraining.fingerprint(cfg, "run-a")
 
 
-def test_sequence_length_phases_switch_at_the_configured_step(tmp_path, demo_prepared, tracking):
+def test_sequence_length_phases_switch_at_the_configured_step(tmp_path, demo_prepared, tracking, pretrain_run):
     import pytorch_lightning as pl
 
     _, prepared, _ = demo_prepared
@@ -122,7 +96,7 @@ def test_sequence_length_phases_switch_at_the_configured_step(tmp_path, demo_pre
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             widths[trainer.global_step] = batch["input_ids"].shape[1]
 
-    _pretrain(tmp_path, prepared, "phases", ["pretrain.max_steps=40", PHASES], callbacks=[Widths()])
+    pretrain_run(tmp_path, prepared, "phases", ["pretrain.max_steps=40", PHASES], callbacks=[Widths()])
     assert sorted(widths) == list(range(40))
     assert max(widths[s] for s in range(25)) <= 32 < max(widths[s] for s in range(25, 40)) <= 64
 
@@ -135,19 +109,19 @@ def test_sequence_length_phases_switch_at_the_configured_step(tmp_path, demo_pre
         ("[{steps:30,lr:0.1}]", r"pretrain.phases\[0\]: needs steps"),
     ],
 )
-def test_impossible_phases_fail_before_training(tmp_path, demo_prepared, tracking, phases, message):
+def test_impossible_phases_fail_before_training(tmp_path, demo_prepared, tracking, pretrain_run, phases, message):
     from bertforge.config import ConfigError
 
     with pytest.raises(ConfigError, match=message):
-        _pretrain(tmp_path, demo_prepared[1], "bad", [f"pretrain.phases={phases}"])
+        pretrain_run(tmp_path, demo_prepared[1], "bad", [f"pretrain.phases={phases}"])
 
 
 @pytest.mark.parametrize("objective", ["mlm", "sop"])
-def test_other_objectives_train_and_log_their_curves(tmp_path, demo_prepared, tracking, objective):
+def test_other_objectives_train_and_log_their_curves(tmp_path, demo_prepared, tracking, pretrain_run, objective):
     import csv
 
     _, prepared, _ = demo_prepared
-    metrics, weights = _pretrain(
+    metrics, weights = pretrain_run(
         tmp_path, prepared, objective, [f"pretrain.objective={objective}", "pretrain.whole_word_masking=true"]
     )
     # below a uniform guess over the 3,000-token vocabulary (ln 3000 = 8.01), and still falling
@@ -159,11 +133,11 @@ def test_other_objectives_train_and_log_their_curves(tmp_path, demo_prepared, tr
 
 
 @pytest.mark.slow
-def test_compiled_encoder_trains_to_the_same_metrics(tmp_path, demo_prepared, tracking):
+def test_compiled_encoder_trains_to_the_same_metrics(tmp_path, demo_prepared, tracking, pretrain_run):
     """trainer.compile=true (nn.Module.compile in place, ~40 s of compilation on CPU) keeps
     parameter names and computes what eager mode computes, up to float rounding."""
     _, prepared, _ = demo_prepared
-    eager, w_eager = _pretrain(tmp_path, prepared, "eager")
-    compiled, w_compiled = _pretrain(tmp_path, prepared, "compiled", ["trainer.compile=true"])
+    eager, w_eager = pretrain_run(tmp_path, prepared, "eager")
+    compiled, w_compiled = pretrain_run(tmp_path, prepared, "compiled", ["trainer.compile=true"])
     assert w_eager.keys() == w_compiled.keys()
     assert abs(eager["mlm_loss"] - compiled["mlm_loss"]) < 0.05

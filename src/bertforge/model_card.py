@@ -115,8 +115,17 @@ as a sentence encoder. It is a research artefact: check its results below before
                 "max predictions per sequence": pc.max_predictions_per_seq,
                 "optimizer": pc.get("optimizer", "adamw"),
                 "learning rate": pc.lr,
-                "warmup steps": pc.warmup_steps,
+                **(
+                    {
+                        "time budget": f"{pc.budget_minutes:g} min ({metrics['train_minutes']:.1f} min trained); "
+                        f"replay by steps: `{metrics['replay']}`",
+                        "warmup": f"{pc.warmup_fraction:.0%} of the budget",
+                    }
+                    if pc.get("budget_minutes") is not None
+                    else {"warmup steps": pc.warmup_steps}
+                ),
                 "schedule": pc.get("schedule", "linear"),
+                "tokens seen": f"{metrics.get('tokens', 0):,} (not padding)",
                 "batch size": batch,
                 "steps": metrics["steps"],
                 "weight decay": pc.weight_decay,

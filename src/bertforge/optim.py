@@ -84,6 +84,13 @@ def check_optim_config(pc) -> None:
     """Fail before training, not at the first optimizer step."""
     optimizer_class(pc.get("optimizer", "adamw"))
     warmup_decay(pc.warmup_steps, pc.max_steps, pc.get("schedule", "linear"))
+    budget = pc.get("budget_minutes")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
+        raise ConfigError(
+            f"pretrain.budget_minutes={budget}: must be a number of minutes > 0, or null (train by steps)"
+        )
+    if not 0 <= float(pc.get("warmup_fraction", 0.0)) < 1:
+        raise ConfigError(f"pretrain.warmup_fraction={pc.warmup_fraction}: must be in [0, 1)")
     if int(pc.get("accumulate_grad_batches", 1)) < 1:
         raise ConfigError(f"pretrain.accumulate_grad_batches={pc.accumulate_grad_batches}: must be >= 1")
 
@@ -99,8 +106,10 @@ def optimizer_with_schedule(
     name: str = "adamw",
     schedule: str = "linear",
     fused: bool = True,
+    lr_lambda=None,
 ):
-    """`fused`: AdamW as one kernel over all tensors (on CPU torch's default is a per-tensor loop,
+    """`lr_lambda`: the learning-rate factor per step, instead of warmup and decay by steps (a
+    time budget's schedule). `fused`: AdamW as one kernel over all tensors (on CPU torch's default is a per-tensor loop,
     measured ~4x slower); the same update. Not with fp16 loss scaling (Lightning then refuses
     to clip gradients)."""
     groups = param_groups(model, weight_decay)
@@ -108,5 +117,5 @@ def optimizer_with_schedule(
     if fused and name == "adamw" and all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"]):
         kwargs["fused"] = True
     opt = optimizer_class(name)(groups, lr=lr, betas=tuple(betas), eps=eps, **kwargs)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_decay(warmup_steps, total_steps, schedule))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda or warmup_decay(warmup_steps, total_steps, schedule))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

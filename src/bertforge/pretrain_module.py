@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Sampler
 
+from .budget import TrainingClock
 from .modeling import sparse_pretraining_forward, unpadded_pretraining_forward
 from .optim import optimizer_with_schedule
 from .pretraining_data import PretrainingDataset, SpecialIds, collate
@@ -78,34 +79,73 @@ VALID_EPOCH = 2**31 - 1  # the seed stream of the fixed validation set, disjoint
 
 def check_phases(cfg) -> None:
     """`pretrain.phases`: e.g. 90% of the steps at 128 tokens, then 10% at 512 (BERT's recipe);
-    each phase sets `steps` and any of PHASE_KEYS; the steps must add up to max_steps."""
+    each phase sets any of PHASE_KEYS and its length: `steps` adding up to max_steps, or with
+    `pretrain.budget_minutes`, `fraction`s of the budget adding up to 1."""
     from .config import ConfigError
 
     phases = cfg.get("phases") or []
+    budgeted = cfg.get("budget_minutes") is not None
+    length = "fraction" if budgeted else "steps"
     for i, p in enumerate(phases):
-        unknown = set(p) - {"steps", *PHASE_KEYS}
-        if unknown or int(p.get("steps", 0)) < 1:
+        unknown = set(p) - {length, *PHASE_KEYS}
+        size = p.get(length)
+        ok = size is not None and (0 < float(size) <= 1 if budgeted else int(size) >= 1)
+        if unknown or not ok:
+            want = "fraction in (0, 1] (with pretrain.budget_minutes)" if budgeted else "steps >= 1"
             raise ConfigError(
-                f"pretrain.phases[{i}]: needs steps >= 1 and only {', '.join(PHASE_KEYS)} besides (got {dict(p)})"
+                f"pretrain.phases[{i}]: needs {want} and only {', '.join(PHASE_KEYS)} besides (got {dict(p)})"
             )
-    if phases and sum(int(p.steps) for p in phases) != cfg.max_steps:
+    if phases and budgeted and abs(sum(float(p.fraction) for p in phases) - 1) > 1e-6:
+        raise ConfigError(
+            f"pretrain.phases: fractions add up to {sum(float(p.fraction) for p in phases):g}, not 1 "
+            "(with pretrain.budget_minutes each phase is a fraction of the budget)"
+        )
+    if phases and not budgeted and sum(int(p.steps) for p in phases) != cfg.max_steps:
         raise ConfigError(
             f"pretrain.phases: steps add up to {sum(int(p.steps) for p in phases)}, "
             f"not pretrain.max_steps={cfg.max_steps}"
         )
+    val = cfg.get("val_settings") or {}
+    if set(val) - {*PHASE_KEYS, "masked_lm_prob"}:
+        raise ConfigError(f"pretrain.val_settings: only {', '.join((*PHASE_KEYS, 'masked_lm_prob'))} (got {dict(val)})")
 
 
 PHASE_KEYS = ("max_seq_length", "max_predictions_per_seq", "batch_size", "short_seq_prob")
 
 
+def phase_settings(cfg, index: int | None):
+    """The example settings of phase `index` (None: no phases)."""
+    if index is None:
+        return cfg
+    drop = ("steps", "fraction")
+    return OmegaConf.merge(cfg, {k: v for k, v in cfg.phases[index].items() if k not in drop})
+
+
 def phase_at(cfg, step: int):
-    """(the example settings in force at optimizer step `step`, the step where that phase ends)."""
+    """(phase index in force at optimizer step `step` or None without phases, the step where that phase ends)."""
     end = 0
-    for p in cfg.get("phases") or []:
+    for i, p in enumerate(cfg.get("phases") or []):
         end += int(p.steps)
         if step < end:
-            return OmegaConf.merge(cfg, {k: v for k, v in p.items() if k != "steps"}), end
-    return cfg, None
+            return i, end
+    return None, None
+
+
+def budget_phase(cfg, fraction: float) -> int | None:
+    """The phase in force once `fraction` of the time budget is spent (None without phases)."""
+    phases = cfg.get("phases") or []
+    end = 0.0
+    for i, p in enumerate(phases):
+        end += float(p.fraction)
+        if fraction < end - 1e-9:
+            return i
+    return len(phases) - 1 if phases else None
+
+
+def validation_settings(cfg):
+    """The held-out set's example settings: the training ones unless `pretrain.val_settings` fixes
+    some (so that runs trained differently, e.g. at a higher masking rate, are scored alike)."""
+    return OmegaConf.merge(cfg, dict(cfg.get("val_settings") or {}))
 
 
 class PretrainData(pl.LightningDataModule):
@@ -115,20 +155,32 @@ class PretrainData(pl.LightningDataModule):
     is rebuilt exactly."""
 
     def __init__(
-        self, shard_dir: Path, special: SpecialIds, cfg, seed: int, num_workers: int, pin_memory: bool = False
+        self,
+        shard_dir: Path,
+        special: SpecialIds,
+        cfg,
+        seed: int,
+        num_workers: int,
+        pin_memory: bool = False,
+        clock: TrainingClock | None = None,
     ):
         super().__init__()
+        self.clock = clock  # with a time budget, the phase of a new epoch comes from its fraction
         self.train_shard, self.valid_shard = Shard(shard_dir / "train"), Shard(shard_dir / "valid")
         self.special, self.cfg, self.seed, self.num_workers = special, cfg, seed, num_workers
         self.pin_memory = pin_memory  # GPU: page-locked batches, copied without blocking the host
         self._collate = partial(collate, pad_id=special.pad)
-        self._epoch, self.epoch_start_step, self._resumed_start = 0, 0, None
+        self._epoch, self.epoch_start_step, self.epoch_phase, self._resumed_start = 0, 0, None, None
+
+    @property
+    def budget_phases(self) -> bool:
+        return bool(self.clock and self.clock.budgeted and self.cfg.get("phases"))
 
     def state_dict(self) -> dict:
-        return {"epoch": self._epoch, "epoch_start_step": self.epoch_start_step}
+        return {"epoch": self._epoch, "epoch_start_step": self.epoch_start_step, "epoch_phase": self.epoch_phase}
 
     def load_state_dict(self, state: dict) -> None:
-        self._resumed_start = (state.get("epoch"), state.get("epoch_start_step"))
+        self._resumed_start = (state.get("epoch"), state.get("epoch_start_step"), state.get("epoch_phase"))
 
     def _loader(
         self, ds, shuffle: bool, epoch: int, batch_size: int, limit: int | None = None, multiple_of: int = 1
@@ -159,29 +211,48 @@ class PretrainData(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer else 0
         start = self.trainer.global_step if self.trainer else 0
+        accumulate = self.trainer.accumulate_grad_batches if self.trainer else 1
+        saved_phase = None
         if self._resumed_start is not None:
             if self._resumed_start[0] == epoch:  # resumed mid-epoch: the epoch began before the checkpoint
-                start = self._resumed_start[1]
+                start, saved_phase = self._resumed_start[1], self._resumed_start[2]
             self._resumed_start = None  # (a checkpoint from an epoch's last step resumes into a new epoch)
-        self._epoch, self.epoch_start_step = epoch, start
-        cfg, phase_end = phase_at(self.cfg, start)
-        accumulate = self.trainer.accumulate_grad_batches if self.trainer else 1
-        limit = None if phase_end is None else (phase_end - start) * accumulate
+        if self.budget_phases:  # the epoch runs until the budget's phase changes (the module ends it)
+            phase = saved_phase if saved_phase is not None else budget_phase(self.cfg, self.clock.fraction)
+            limit = None
+        else:
+            phase, phase_end = phase_at(self.cfg, start)
+            limit = None if phase_end is None else (phase_end - start) * accumulate
+        self._epoch, self.epoch_start_step, self.epoch_phase = epoch, start, phase
+        while self.budget_phases and len(self.clock.phase_starts) <= phase:
+            self.clock.phase_starts.append(start)
+        cfg = phase_settings(self.cfg, phase)
         ds = PretrainingDataset(self.train_shard, self.special, cfg, self.seed, epoch)
         return self._loader(ds, True, epoch, cfg.batch_size, limit, multiple_of=accumulate)
 
     def val_dataloader(self) -> DataLoader:
         # fixed pairs and masks: validation numbers are comparable across steps and runs
-        ds = PretrainingDataset(
-            self.valid_shard, self.special, self.cfg, self.seed, VALID_EPOCH, self.cfg.val_max_examples
-        )
-        return self._loader(ds, False, 0, self.cfg.batch_size)
+        cfg = validation_settings(self.cfg)
+        ds = PretrainingDataset(self.valid_shard, self.special, cfg, self.seed, VALID_EPOCH, cfg.val_max_examples)
+        return self._loader(ds, False, 0, cfg.batch_size)
 
 
 class PretrainModule(pl.LightningModule):
-    def __init__(self, model, cfg, total_steps: int, unigram_id: int, unpad: bool = True, compile: bool = False):
+    def __init__(
+        self,
+        model,
+        cfg,
+        total_steps: int,
+        unigram_id: int,
+        unpad: bool = True,
+        compile: bool = False,
+        clock: TrainingClock | None = None,
+    ):
         super().__init__()
         self.model, self.cfg, self.total_steps, self.unigram_id = model, cfg, total_steps, unigram_id
+        self.clock = clock  # with a time budget it drives the learning rate and the phases
+        self.tokens_seen = 0  # real (non-padding) tokens trained on, across resumes
+        self._last = None
         # the same maths either way; unpadded skips the padding positions in every dense layer
         self._forward = unpadded_pretraining_forward if unpad else sparse_pretraining_forward
         if compile:  # the step function, not a module: parameter names (checkpoints, export) stay as they are
@@ -220,10 +291,12 @@ class PretrainModule(pl.LightningModule):
                 self.log("train/samples_per_s", self._samples / (now - self._t0))
             self._t0, self._tokens, self._samples = now, 0, 0
         self._tokens += batch["token_index"].numel()  # real tokens, from a shape: no device sync
+        self.tokens_seen += batch["token_index"].numel()
         self._samples += batch["input_ids"].shape[0]
         self._micro += 1
         _, mlm, nsp = self._losses(batch)
         loss = mlm + nsp
+        self._last = (loss.detach(), mlm.detach(), nsp.detach())
         log_now = self.trainer._logger_connector.should_update_logs
         # on a GPU the check waits for the step to finish, so only on logging steps there (a
         # non-finite loss leaves non-finite weights, so the next check still catches it)
@@ -235,9 +308,24 @@ class PretrainModule(pl.LightningModule):
         # Lightning writes step metrics only every log_every_n_steps; each self.log costs ~1 ms
         # (a BERT-Tiny step is ~60 ms on 2 cores), so log just on those steps
         if log_now:
-            self.log_dict({"train/loss": loss, "train/mlm_loss": mlm, "train/nsp_loss": nsp}, prog_bar=True)
-            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+            self._log_step(loss, mlm, nsp)
         return loss
+
+    def _log_step(self, loss, mlm, nsp) -> None:
+        self.log_dict({"train/loss": loss, "train/mlm_loss": mlm, "train/nsp_loss": nsp}, prog_bar=True)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+
+    def log_last_step(self) -> None:
+        """Log the step that ended training (a spent time budget), whatever the logging interval:
+        its losses and the learning rate the schedule has now reached."""
+        if self._last is not None:
+            self._log_step(*self._last)
+
+    def on_train_batch_start(self, batch, batch_idx):
+        data = self.trainer.datamodule
+        if getattr(data, "budget_phases", False) and budget_phase(self.cfg, self.clock.fraction) != data.epoch_phase:
+            return -1  # the budget entered the next phase: end this epoch; the next is built for that phase
+        return None
 
     def on_validation_epoch_start(self):
         self._val = dict(mlm_loss=0.0, mlm_correct=0, unigram_correct=0, masked=0, nsp_correct=0, pairs=0)
@@ -284,6 +372,7 @@ class PretrainModule(pl.LightningModule):
             c.get("optimizer", "adamw"),
             c.get("schedule", "linear"),
             fused=not self._fp16_scaled,
+            lr_lambda=self.clock.lr_factor(c.get("schedule", "linear")) if self.clock and self.clock.budgeted else None,
         )
 
     @property
@@ -301,10 +390,12 @@ class PretrainModule(pl.LightningModule):
     # Dropout draws from torch's global RNG: keep its state so a resumed run draws the same masks.
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["torch_rng_state"] = torch.get_rng_state()
+        checkpoint["tokens_seen"] = self.tokens_seen
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "torch_rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["torch_rng_state"])
+        self.tokens_seen = int(checkpoint.get("tokens_seen", 0))
 
 
 class CurveWriter(pl.Callback):
@@ -315,6 +406,7 @@ class CurveWriter(pl.Callback):
             "train": (Path(directory) / "train.csv", train_keys),
             "valid": (Path(directory) / "valid.csv", val_keys),
         }
+        self.last_valid_step: int | None = None
 
     def on_train_start(self, trainer, pl_module):  # after a checkpoint has restored global_step
         if not trainer.is_global_zero:
@@ -341,9 +433,11 @@ class CurveWriter(pl.Callback):
             csv.writer(fh).writerow([trainer.global_step, *(f"{float(m[k]):.6g}" for k in keys)])
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step % trainer.log_every_n_steps == 0:
+        # the step a time budget ended on is logged whatever the interval (after TrainingClock)
+        if trainer.global_step % trainer.log_every_n_steps == 0 or trainer.should_stop:
             self._append("train", trainer)
 
     def on_validation_end(self, trainer, pl_module):  # after the module has logged its val metrics
         if not trainer.sanity_checking and trainer.state.fn == "fit":
             self._append("valid", trainer)
+            self.last_valid_step = trainer.global_step

@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from .budget import TrainingClock
 from .config import ConfigError, to_plain
 from .hardware import Placement, placement
 from .modeling import bert_config, build_pretraining_model
@@ -77,6 +79,14 @@ def process_rank() -> int:
     return _get_rank() or 0
 
 
+def tokens_seen(module, trainer) -> int:
+    """Real tokens trained on, over all ranks (each counted its own batches)."""
+    import torch
+
+    n = torch.tensor(float(module.tokens_seen))
+    return int(trainer.strategy.reduce(n, reduce_op="sum")) if trainer.world_size > 1 else int(n)
+
+
 def most_frequent_token(shard: Shard, special: SpecialIds) -> int:
     counts = np.bincount(np.asarray(shard.tokens), minlength=special.vocab_size)
     counts[list(special.all_special)] = 0
@@ -119,6 +129,7 @@ def check_pretrain_config(cfg, prepared: Path):
             (f"pretrain.phases[{i}].max_seq_length", p.get("max_seq_length", pc.max_seq_length))
             for i, p in enumerate(pc.get("phases") or [])
         ),
+        ("pretrain.val_settings.max_seq_length", (pc.get("val_settings") or {}).get("max_seq_length", 0)),
     ]:
         if length > config.max_position_embeddings:
             raise ConfigError(f"{key}={length} exceeds model.max_position_embeddings={config.max_position_embeddings}")
@@ -134,9 +145,11 @@ def pretrain(
     curves_out: Path,
     callbacks=(),
     place: Placement | None = None,
+    clock=time.monotonic,
 ) -> dict:
     """Train and export to `out_dir`. Under data parallelism every rank calls this; ranks other
-    than 0 pass `run=None` and a scratch `out_dir` (rank 0 alone tracks, checkpoints and exports)."""
+    than 0 pass `run=None` and a scratch `out_dir` (rank 0 alone tracks, checkpoints and exports).
+    `clock`: the wall clock of the time budget (tests pass a fake one)."""
     place = place or placement(cfg.trainer)
     tokenizer, config = check_pretrain_config(cfg, prepared)
     special = SpecialIds.from_tokenizer(tokenizer)
@@ -145,8 +158,16 @@ def pretrain(
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # reproducible initialisation
     model = build_pretraining_model(config)
+    budget = pc.get("budget_minutes")
+    timer = TrainingClock(budget, pc.get("warmup_fraction", 0.0), clock=clock)
     data = PretrainData(
-        prepared / "shards", special, pc, cfg.seed, place.num_workers, pin_memory=place.accelerator == "gpu"
+        prepared / "shards",
+        special,
+        pc,
+        cfg.seed,
+        place.num_workers,
+        pin_memory=place.accelerator == "gpu",
+        clock=timer,
     )
     module = PretrainModule(
         model,
@@ -155,6 +176,7 @@ def pretrain(
         most_frequent_token(data.train_shard, special),
         unpad=bool(cfg.trainer.get("unpad", True)),
         compile=bool(cfg.trainer.get("compile")),
+        clock=timer,
     )
 
     from .tracking import lightning_logger
@@ -170,12 +192,14 @@ def pretrain(
         save_top_k=1,
         auto_insert_metric_name=False,
     )
+    curves = CurveWriter(ckpt_dir / "curves", TRAIN_KEYS, val_keys)
     trainer = build_trainer(
         cfg.trainer,
         lightning_logger(run) if run is not None else False,
         place,
         stage="pretrain",
-        max_steps=pc.max_steps,
+        max_steps=-1 if budget is not None else pc.max_steps,  # a budget ends training itself
+        max_epochs=-1,  # epochs are passes over the data; steps or the budget end training
         use_distributed_sampler=False,
         gradient_clip_val=pc.grad_clip,
         log_every_n_steps=pc.log_every_n_steps,
@@ -183,12 +207,15 @@ def pretrain(
         check_val_every_n_epoch=None,
         accumulate_grad_batches=int(pc.get("accumulate_grad_batches", 1)),
         reload_dataloaders_every_n_epochs=1,
-        callbacks=[checkpoint, CurveWriter(ckpt_dir / "curves", TRAIN_KEYS, val_keys), *callbacks],
+        callbacks=[timer, checkpoint, curves, *callbacks],
         enable_checkpointing=True,
     )
     last = ckpt_dir / "last.ckpt"
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None, weights_only=True)
-    final = trainer.validate(module, datamodule=data, verbose=False)[0]
+    if curves.last_valid_step == trainer.global_step:  # the loop has just validated these weights
+        final = {k: trainer.callback_metrics[k] for k in val_keys}
+    else:
+        final = trainer.validate(module, datamodule=data, verbose=False)[0]
 
     model.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
@@ -205,5 +232,13 @@ def pretrain(
         * trainer.world_size,
         parameters=sum(p.numel() for p in model.parameters()),
         mlm_accuracy_over_unigram=metrics["mlm_accuracy"] - metrics["unigram_accuracy"],
+        tokens=tokens_seen(module, trainer),
+        train_minutes=timer.elapsed() / 60,
     )
+    if budget is not None:
+        metrics.update(
+            budget_minutes=float(budget),
+            warmup_end_step=timer.warmup_end_step if timer.warmup_end_step is not None else metrics["steps"],
+            replay=" ".join(timer.replay_overrides(metrics["steps"], pc.get("phases") or [])),
+        )
     return metrics

@@ -54,6 +54,9 @@ class StepProgress(ProgressBar):
         text += f", epoch {trainer.current_epoch}, {rate:.2f} steps/s, {_duration(elapsed)} elapsed"
         if rate > 0 and total != float("inf") and step < total:
             text += f", ETA {_duration((total - step) / rate)}"
+        clock = getattr(pl_module, "clock", None)
+        if clock is not None and clock.budgeted:  # a time budget ends the run, not a step count
+            text += f", {clock.describe()}, {_duration((1 - clock.fraction) * clock.seconds)} left"
         metrics = {k: v for k, v in self.get_metrics(trainer, pl_module).items() if k.startswith("train/")}
         return text + "".join(f", {k.removeprefix('train/')} {_value(v)}" for k, v in metrics.items())
 

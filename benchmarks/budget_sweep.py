@@ -1,0 +1,171 @@
+"""The measured sweep behind the time-budget presets (`+budget=cpu15`, ...): time-budgeted
+pre-training runs of our `pretrain` stage on English Wikipedia from ../shared/data, each scored on
+the same held-out set (pairs of <= 128 tokens, 15% masking, 20 predictions), then the winners
+fine-tuned on GLUE next to the same architecture from random initialisation.
+
+    benchmarks/pretraining_value.sh prepare                      # once: 16k vocabulary + shards
+    python benchmarks/budget_sweep.py pretrain --minutes 5         # every candidate, 5 min each
+    python benchmarks/budget_sweep.py pretrain --minutes 15 --only preset:cpu15
+    python benchmarks/budget_sweep.py finetune --minutes 15 --only preset:cpu15 --tasks rte mrpc stsb cola sst2
+    python benchmarks/budget_sweep.py report                      # the tables again
+
+Results are appended to benchmarks/results/budget_sweep.jsonl (one line per run, with the
+machine line). Nothing else should run on the machine meanwhile: a budget is wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import print_header
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "budget_sweep.jsonl"
+DATA = [
+    "corpus=wikipedia_en",
+    "tokenizer.vocab_size=16000",
+    "paths.prepared=outputs/real/prepare",
+    # one held-out set for every candidate (the time_to_quality run's), whatever it trains on
+    "pretrain.val_settings={max_seq_length:128,max_predictions_per_seq:20,masked_lm_prob:0.15}",
+    "pretrain.val_every_n_steps=100000",  # validate at the end only: the budget is for training
+    "pretrain.checkpoint_every_n_steps=1000",
+]
+SEQ128 = ["pretrain.max_seq_length=128", "pretrain.max_predictions_per_seq=20"]
+CANDIDATES = {
+    "mini-lr5e-4": ["model=mini", *SEQ128, "pretrain.lr=5e-4"],
+    "mini-lr1e-3": ["model=mini", *SEQ128, "pretrain.lr=1e-3"],
+    "mini-lr1e-3-mask30": [
+        "model=mini",
+        "pretrain.max_seq_length=128",
+        "pretrain.masked_lm_prob=0.3",
+        "pretrain.max_predictions_per_seq=40",
+        "pretrain.lr=1e-3",
+    ],
+    "mini-lr1e-3-seq64": [
+        "model=mini",
+        *SEQ128,
+        "pretrain.lr=1e-3",
+        "pretrain.phases=[{fraction:0.9,max_seq_length:64,max_predictions_per_seq:10},{fraction:0.1}]",
+    ],
+    "tiny-lr2e-3": ["model=tiny", *SEQ128, "pretrain.lr=2e-3"],
+    "tiny-lr4e-3": ["model=tiny", *SEQ128, "pretrain.lr=4e-3"],
+    "tiny-lr2e-3-seq64": [
+        "model=tiny",
+        *SEQ128,
+        "pretrain.lr=2e-3",
+        "pretrain.phases=[{fraction:0.9,max_seq_length:64,max_predictions_per_seq:10},{fraction:0.1}]",
+    ],
+    "small-lr5e-4": ["model=small", *SEQ128, "pretrain.lr=5e-4"],
+}
+PRESETS = ("cpu15", "cpu60")
+
+
+def run_overrides(name: str, minutes: float) -> list[str]:
+    if name.startswith("preset:"):
+        recipe = [f"+budget={name.split(':', 1)[1]}"]
+    else:
+        recipe = [*CANDIDATES[name], f"pretrain.budget_minutes={minutes:g}"]
+    out = f"outputs/real/budget/{name.replace(':', '-')}-{minutes:g}min"
+    paths = [
+        f"paths.checkpoints={out}/ckpt",
+        f"paths.pretrained={out}/model",
+        f"paths.metrics={out}/metrics",
+        f"paths.plots={out}/plots",
+        f"paths.finetuned={out}/finetune",
+        f"paths.evaluated={out}/eval",
+    ]
+    return [*DATA, *recipe, *paths]
+
+
+def _out(overrides: list[str], key: str) -> Path:
+    return ROOT / next(o.split("=", 1)[1] for o in overrides if o.startswith(f"paths.{key}="))
+
+
+def _append(record: dict) -> None:
+    with open(RESULTS, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def pretrain(name: str, minutes: float, machine: str) -> None:
+    over = run_overrides(name, minutes)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "pipelines/pretrain.py", *over], cwd=ROOT, check=True, env=os.environ)
+    m = json.loads((_out(over, "metrics") / "pretrain.json").read_text())
+    keep = ("mlm_accuracy", "unigram_accuracy", "nsp_accuracy", "mlm_loss", "steps", "tokens", "train_minutes")
+    record = {
+        "kind": "pretrain",
+        "name": name,
+        "minutes": minutes,
+        "stage_wall_minutes": (time.perf_counter() - t0) / 60,
+    }
+    _append({**record, **{k: m[k] for k in keep}, "replay": m.get("replay"), "machine": machine})
+
+
+def finetune(name: str, minutes: float, tasks: list[str], seeds: list[int], machine: str) -> None:
+    over = run_overrides(name, minutes)
+    for task in tasks:
+        for seed in seeds:
+            extra = [f"task={task}", "task.random_init_control=true", f"seed={seed}"]
+            if task == "sst2":  # a slice: the full 67k sentences take an hour per model here
+                extra.append("task.max_examples={train:8000}")
+            for stage in ("finetune", "evaluate"):
+                subprocess.run(
+                    [sys.executable, f"pipelines/{stage}.py", *over, *extra], cwd=ROOT, check=True, env=os.environ
+                )
+            m = json.loads((_out(over, "metrics") / "eval" / f"{task}.json").read_text())
+            _append(
+                {
+                    "kind": "finetune",
+                    "name": name,
+                    "minutes": minutes,
+                    "task": task,
+                    "seed": seed,
+                    "score": m["score"],
+                    "random_init_score": m["random_init_score"],
+                    "machine": machine,
+                }
+            )
+
+
+def report() -> None:
+    rows = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
+    print("| run | budget | held-out MLM acc | NSP acc | steps | tokens | train min |\n|---|---|---|---|---|---|---|")
+    for r in (r for r in rows if r["kind"] == "pretrain"):
+        print(
+            f"| {r['name']} | {r['minutes']:g} min | {r['mlm_accuracy']:.3f} | {r.get('nsp_accuracy', float('nan')):.3f} "
+            f"| {r['steps']:,} | {r['tokens'] / 1e6:.1f}M | {r['train_minutes']:.1f} |"
+        )
+    ft = [r for r in rows if r["kind"] == "finetune"]
+    if ft:
+        print("\n| run | task | seed | pre-trained | random init |\n|---|---|---|---|---|")
+        for r in ft:
+            print(f"| {r['name']} | {r['task']} | {r['seed']} | {r['score']:.3f} | {r['random_init_score']:.3f} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=["pretrain", "finetune", "report"])
+    ap.add_argument("--minutes", type=float, default=5)
+    ap.add_argument("--only", nargs="*", help=f"candidates ({', '.join(CANDIDATES)}) or preset:<name>")
+    ap.add_argument("--tasks", nargs="*", default=["rte", "mrpc", "stsb", "cola", "sst2"])
+    ap.add_argument("--seeds", nargs="*", type=int, default=[42])
+    args = ap.parse_args()
+    if args.action == "report":
+        return report()
+    machine = print_header()
+    for name in args.only or list(CANDIDATES):
+        if args.action == "pretrain":
+            pretrain(name, args.minutes, machine)
+        else:
+            finetune(name, args.minutes, args.tasks, args.seeds, machine)
+    report()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Time-budgeted pre-training (`pretrain.budget_minutes`), driven by a fake clock: every trained
+step advances it by 2 seconds, so a 1-minute budget is spent at a known step."""
+
+import csv
+import math
+
+import pytest
+import pytorch_lightning as pl
+
+from bertforge.budget import fraction_schedule
+from bertforge.config import ConfigError, compose
+
+PEAK = 1e-3  # the default pretrain.lr
+BUDGET = ["pretrain.budget_minutes=1", "pretrain.warmup_fraction=0.1", "pretrain.log_every_n_steps=10"]
+TICK = 2.0
+
+
+class FakeClock:
+    def __init__(self, t: float = 0.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Tick(pl.Callback):
+    """Advances the fake clock after each trained step (validation takes no fake time)."""
+
+    def __init__(self, clock: FakeClock):
+        self.clock = clock
+
+    def on_train_batch_end(self, *args):
+        self.clock.t += TICK
+
+
+def _budget_run(pretrain_run, tmp_path, prepared, name, extra=(), callbacks=(), start=0.0):
+    clock = FakeClock(start)
+    return pretrain_run(tmp_path, prepared, name, [*BUDGET, *extra], [Tick(clock), *callbacks], clock=clock)
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_fraction_schedule_warms_up_then_decays_to_zero_at_the_budget():
+    linear, cosine = fraction_schedule(0.1, "linear"), fraction_schedule(0.1, "cosine")
+    assert [linear(f) for f in (0.0, 0.05, 0.1, 0.55, 1.0)] == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0])
+    assert cosine(0.55) == pytest.approx(0.5) and cosine(1.0) == pytest.approx(0.0)
+    assert cosine(0.3) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.2 / 0.9)))
+
+
+def test_budget_schedule_reaches_zero_learning_rate_when_the_budget_is_spent(
+    tmp_path, demo_prepared, tracking, pretrain_run
+):
+    """Step k reads the clock at 2k s (before its optimizer step): the 60-s budget is spent at
+    step 30, the 31st, whatever max_steps says; the rate logged at step s was set after step
+    s-2 read 2(s-2) s."""
+    metrics, _ = _budget_run(pretrain_run, tmp_path, demo_prepared[1], "b", ["pretrain.max_steps=5"])
+    assert metrics["steps"] == 31 and metrics["budget_minutes"] == 1.0
+    assert metrics["train_minutes"] == pytest.approx(60 / 60)  # read at the stop (the last tick comes after)
+    assert metrics["warmup_end_step"] == 3  # the first step that read f >= 0.1 (6 s)
+    assert metrics["replay"] == "pretrain.budget_minutes=null pretrain.max_steps=31 pretrain.warmup_steps=3"
+    assert metrics["tokens"] > 31 * 32 * 8  # real tokens of 31 batches of 32 pairs (pairs hold >> 8 tokens)
+    rows = _rows(tmp_path / "b" / "plots" / "train.csv")
+    assert [int(r["step"]) for r in rows] == [10, 20, 30, 31]
+    factor = fraction_schedule(0.1)
+    for r in rows[:3]:
+        s = int(r["step"])
+        assert float(r["train/lr"]) == pytest.approx(PEAK * factor(TICK * (s - 2) / 60), rel=1e-4)
+    assert float(rows[-1]["train/lr"]) == 0.0  # the curve ends at zero
+    assert [int(r["step"]) for r in _rows(tmp_path / "b" / "plots" / "valid.csv")] == [15, 30, 31]
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_a_resumed_run_keeps_the_budget_it_already_spent(tmp_path, demo_prepared, tracking, pretrain_run):
+    """Crash at step 15; the checkpoint at step 10 holds 20 s spent (Lightning runs checkpoint
+    callbacks last, after the tick). The resumed process's clock starts elsewhere (500 s): it
+    gets the remaining 40 s, i.e. steps 10..30, not a fresh minute (which would end at step 40)."""
+
+    class CrashAt(pl.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 15:
+                raise _Crash
+
+    over = ["pretrain.checkpoint_every_n_steps=10"]
+    with pytest.raises(_Crash):
+        _budget_run(pretrain_run, tmp_path, demo_prepared[1], "r", over, [CrashAt()])
+    metrics, _ = _budget_run(pretrain_run, tmp_path, demo_prepared[1], "r", over, start=500.0)
+    assert metrics["steps"] == 31
+    assert metrics["train_minutes"] == pytest.approx((20 + 20 * TICK) / 60)
+    rows = _rows(tmp_path / "r" / "plots" / "train.csv")
+    assert [int(r["step"]) for r in rows] == [10, 20, 30, 31] and float(rows[-1]["train/lr"]) == 0.0
+
+
+def test_budget_phases_switch_at_their_fraction_of_the_budget(tmp_path, demo_prepared, tracking, pretrain_run):
+    """Half the budget at 32 tokens, half at 64: step 15 reads f = 0.5, so steps 0..15 are the
+    first phase and the next epoch, from step 16, is built at 64 tokens."""
+    widths: dict[int, int] = {}
+
+    class Widths(pl.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            widths[trainer.global_step - 1] = batch["input_ids"].shape[1]
+
+    phases = (
+        "pretrain.phases=[{fraction:0.5,max_seq_length:32,max_predictions_per_seq:5},{fraction:0.5,max_seq_length:64}]"
+    )
+    metrics, _ = _budget_run(pretrain_run, tmp_path, demo_prepared[1], "p", [phases], [Widths()])
+    assert sorted(widths) == list(range(31)) and metrics["steps"] == 31
+    assert max(widths[s] for s in range(16)) <= 32 < max(widths[s] for s in range(16, 31)) <= 64
+    assert metrics["replay"].endswith(
+        "pretrain.phases=[{steps:16,max_seq_length:32,max_predictions_per_seq:5},{steps:15,max_seq_length:64}]"
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["pretrain.budget_minutes=0"], r"pretrain.budget_minutes=0: must be a number of minutes > 0"),
+        (["pretrain.budget_minutes=1", "pretrain.warmup_fraction=1.0"], r"pretrain.warmup_fraction=1.0: must be in"),
+        (
+            ["pretrain.budget_minutes=1", "pretrain.phases=[{steps:30}]"],
+            r"pretrain.phases\[0\]: needs fraction in \(0, 1\]",
+        ),
+        (
+            ["pretrain.budget_minutes=1", "pretrain.phases=[{fraction:0.5},{fraction:0.4}]"],
+            "pretrain.phases: fractions add up to 0.9, not 1",
+        ),
+        (["pretrain.val_settings={lr:0.1}"], "pretrain.val_settings: only"),
+    ],
+)
+def test_impossible_budget_settings_fail_before_training(tmp_path, demo_prepared, tracking, overrides, message):
+    from bertforge.pretraining import check_pretrain_config
+
+    cfg = compose(["corpus.num_documents=300", "tokenizer.vocab_size=3000", *overrides])
+    with pytest.raises(ConfigError, match=message):
+        check_pretrain_config(cfg, demo_prepared[1])
+
+
+@pytest.mark.parametrize("preset", ["cpu15"])
+def test_budget_presets_compose_with_other_choices_and_pass_the_config_checks(preset):
+    from pathlib import Path
+
+    from bertforge.optim import check_optim_config
+    from bertforge.pretrain_module import check_phases
+
+    presets = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "budget").glob("*.yaml"))
+    assert preset in presets
+    cfg = compose([f"+budget={preset}", "corpus=korean", "tokenizer=korean", "trainer=cpu32"])
+    minutes = int(preset.removeprefix("cpu").removeprefix("gpu"))
+    assert cfg.pretrain.budget_minutes == minutes and cfg.corpus.name == "korean" and cfg.trainer.precision == "32-true"
+    check_optim_config(cfg.pretrain)
+    check_phases(cfg.pretrain)
+    # the command line still wins over the preset
+    mine = compose([f"+budget={preset}", "model=mini", "pretrain.lr=1e-4", "pretrain.budget_minutes=2"])
+    assert (mine.model.name, mine.pretrain.lr, mine.pretrain.budget_minutes) == ("mini", 1e-4, 2)
