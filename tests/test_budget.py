@@ -157,3 +157,19 @@ def test_budget_presets_compose_with_other_choices_and_pass_the_config_checks(pr
     # the command line still wins over the preset
     mine = compose([f"+budget={preset}", "model=mini", "pretrain.lr=1e-4", "pretrain.budget_minutes=2"])
     assert (mine.model.name, mine.pretrain.lr, mine.pretrain.budget_minutes) == ("mini", 1e-4, 2)
+
+
+def test_dvc_composes_a_budget_preset_into_params(tmp_path):
+    """`dvc exp run -S +budget=cpu15` goes through DVC's own Hydra composition into params.yaml,
+    which the stages read."""
+    from pathlib import Path
+
+    import yaml
+    from dvc.utils.hydra import compose_and_dump
+
+    repo = Path(__file__).parents[1]
+    out = tmp_path / "params.yaml"
+    compose_and_dump(out, str(repo / "conf"), None, "config", str(repo / ".dvc" / "plugins"), ["+budget=cpu15"])
+    params = yaml.safe_load(out.read_text())
+    assert params["model"]["name"] == "tiny" and params["pretrain"]["budget_minutes"] == 15
+    assert [p["fraction"] for p in params["pretrain"]["phases"]] == [0.9, 0.1]
