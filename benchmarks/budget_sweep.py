@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from common import print_header
+from common import ROOT, append_jsonl, print_header, run_stage
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "budget_sweep.jsonl"
 DATA = [
     "corpus=wikipedia_en",
@@ -37,6 +33,8 @@ DATA = [
     "pretrain.checkpoint_every_n_steps=1000",
 ]
 SEQ128 = ["pretrain.max_seq_length=128", "pretrain.max_predictions_per_seq=20"]
+# 90% of the budget on pairs of <= 64 tokens, the rest at the base settings (<= 128)
+SEQ64_FIRST = "pretrain.phases=[{fraction:0.9,max_seq_length:64,max_predictions_per_seq:10},{fraction:0.1}]"
 CANDIDATES = {
     "mini-lr5e-4": ["model=mini", *SEQ128, "pretrain.lr=5e-4"],
     "mini-lr1e-3": ["model=mini", *SEQ128, "pretrain.lr=1e-3"],
@@ -47,20 +45,10 @@ CANDIDATES = {
         "pretrain.max_predictions_per_seq=40",
         "pretrain.lr=1e-3",
     ],
-    "mini-lr1e-3-seq64": [
-        "model=mini",
-        *SEQ128,
-        "pretrain.lr=1e-3",
-        "pretrain.phases=[{fraction:0.9,max_seq_length:64,max_predictions_per_seq:10},{fraction:0.1}]",
-    ],
+    "mini-lr1e-3-seq64": ["model=mini", *SEQ128, "pretrain.lr=1e-3", SEQ64_FIRST],
     "tiny-lr2e-3": ["model=tiny", *SEQ128, "pretrain.lr=2e-3"],
     "tiny-lr4e-3": ["model=tiny", *SEQ128, "pretrain.lr=4e-3"],
-    "tiny-lr2e-3-seq64": [
-        "model=tiny",
-        *SEQ128,
-        "pretrain.lr=2e-3",
-        "pretrain.phases=[{fraction:0.9,max_seq_length:64,max_predictions_per_seq:10},{fraction:0.1}]",
-    ],
+    "tiny-lr2e-3-seq64": ["model=tiny", *SEQ128, "pretrain.lr=2e-3", SEQ64_FIRST],
     "small-lr5e-4": ["model=small", *SEQ128, "pretrain.lr=5e-4"],
 }
 PRESETS = ("cpu15", "cpu60")
@@ -87,15 +75,10 @@ def _out(overrides: list[str], key: str) -> Path:
     return ROOT / next(o.split("=", 1)[1] for o in overrides if o.startswith(f"paths.{key}="))
 
 
-def _append(record: dict) -> None:
-    with open(RESULTS, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
-
-
 def pretrain(name: str, minutes: float, machine: str) -> None:
     over = run_overrides(name, minutes)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "pipelines/pretrain.py", *over], cwd=ROOT, check=True, env=os.environ)
+    run_stage("pretrain", over)
     m = json.loads((_out(over, "metrics") / "pretrain.json").read_text())
     keep = ("mlm_accuracy", "unigram_accuracy", "nsp_accuracy", "mlm_loss", "steps", "tokens", "train_minutes")
     record = {
@@ -104,7 +87,7 @@ def pretrain(name: str, minutes: float, machine: str) -> None:
         "minutes": minutes,
         "stage_wall_minutes": (time.perf_counter() - t0) / 60,
     }
-    _append({**record, **{k: m[k] for k in keep}, "replay": m.get("replay"), "machine": machine})
+    append_jsonl(RESULTS, {**record, **{k: m[k] for k in keep}, "replay": m.get("replay"), "machine": machine})
 
 
 def finetune(name: str, minutes: float, tasks: list[str], seeds: list[int], machine: str) -> None:
@@ -115,11 +98,10 @@ def finetune(name: str, minutes: float, tasks: list[str], seeds: list[int], mach
             if task == "sst2":  # a slice: the full 67k sentences take an hour per model here
                 extra.append("task.max_examples={train:8000}")
             for stage in ("finetune", "evaluate"):
-                subprocess.run(
-                    [sys.executable, f"pipelines/{stage}.py", *over, *extra], cwd=ROOT, check=True, env=os.environ
-                )
+                run_stage(stage, [*over, *extra])
             m = json.loads((_out(over, "metrics") / "eval" / f"{task}.json").read_text())
-            _append(
+            append_jsonl(
+                RESULTS,
                 {
                     "kind": "finetune",
                     "name": name,
@@ -129,7 +111,7 @@ def finetune(name: str, minutes: float, tasks: list[str], seeds: list[int], mach
                     "score": m["score"],
                     "random_init_score": m["random_init_score"],
                     "machine": machine,
-                }
+                },
             )
 
 

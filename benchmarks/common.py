@@ -3,7 +3,25 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_stage(name: str, overrides: list[str]) -> None:
+    """pipelines/<name>.py with Hydra overrides, in its own process from the repository root
+    (a stage run as a user runs it; a failure stops the benchmark)."""
+    subprocess.run([sys.executable, f"pipelines/{name}.py", *overrides], cwd=ROOT, check=True, env=os.environ)
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """One result per line, appended: a long benchmark keeps what it measured if it is stopped."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def stage_runner(name: str):

@@ -18,15 +18,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-from common import print_header
+from common import ROOT, append_jsonl, print_header, run_stage
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "korean_value.jsonl"
 OUT = "outputs/real/korean"
 BASE = [
@@ -40,15 +37,6 @@ BASE = [
     f"paths.finetuned={OUT}/finetune",
     f"paths.evaluated={OUT}/eval",
 ]
-
-
-def _run(stage: str, overrides: list[str]) -> None:
-    subprocess.run([sys.executable, f"pipelines/{stage}.py", *overrides], cwd=ROOT, check=True, env=os.environ)
-
-
-def _append(record: dict) -> None:
-    with open(RESULTS, "a") as fh:
-        fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def minilm_dir() -> Path:
@@ -65,13 +53,14 @@ def finetune(seeds: list[int], machine: str) -> None:
         for seed in seeds:
             # the pre-trained run also trains the same architecture from random init (the control)
             over = [*BASE, "task=korsts", f"seed={seed}", *init, f"task.random_init_control={name == 'pretrained'}"]
-            _run("finetune", over)
-            _run("evaluate", over)
+            run_stage("finetune", over)
+            run_stage("evaluate", over)
             m = json.loads((ROOT / OUT / "metrics" / "eval" / "korsts.json").read_text())
             runs = [(name, "")] + ([("random init", "random_init_")] if name == "pretrained" else [])
             for label, prefix in runs:
                 dev = m[f"{prefix}dev"]
-                _append(
+                append_jsonl(
+                    RESULTS,
                     {
                         "init": label,
                         "seed": seed,
@@ -79,7 +68,7 @@ def finetune(seeds: list[int], machine: str) -> None:
                         "spearman": dev["spearman"],
                         "pretrain": {k: pre.get(k) for k in ("mlm_accuracy", "steps", "tokens", "train_minutes")},
                         "machine": machine,
-                    }
+                    },
                 )
 
 
@@ -106,9 +95,9 @@ def main() -> None:
         return report()
     machine = print_header()
     if args.action == "prepare":
-        _run("prepare", BASE)
+        run_stage("prepare", BASE)
     elif args.action == "pretrain":
-        _run("pretrain", [*BASE, f"+budget={args.budget}"])
+        run_stage("pretrain", [*BASE, f"+budget={args.budget}"])
     else:
         finetune(args.seeds, machine)
     report()

@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from common import print_header
+from common import ROOT, print_header, run_stage
 
-ROOT = Path(__file__).resolve().parents[1]
 OUT = "outputs/real/ttq"
 
 
@@ -94,12 +90,7 @@ def main() -> None:
     args = ap.parse_args()
     print_header()
     if not args.report_only:
-        subprocess.run(
-            [sys.executable, "pipelines/pretrain.py", *overrides(args.steps, args.val_every)],
-            cwd=ROOT,
-            check=True,
-            env=os.environ,
-        )
+        run_stage("pretrain", overrides(args.steps, args.val_every))
     result = report([15, 30, 60])
     Path(args.out).write_text(json.dumps(result, indent=1))
 
