@@ -95,16 +95,14 @@ def check_phases(cfg) -> None:
             raise ConfigError(
                 f"pretrain.phases[{i}]: needs {want} and only {', '.join(PHASE_KEYS)} besides (got {dict(p)})"
             )
-    if phases and budgeted and abs(sum(float(p.fraction) for p in phases) - 1) > 1e-6:
+    total = sum(float(p[length]) for p in phases)
+    if phases and budgeted and abs(total - 1) > 1e-6:
         raise ConfigError(
-            f"pretrain.phases: fractions add up to {sum(float(p.fraction) for p in phases):g}, not 1 "
+            f"pretrain.phases: fractions add up to {total:g}, not 1 "
             "(with pretrain.budget_minutes each phase is a fraction of the budget)"
         )
-    if phases and not budgeted and sum(int(p.steps) for p in phases) != cfg.max_steps:
-        raise ConfigError(
-            f"pretrain.phases: steps add up to {sum(int(p.steps) for p in phases)}, "
-            f"not pretrain.max_steps={cfg.max_steps}"
-        )
+    if phases and not budgeted and total != cfg.max_steps:
+        raise ConfigError(f"pretrain.phases: steps add up to {int(total)}, not pretrain.max_steps={cfg.max_steps}")
     val = cfg.get("val_settings") or {}
     if set(val) - {*PHASE_KEYS, "masked_lm_prob"}:
         raise ConfigError(f"pretrain.val_settings: only {', '.join((*PHASE_KEYS, 'masked_lm_prob'))} (got {dict(val)})")
