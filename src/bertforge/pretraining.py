@@ -26,7 +26,7 @@ from .outputs import read_json, write_json
 from .pretrain_module import CurveWriter, PretrainData, PretrainModule, check_phases
 from .pretraining_data import SpecialIds, check_example_config
 from .shards import Shard
-from .tokenization import load_tokenizer
+from .tokenization import load_tokenizer, save_tokenizer_dir
 from .trainer import build_trainer
 
 TRAIN_KEYS = ["train/loss", "train/mlm_loss", "train/nsp_loss", "train/lr"]
@@ -218,7 +218,7 @@ def pretrain(
         final = trainer.validate(module, datamodule=data, verbose=False)[0]
 
     model.save_pretrained(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
+    save_tokenizer_dir(tokenizer, out_dir)
     if trainer.is_global_zero:
         curves_out.mkdir(parents=True, exist_ok=True)
         for name in ("train.csv", "valid.csv"):

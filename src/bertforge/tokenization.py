@@ -15,6 +15,7 @@ from typing import Iterable
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from .config import ConfigError, resolve_path
+from .morphemes import attach, check_analyzer, read_marker, write_marker
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 _HANGUL = range(0xAC00, 0xD7A4)
@@ -100,7 +101,28 @@ def save_tokenizer(vocab: dict[str, int], out_dir: Path, cfg, model_max_length: 
         model_max_length=model_max_length,
     )
     hf.save_pretrained(str(out_dir))
+    analyzer = check_analyzer(cfg.get("pre_segmentation"))
+    if analyzer:
+        write_marker(out_dir, analyzer)
+        attach(hf, analyzer)
     return hf
+
+
+def save_tokenizer_dir(tok, out_dir: str | Path) -> None:
+    """`save_pretrained`, keeping the morpheme pre-segmentation (`morphemes`) of a tokenizer that
+    has one: its Python pre-tokenizer step cannot be serialized, so the BERT one is saved and the
+    marker file says to cut again on load."""
+    analyzer = getattr(tok, "bertforge_pre_segmentation", None)
+    if not analyzer:
+        tok.save_pretrained(str(out_dir))
+        return
+    backend = tok.backend_tokenizer
+    custom, backend.pre_tokenizer = backend.pre_tokenizer, pre_tokenizers.BertPreTokenizer()
+    try:
+        tok.save_pretrained(str(out_dir))
+    finally:
+        backend.pre_tokenizer = custom
+    write_marker(Path(out_dir), analyzer)
 
 
 def load_tokenizer(path: str | Path):
@@ -114,6 +136,9 @@ def load_tokenizer(path: str | Path):
     missing = [t for t in SPECIAL_TOKENS if t not in vocab]
     if missing:
         raise ConfigError(f"{path}: vocabulary lacks the special tokens {missing}")
+    analyzer = read_marker(path)
+    if analyzer:
+        attach(tok, analyzer)
     return tok
 
 
