@@ -7,6 +7,8 @@ fine-tuned on GLUE next to the same architecture from random initialisation.
     python benchmarks/budget_sweep.py pretrain --minutes 5         # every candidate, 5 min each
     python benchmarks/budget_sweep.py pretrain --minutes 15 --only preset:cpu15
     python benchmarks/budget_sweep.py finetune --minutes 15 --only preset:cpu15 --tasks rte mrpc stsb cola sst2
+    python benchmarks/budget_sweep.py pretrain --minutes 60 --only preset:cpu60
+    python benchmarks/budget_sweep.py finetune --minutes 60 --only preset:cpu60 --tasks rte mrpc stsb cola sst2
     python benchmarks/budget_sweep.py report                      # the tables again
 
 Results are appended to benchmarks/results/budget_sweep.jsonl (one line per run, with the
@@ -90,11 +92,11 @@ def pretrain(name: str, minutes: float, machine: str) -> None:
     append_jsonl(RESULTS, {**record, **{k: m[k] for k in keep}, "replay": m.get("replay"), "machine": machine})
 
 
-def finetune(name: str, minutes: float, tasks: list[str], seeds: list[int], machine: str) -> None:
+def finetune(name: str, minutes: float, tasks: list[str], seeds: list[int], machine: str, sets: list[str]) -> None:
     over = run_overrides(name, minutes)
     for task in tasks:
         for seed in seeds:
-            extra = [f"task={task}", "task.random_init_control=true", f"seed={seed}"]
+            extra = [f"task={task}", "task.random_init_control=true", f"seed={seed}", *sets]
             if task == "sst2":  # a slice: the full 67k sentences take an hour per model here
                 extra.append("task.max_examples={train:8000}")
             for stage in ("finetune", "evaluate"):
@@ -110,6 +112,7 @@ def finetune(name: str, minutes: float, tasks: list[str], seeds: list[int], mach
                     "seed": seed,
                     "score": m["score"],
                     "random_init_score": m["random_init_score"],
+                    **({"finetune_overrides": sets} if sets else {}),
                     "machine": machine,
                 },
             )
@@ -125,9 +128,12 @@ def report() -> None:
         )
     ft = [r for r in rows if r["kind"] == "finetune"]
     if ft:
-        print("\n| run | task | seed | pre-trained | random init |\n|---|---|---|---|---|")
+        print("\n| run | task | seed | fine-tuning | pre-trained | random init |\n|---|---|---|---|---|---|")
         for r in ft:
-            print(f"| {r['name']} | {r['task']} | {r['seed']} | {r['score']:.3f} | {r['random_init_score']:.3f} |")
+            sets = " ".join(r.get("finetune_overrides", [])) or "defaults"
+            print(
+                f"| {r['name']} | {r['task']} | {r['seed']} | {sets} | {r['score']:.3f} | {r['random_init_score']:.3f} |"
+            )
 
 
 def main() -> None:
@@ -137,6 +143,7 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", help=f"candidates ({', '.join(CANDIDATES)}) or preset:<name>")
     ap.add_argument("--tasks", nargs="*", default=["rte", "mrpc", "stsb", "cola", "sst2"])
     ap.add_argument("--seeds", nargs="*", type=int, default=[42])
+    ap.add_argument("--set", nargs="*", default=[], help="fine-tuning overrides, e.g. finetune.lr=3e-4")
     args = ap.parse_args()
     if args.action == "report":
         return report()
@@ -145,7 +152,7 @@ def main() -> None:
         if args.action == "pretrain":
             pretrain(name, args.minutes, machine)
         else:
-            finetune(name, args.minutes, args.tasks, args.seeds, machine)
+            finetune(name, args.minutes, args.tasks, args.seeds, machine, args.set)
     report()
 
 

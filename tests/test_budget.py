@@ -140,7 +140,7 @@ def test_impossible_budget_settings_fail_before_training(tmp_path, demo_prepared
         check_pretrain_config(cfg, demo_prepared[1])
 
 
-@pytest.mark.parametrize("preset", ["cpu15"])
+@pytest.mark.parametrize("preset", ["cpu15", "cpu60"])
 def test_budget_presets_compose_with_other_choices_and_pass_the_config_checks(preset):
     from pathlib import Path
 
@@ -157,6 +157,10 @@ def test_budget_presets_compose_with_other_choices_and_pass_the_config_checks(pr
     # the command line still wins over the preset
     mine = compose([f"+budget={preset}", "model=mini", "pretrain.lr=1e-4", "pretrain.budget_minutes=2"])
     assert (mine.model.name, mine.pretrain.lr, mine.pretrain.budget_minutes) == ("mini", 1e-4, 2)
+    if preset == "cpu60":  # cpu15's recipe, stretched to the hour
+        base = compose(["+budget=cpu15", "corpus=korean", "tokenizer=korean", "trainer=cpu32"])
+        assert cfg.model == base.model and cfg.model.name == "tiny"
+        assert {**cfg.pretrain, "budget_minutes": 15} == {**base.pretrain}
 
 
 def test_dvc_composes_a_budget_preset_into_params(tmp_path):
