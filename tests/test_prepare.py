@@ -2,7 +2,6 @@
 shards that match what users' tokenizers produce, and no half-written output on bad input."""
 
 import hashlib
-import json
 import lzma
 import os
 import subprocess
@@ -59,35 +58,6 @@ def test_output_is_identical_for_any_number_of_workers(tmp_path, monkeypatch):
     in_train = [e for e in encoded if e not in valid_docs]
     assert len(in_train) == train.num_documents == stats[1]["splits"]["train"]["documents"]
     assert all(tuple(tuple(s.tolist()) for s in train.document(i)) == e for i, e in enumerate(in_train))
-
-
-def test_vocabulary_is_identical_across_processes_with_alphabet_ties(tmp_path):
-    """36 characters occur once each and limit_alphabet cuts among them: the trainer alone picks
-    the tied ones in hash order (so vocabularies differed between runs); ours breaks ties by code point."""
-    rare = "".join(chr(c) for c in range(0x3B1, 0x3C9))  # Greek letters, once each
-    (tmp_path / "t.txt").write_text(
-        "\n".join(["the cat sat on the mat"] * 50 + [f"w{c}x" for c in rare]), encoding="utf-8"
-    )
-    code = (
-        "import sys, json; from collections import Counter; from omegaconf import OmegaConf; "
-        "from bertforge.tokenization import train_wordpiece; "
-        "cfg = OmegaConf.create(dict(vocab_size=60, min_frequency=1, limit_alphabet=30, lowercase=True, strip_accents=False)); "
-        "text = open(sys.argv[1], encoding='utf-8').read(); "
-        "print(json.dumps(train_wordpiece([sys.argv[1]], cfg, Counter(text.lower()))))"
-    )
-    vocabs = [
-        subprocess.run(
-            [sys.executable, "-c", code, str(tmp_path / "t.txt")],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**os.environ, "PYTHONHASHSEED": str(seed)},
-        ).stdout
-        for seed in (1, 2, 3)
-    ]
-    assert vocabs[0] == vocabs[1] == vocabs[2]
-    vocab = json.loads(vocabs[0])
-    assert "##α" in vocab and "ω" not in vocab  # the lowest code points win the tie
 
 
 def test_reused_tokenizer_from_an_installed_package(tmp_path):
@@ -206,3 +176,17 @@ def test_korean_profile_prepares_with_hangul_intact(tmp_path):
     assert any("\uac00" <= ch <= "\ud7a3" for ch in sentence)
     ids = tok(sentence, add_special_tokens=False)["input_ids"]
     assert tok.unk_token_id not in ids and tok.decode(ids).replace(" ", "") == sentence.replace(" ", "")
+
+
+def test_prepare_is_deterministic_across_processes(tmp_path):
+    """Two `prepare` runs in fresh processes write byte-identical tokenizers and shards."""
+    code = (
+        "import sys, pathlib; from bertforge.config import compose; from bertforge.preparation import prepare; "
+        "prepare(compose(['corpus.num_documents=200', 'tokenizer.vocab_size=800']), pathlib.Path(sys.argv[1]))"
+    )
+    digests = []
+    for run in ("a", "b"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / run)], check=True, capture_output=True)
+        files = ["tokenizer/tokenizer.json", "shards/train/tokens.npy", "shards/valid/document_offsets.npy"]
+        digests.append([hashlib.sha256((tmp_path / run / f).read_bytes()).hexdigest() for f in files])
+    assert digests[0] == digests[1]

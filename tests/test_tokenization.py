@@ -1,3 +1,7 @@
+import json
+import os
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -50,27 +54,36 @@ def test_prepared_tokenizer_loads_identically(demo_prepared):
 
 
 def test_tokenizer_dir_without_special_tokens_is_rejected(tmp_path):
-    import json
-
     (tmp_path / "vocab.txt").write_text("a\nb\n[UNK]\n")
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer"}))
     with pytest.raises(ConfigError, match="lacks the special tokens"):
         load_tokenizer(tmp_path)
 
 
-def test_prepare_is_deterministic_across_processes(tmp_path):
-    """Two `prepare` runs in fresh processes write byte-identical tokenizers and shards."""
-    import hashlib
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, pathlib; from bertforge.config import compose; from bertforge.preparation import prepare; "
-        "prepare(compose(['corpus.num_documents=200', 'tokenizer.vocab_size=800']), pathlib.Path(sys.argv[1]))"
+def test_vocabulary_is_identical_across_processes_with_alphabet_ties(tmp_path):
+    """36 characters occur once each and limit_alphabet cuts among them: the trainer alone picks
+    the tied ones in hash order (so vocabularies differed between runs); ours breaks ties by code point."""
+    rare = "".join(chr(c) for c in range(0x3B1, 0x3C9))  # Greek letters, once each
+    (tmp_path / "t.txt").write_text(
+        "\n".join(["the cat sat on the mat"] * 50 + [f"w{c}x" for c in rare]), encoding="utf-8"
     )
-    digests = []
-    for run in ("a", "b"):
-        subprocess.run([sys.executable, "-c", code, str(tmp_path / run)], check=True, capture_output=True)
-        files = ["tokenizer/tokenizer.json", "shards/train/tokens.npy", "shards/valid/document_offsets.npy"]
-        digests.append([hashlib.sha256((tmp_path / run / f).read_bytes()).hexdigest() for f in files])
-    assert digests[0] == digests[1]
+    code = (
+        "import sys, json; from collections import Counter; from omegaconf import OmegaConf; "
+        "from bertforge.tokenization import train_wordpiece; "
+        "cfg = OmegaConf.create(dict(vocab_size=60, min_frequency=1, limit_alphabet=30, lowercase=True, strip_accents=False)); "
+        "text = open(sys.argv[1], encoding='utf-8').read(); "
+        "print(json.dumps(train_wordpiece([sys.argv[1]], cfg, Counter(text.lower()))))"
+    )
+    vocabs = [
+        subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "t.txt")],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in (1, 2, 3)
+    ]
+    assert vocabs[0] == vocabs[1] == vocabs[2]
+    vocab = json.loads(vocabs[0])
+    assert "##α" in vocab and "ω" not in vocab  # the lowest code points win the tie
