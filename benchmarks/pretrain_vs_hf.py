@@ -17,8 +17,15 @@ Side by side in one process, on the same prepared shards, model size and batch s
 Tokens are real (non-padding) tokens; the number is the median over windows after warm-up.
 "FLOP bound" is stock FLOPs / our FLOPs on the measured batches: the speed-up that doing less
 arithmetic alone gives, if both ran at the same FLOP rate (see `flops()` for the counting).
+"MFU" is model FLOPs utilisation on real tokens: the useful training FLOPs per real token (our
+count: every layer on real tokens, the MLM head at masked positions) times tokens/s, over the
+device's dense bf16 peak (`PEAK_TFLOPS` by GPU name, or `--peak-tflops`; left out when unknown,
+as on CPUs). Peak memory: on a GPU `torch.cuda.max_memory_allocated` during the stage's runs and
+during the side-by-side recipes (all of whose models are resident together); on a CPU the
+process's peak resident memory.
 
     python benchmarks/pretrain_vs_hf.py --prepared outputs/prepare --sizes tiny mini small
+    python benchmarks/pretrain_vs_hf.py --device cuda --sizes base mini --batch-size 128   # one GPU
 
 Also prints the stock and our losses at the same steps (same batches, same initial weights), so
 the speed does not come from computing something else.
@@ -100,6 +107,62 @@ def flops(m, batch) -> tuple[float, float]:
     stock = layers * b * s * (4 * h * h + 2 * h * i) + attention + b * s * (h * h + h * v)
     ours = layers * real * (4 * h * h + 2 * h * i) + attention + masked * (h * h + h * v)
     return 6.0 * stock, 6.0 * ours
+
+
+# dense bf16 tensor-core peak, TFLOP/s (vendor datasheets, without sparsity)
+PEAK_TFLOPS = {
+    "H200": 989.4,
+    "H100 SXM": 989.4,
+    "H100 80GB HBM3": 989.4,
+    "H100 PCIe": 756.0,
+    "H100": 989.4,
+    "A100": 312.0,
+    "L40S": 362.1,
+    "L4": 121.0,
+    "A10": 125.0,
+}
+DEVICES = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}  # --device -> our trainer profile
+
+
+def driver_version() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True
+        )
+    except OSError:
+        return "?"
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "?"
+
+
+def peak_tflops(gpu: str | None, override: float | None) -> float | None:
+    if override:
+        return override
+    return next((v for k, v in PEAK_TFLOPS.items() if gpu and k in gpu), None)
+
+
+class PeakMemory:
+    """Peak memory in GB since `reset()`: CUDA allocations on a GPU, else the process's peak RSS
+    (which never goes down: on a CPU it is the peak so far)."""
+
+    def __init__(self, device: str):
+        self.device = device
+
+    def reset(self) -> None:
+        import torch
+
+        if self.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+
+    def read(self) -> float:
+        import resource
+
+        import torch
+
+        if self.device == "cuda":
+            return torch.cuda.max_memory_allocated() / 2**30
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def windows(times: list[float], tokens: list[int], args) -> float:
@@ -235,16 +298,24 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40, help="measured steps per recipe (after --warmup)")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--window", type=int, default=5, help="steps per throughput window")
-    ap.add_argument("--trainer", default="auto", help="our trainer profile (auto: precision per hardware)")
+    ap.add_argument("--device", choices=list(DEVICES), default="auto", help="auto: the GPU if one is visible")
+    ap.add_argument("--trainer", help="our trainer profile instead of --device's (e.g. gpu16, cpu32)")
+    ap.add_argument("--peak-tflops", type=float, help="the device's peak for MFU (default: by GPU name)")
     args = ap.parse_args()
+    args.trainer = args.trainer or DEVICES[args.device]
     import torch
 
     from bertforge.config import compose
-    from bertforge.hardware import header, placement
+    from bertforge.hardware import detect, header, placement
 
     place = placement(compose([f"trainer={args.trainer}"]).trainer)
     stock_bf16 = place.precision == "bf16-mixed"  # where bf16 is native, the stock recipe gets it too
     print(header(place.precision), flush=True)
+    gpu = detect().gpu if place.device == "cuda" else None
+    if gpu:
+        print(f"# GPU {gpu}, driver {driver_version()}, CUDA {torch.version.cuda}", flush=True)
+    peak = peak_tflops(gpu, args.peak_tflops)
+    memory = PeakMemory(place.device)
     rows = []
     for size in args.sizes:
         overrides = [
@@ -264,11 +335,15 @@ def main() -> None:
         arch = bert_config(m, len(tok), tok.pad_token_id)
         counts = [flops(arch, b) for b in batches[args.warmup :]]
         bound = sum(c[0] for c in counts) / sum(c[1] for c in counts)
-        r = {"size": size, "bound": bound}
+        real = sum(int(b["attention_mask"].sum()) for b in batches[args.warmup :])
+        r = {"size": size, "bound": bound, "flops_per_token": sum(c[1] for c in counts) / real}
         stage_rates = []  # the stage runs before and after the others: a slow spell cannot pick one side
+        memory.reset()
         with tempfile.TemporaryDirectory() as d:
             os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(d) / 'mlflow.db'}"
             stage_rates += run_stage(args, overrides, Path(d))
+        r["stage_mem"] = memory.read()
+        memory.reset()
         torch.manual_seed(cfg.seed)
         recipes = {"stock": stock_recipe(args, cfg, tok, ds, place, bf16=False)}
         if stock_bf16:
@@ -276,6 +351,7 @@ def main() -> None:
         recipes["padded"] = bare_recipe(args, cfg, tok, batches, place, unpad=False)
         recipes["bare"] = bare_recipe(args, cfg, tok, batches, place, unpad=True)
         interleaved(recipes, len(batches), args.window)
+        r["recipes_mem"] = memory.read()
         r.update({k: windows(rec.times, rec.tokens, args) for k, rec in recipes.items()})
         stock_loss, bare_loss = recipes["stock"].losses, recipes["bare"].losses
         del recipes
@@ -296,17 +372,38 @@ def main() -> None:
         f"ours in {place.precision}, {args.prepared}\n"
     )
     bf16_col = " stock HF bf16 autocast |" if stock_bf16 else ""
+    bf16_ratio = " stage / stock bf16 |" if stock_bf16 else ""
     print(
         f"| model | stock HF fp32 |{bf16_col} bare step, padded HF layers | bare step, unpadded | our pretrain stage | "
-        "unpadded / padded | stage / stock fp32 | FLOP bound | stage / bare |"
+        f"unpadded / padded | stage / stock fp32 |{bf16_ratio} FLOP bound | stage / bare |"
     )
-    print("|---|---|" + ("---|" if stock_bf16 else "") + "---|---|---|---|---|---|---|")
+    print("|---|---|" + ("---|---|" if stock_bf16 else "") + "---|---|---|---|---|---|---|")
     for r in rows:
         extra = f" {r['stock_bf16']:.0f} |" if stock_bf16 else ""
+        ratio = f" {r['stage'] / r['stock_bf16']:.2f}x |" if stock_bf16 else ""
         print(
             f"| {r['size']} | {r['stock']:.0f} |{extra} {r['padded']:.0f} | {r['bare']:.0f} | {r['stage']:.0f} | "
-            f"{r['bare'] / r['padded']:.2f}x | {r['stage'] / r['stock']:.2f}x | {r['bound']:.2f}x | "
+            f"{r['bare'] / r['padded']:.2f}x | {r['stage'] / r['stock']:.2f}x |{ratio} {r['bound']:.2f}x | "
             f"{r['stage'] / r['bare']:.0%} |"
+        )
+    where = "GPU memory allocated" if place.device == "cuda" else "process RSS"
+    print(
+        f"\nTraining FLOPs per real token (our count) and MFU on real tokens against "
+        f"{f'a {peak:g} TFLOP/s peak' if peak else 'no known peak (give --peak-tflops)'}; peak {where}, GB\n"
+    )
+    keys = ["stock", *(["stock_bf16"] if stock_bf16 else []), "bare", "stage"]
+    print(
+        "| model | GFLOP/token | "
+        + " | ".join(f"MFU {k.replace('_', ' ')}" for k in keys)
+        + " | peak mem stage | peak mem recipes |"
+    )
+    print("|---|---|" + "---|" * len(keys) + "---|---|")
+    for r in rows:
+        mfu = [f"{r[k] * r['flops_per_token'] / (peak * 1e12):.1%}" if peak else "—" for k in keys]
+        print(
+            f"| {r['size']} | {r['flops_per_token'] / 1e9:.3g} | "
+            + " | ".join(mfu)
+            + f" | {r['stage_mem']:.2f} | {r['recipes_mem']:.2f} |"
         )
 
 
