@@ -106,8 +106,8 @@ def finetune(tokenizer: str, seeds: list[int], inits: list[str], machine: str) -
 def report() -> None:
     rows = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
     for r in rows:  # the first rows predate the morpheme tokenizer: plain WordPiece
-        r.setdefault("kind", "finetune")
-        r.setdefault("tokenizer", "korean" if r["init"] != "minilm" else "MiniLM (English uncased)")
+        if "kind" not in r:
+            r.update(kind="finetune", tokenizer="korean" if r["init"] != "minilm" else "MiniLM (English uncased)")
     print("| tokenizer | prepare s | tokens | tokens/sentence | [UNK] rate |\n|---|---|---|---|---|")
     for r in (r for r in rows if r["kind"] == "prepare"):
         print(
