@@ -97,7 +97,9 @@ def test_embed_and_fill_mask_cut_like_pretraining(tmp_path):
     _, out = _prepare(tmp_path, workers=1)
     tok = load_tokenizer(out / "tokenizer")
     model_dir = tmp_path / "model"
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    cfg = BertConfig(
+        vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
     BertForPreTraining(cfg).save_pretrained(model_dir)
     save_tokenizer_dir(tok, model_dir)
     e = embed(model_dir, ["국민은 모델을 공유했다.", "안녕하세요"], tokens=True)
