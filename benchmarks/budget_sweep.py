@@ -22,7 +22,7 @@ import json
 import time
 from pathlib import Path
 
-from common import ROOT, append_jsonl, print_header, run_stage
+from common import ROOT, append_jsonl, print_header, read_jsonl, run_stage
 
 RESULTS = ROOT / "benchmarks" / "results" / "budget_sweep.jsonl"
 DATA = [
@@ -119,7 +119,7 @@ def finetune(name: str, minutes: float, tasks: list[str], seeds: list[int], mach
 
 
 def report() -> None:
-    rows = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
+    rows = read_jsonl(RESULTS)
     print("| run | budget | held-out MLM acc | NSP acc | steps | tokens | train min |\n|---|---|---|---|---|---|---|")
     for r in (r for r in rows if r["kind"] == "pretrain"):
         print(

@@ -24,6 +24,11 @@ def append_jsonl(path: Path, record: dict) -> None:
         fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """What append_jsonl wrote, in order; nothing yet if the file does not exist."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
 def stage_runner(name: str):
     """`run(cfg)` of pipelines/<name>.py: the stage itself, exactly as DVC runs it (they are scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "pipelines" / f"{name}.py")

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, append_jsonl, print_header, run_stage
+from common import ROOT, append_jsonl, print_header, read_jsonl, run_stage
 
 RESULTS = ROOT / "benchmarks" / "results" / "korean_value.jsonl"
 TOKENIZERS = ("korean", "korean_morpheme")
@@ -104,7 +104,7 @@ def finetune(tokenizer: str, seeds: list[int], inits: list[str], machine: str) -
 
 
 def report() -> None:
-    rows = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
+    rows = read_jsonl(RESULTS)
     for r in rows:  # the first rows predate the morpheme tokenizer: plain WordPiece
         if "kind" not in r:
             r.update(kind="finetune", tokenizer="korean" if r["init"] != "minilm" else "MiniLM (English uncased)")
