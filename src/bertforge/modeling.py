@@ -110,9 +110,10 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 
 def _attention(q, k, v, key_mask: torch.Tensor, p: float, training: bool, scale: float) -> torch.Tensor:
-    if not training or p == 0.0:
-        return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, scale=scale)
-    # SDPA's own path with dropout; written out to use the faster dropout above
+    if not training or p == 0.0 or q.device.type != "cpu":  # a GPU's fused kernels draw their own dropout
+        p = p if training else 0.0
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=p, scale=scale)
+    # on CPU SDPA's dropout path is the unfused maths; written out to use the faster dropout above
     scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale).masked_fill_(~key_mask, float("-inf"))
     return torch.matmul(dropout(scores.softmax(-1), p, True), v)
 
