@@ -264,12 +264,14 @@ def bare_recipe(args, cfg, tok, batches, place, unpad: bool) -> Recipe:
 
 
 def run_stage(args, overrides: list[str], tmp: Path) -> list[float]:
+    """The stage's own throughput windows after warm-up, tokens/s, in their order."""
     import mlflow
 
     from bertforge.config import compose
 
     cfg = compose(
         overrides
+        + args.stage_set
         + [
             f"pretrain.max_steps={args.warmup + args.steps}",
             f"pretrain.log_every_n_steps={args.window}",
@@ -301,6 +303,8 @@ def main() -> None:
     ap.add_argument("--device", choices=list(DEVICES), default="auto", help="auto: the GPU if one is visible")
     ap.add_argument("--trainer", help="our trainer profile instead of --device's (e.g. gpu16, cpu32)")
     ap.add_argument("--peak-tflops", type=float, help="the device's peak for MFU (default: by GPU name)")
+    ap.add_argument("--stage-compile", action="store_true", help="also run the stage with trainer.compile=true")
+    ap.add_argument("--stage-set", nargs="*", default=[], metavar="KEY=VALUE", help="more overrides for the stage")
     args = ap.parse_args()
     args.trainer = args.trainer or DEVICES[args.device]
     import torch
@@ -338,10 +342,11 @@ def main() -> None:
         real = sum(int(b["attention_mask"].sum()) for b in batches[args.warmup :])
         r = {"size": size, "bound": bound, "flops_per_token": sum(c[1] for c in counts) / real}
         stage_rates = []  # the stage runs before and after the others: a slow spell cannot pick one side
+        eager = [*overrides, "trainer.compile=false"]
         memory.reset()
         with tempfile.TemporaryDirectory() as d:
             os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(d) / 'mlflow.db'}"
-            stage_rates += run_stage(args, overrides, Path(d))
+            stage_rates += run_stage(args, eager, Path(d))
         r["stage_mem"] = memory.read()
         memory.reset()
         torch.manual_seed(cfg.seed)
@@ -357,8 +362,18 @@ def main() -> None:
         del recipes
         with tempfile.TemporaryDirectory() as d:
             os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(d) / 'mlflow.db'}"
-            stage_rates += run_stage(args, overrides, Path(d))
-        r["stage"] = statistics.median(stage_rates)
+            warm = run_stage(args, eager, Path(d))
+        r["stage"] = statistics.median(stage_rates + warm)
+        # does the loader keep up: the slowest window over the median, in a process whose GPU kernels are
+        # already loaded (the first run's windows also hold one-off costs: lazy kernel loading, allocator growth)
+        r["worst"] = min(warm) / statistics.median(warm)
+        print(f"{size}: stage windows, tokens/s: {', '.join(f'{x:.0f}' for x in warm)}", flush=True)
+        if args.stage_compile:
+            with tempfile.TemporaryDirectory() as d:
+                os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(d) / 'mlflow.db'}"
+                comp = run_stage(args, [*overrides, "trainer.compile=true"], Path(d))
+            r["compiled"], r["worst_compiled"] = statistics.median(comp), min(comp) / statistics.median(comp)
+            print(f"{size}: compiled stage windows, tokens/s: {', '.join(f'{x:.0f}' for x in comp)}", flush=True)
         rows.append(r)
         print(
             f"{size}: stock {r['stock']:.0f}, bare padded {r['padded']:.0f}, bare {r['bare']:.0f}, stage "
@@ -373,37 +388,50 @@ def main() -> None:
     )
     bf16_col = " stock HF bf16 autocast |" if stock_bf16 else ""
     bf16_ratio = " stage / stock bf16 |" if stock_bf16 else ""
+    comp_col = " stage, compiled |" if args.stage_compile else ""
     print(
-        f"| model | stock HF fp32 |{bf16_col} bare step, padded HF layers | bare step, unpadded | our pretrain stage | "
-        f"unpadded / padded | stage / stock fp32 |{bf16_ratio} FLOP bound | stage / bare |"
+        f"| model | stock HF fp32 |{bf16_col} bare step, padded HF layers | bare step, unpadded | our pretrain stage, eager |"
+        f"{comp_col} unpadded / padded | stage / stock fp32 |{bf16_ratio} FLOP bound | stage / bare |"
     )
-    print("|---|---|" + ("---|---|" if stock_bf16 else "") + "---|---|---|---|---|---|---|")
+    print("|---|---|" + "---|" * (7 + stock_bf16 * 2 + args.stage_compile))
     for r in rows:
         extra = f" {r['stock_bf16']:.0f} |" if stock_bf16 else ""
         ratio = f" {r['stage'] / r['stock_bf16']:.2f}x |" if stock_bf16 else ""
+        comp = f" {r['compiled']:.0f} |" if args.stage_compile else ""
         print(
-            f"| {r['size']} | {r['stock']:.0f} |{extra} {r['padded']:.0f} | {r['bare']:.0f} | {r['stage']:.0f} | "
+            f"| {r['size']} | {r['stock']:.0f} |{extra} {r['padded']:.0f} | {r['bare']:.0f} | {r['stage']:.0f} |{comp} "
             f"{r['bare'] / r['padded']:.2f}x | {r['stage'] / r['stock']:.2f}x |{ratio} {r['bound']:.2f}x | "
             f"{r['stage'] / r['bare']:.0%} |"
         )
     where = "GPU memory allocated" if place.device == "cuda" else "process RSS"
     print(
         f"\nTraining FLOPs per real token (our count) and MFU on real tokens against "
-        f"{f'a {peak:g} TFLOP/s peak' if peak else 'no known peak (give --peak-tflops)'}; peak {where}, GB\n"
+        f"{f'a {peak:g} TFLOP/s peak' if peak else 'no known peak (give --peak-tflops)'}; the stage's slowest "
+        f"window over its median; peak {where}, GB\n"
     )
-    keys = ["stock", *(["stock_bf16"] if stock_bf16 else []), "bare", "stage"]
+    keys = [
+        "stock",
+        *(["stock_bf16"] if stock_bf16 else []),
+        "bare",
+        "stage",
+        *(["compiled"] if args.stage_compile else []),
+    ]
     print(
         "| model | GFLOP/token | "
         + " | ".join(f"MFU {k.replace('_', ' ')}" for k in keys)
-        + " | peak mem stage | peak mem recipes |"
+        + " | slowest window |"
+        + (" slowest window, compiled |" if args.stage_compile else "")
+        + " peak mem stage | peak mem recipes |"
     )
-    print("|---|---|" + "---|" * len(keys) + "---|---|")
+    print("|---|---|" + "---|" * (len(keys) + 3 + args.stage_compile))
     for r in rows:
         mfu = [f"{r[k] * r['flops_per_token'] / (peak * 1e12):.1%}" if peak else "—" for k in keys]
         print(
             f"| {r['size']} | {r['flops_per_token'] / 1e9:.3g} | "
             + " | ".join(mfu)
-            + f" | {r['stage_mem']:.2f} | {r['recipes_mem']:.2f} |"
+            + f" | {r['worst']:.0%} |"
+            + (f" {r['worst_compiled']:.0%} |" if args.stage_compile else "")
+            + f" {r['stage_mem']:.2f} | {r['recipes_mem']:.2f} |"
         )
 
 

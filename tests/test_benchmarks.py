@@ -1,4 +1,4 @@
-"""The pre-training benchmark runs on a CPU as it will on a GPU (`--device`), and prints its tables."""
+"""The GPU benchmarks run on a CPU as they will on a GPU (`--device`), and print their tables."""
 
 import re
 import subprocess
@@ -9,10 +9,11 @@ import pytest
 from conftest import REPO
 
 
-@pytest.mark.slow  # runs the pretrain stage twice and four recipes (~1 min)
+@pytest.mark.slow  # runs the pretrain stage three times (once compiled) and four recipes (~2 min)
 def test_pretrain_benchmark_on_cpu_prints_throughput_mfu_and_memory(demo_prepared):
     _, prepared, _ = demo_prepared
     args = ["--device", "cpu", "--prepared", str(prepared), "--sizes", "tiny", "--steps", "4", "--warmup", "1"]
+    args += ["--stage-compile"]
     r = subprocess.run(
         [sys.executable, "benchmarks/pretrain_vs_hf.py", *args, "--window", "2", "--peak-tflops", "1"],
         cwd=REPO,
@@ -24,8 +25,30 @@ def test_pretrain_benchmark_on_cpu_prints_throughput_mfu_and_memory(demo_prepare
     assert out.startswith("# machine: ") and "precision" in out.splitlines()[0]
     speed = next(line for line in out.splitlines() if line.startswith("| tiny |") and "x |" in line)
     assert re.search(r"\| \d+ \| \d+ \|", speed)  # tokens/s figures
+    head = [c.strip() for c in next(x for x in out.splitlines() if "GFLOP/token" in x).strip("|").split("|")]
     mfu = next(line for line in out.splitlines() if line.startswith("| tiny |") and "%" in line and "x |" not in line)
-    cells = [c.strip() for c in mfu.strip("|").split("|")]
-    assert float(cells[1]) > 0  # GFLOP per token
-    assert all(re.fullmatch(r"\d+\.\d%", c) for c in cells[2:-2])  # MFU against the given peak
-    assert all(float(c) > 0 for c in cells[-2:])  # peak memory, GB
+    cells = dict(zip(head, (c.strip() for c in mfu.strip("|").split("|"))))
+    assert float(cells["GFLOP/token"]) > 0
+    assert {"MFU stock", "MFU bare", "MFU stage", "MFU compiled"} <= cells.keys()
+    assert all(re.fullmatch(r"\d+\.\d%", v) for k, v in cells.items() if k.startswith("MFU"))  # against the peak
+    assert 0 < int(cells["slowest window"].rstrip("%")) <= 100  # the stage's slowest window over its median
+    assert float(cells["peak mem stage"]) > 0 and float(cells["peak mem recipes"]) > 0  # GB
+    windows = next(x for x in out.splitlines() if x.startswith("tiny: stage windows, tokens/s: "))
+    assert all(float(x) > 0 for x in windows.split(":")[-1].split(","))  # the warm run's windows, listed
+
+
+@pytest.mark.slow  # a bare loop and the finetune stage on the demo task, BERT-Tiny (~30 s)
+def test_finetune_steps_benchmark_compares_stage_and_bare_loop(demo_prepared):
+    _, prepared, _ = demo_prepared
+    args = ["--device", "cpu", "--prepared", str(prepared), "--task", "demo", "--size", "tiny", "--window", "5"]
+    r = subprocess.run(
+        [sys.executable, "benchmarks/finetune_steps.py", *args, "--warmup", "5"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    row = next(x for x in r.stdout.splitlines() if x.startswith("| demo | tiny |"))
+    bare, stage, ratio = (c.strip() for c in row.strip("|").split("|")[2:])
+    assert float(bare) > 0 and float(stage) > 0
+    assert ratio == f"{float(stage) / float(bare):.0%}" or abs(int(ratio[:-1]) - 100 * float(stage) / float(bare)) <= 1
