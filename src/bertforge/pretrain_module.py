@@ -74,6 +74,17 @@ class ResumableLoader(DataLoader):
             self.batch_sampler.start = min(int(state["batches"]), len(self.batch_sampler))
 
 
+# The step and validation metric names, once: the module logs them, CurveWriter writes them as the
+# CSV columns `dvc plots` reads, and the stage reports the validation ones.
+TRAIN_KEYS = ("train/loss", "train/mlm_loss", "train/nsp_loss", "train/lr")
+VAL_KEYS = ("val/mlm_loss", "val/mlm_accuracy", "val/unigram_accuracy", "val/nsp_accuracy", "val/perplexity")
+PAIR_KEY = "val/nsp_accuracy"  # logged only when there is a pair task (objective nsp or sop)
+
+
+def val_keys(pair_task: bool) -> list[str]:
+    return [k for k in VAL_KEYS if pair_task or k != PAIR_KEY]
+
+
 VALID_EPOCH = 2**31 - 1  # the seed stream of the fixed validation set, disjoint from training epochs
 
 
@@ -310,8 +321,8 @@ class PretrainModule(pl.LightningModule):
         return loss
 
     def _log_step(self, loss, mlm, nsp) -> None:
-        self.log_dict({"train/loss": loss, "train/mlm_loss": mlm, "train/nsp_loss": nsp}, prog_bar=True)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        self.log_dict(dict(zip(TRAIN_KEYS[:3], (loss, mlm, nsp))), prog_bar=True)
+        self.log(TRAIN_KEYS[3], self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def log_last_step(self) -> None:
         """Log the step that ended training (a spent time budget), whatever the logging interval:
@@ -346,16 +357,15 @@ class PretrainModule(pl.LightningModule):
                 for k, x in v.items()
             }
         loss = v["mlm_loss"] / max(v["masked"], 1)
-        self.log_dict(
-            {
-                "val/mlm_loss": loss,
-                "val/perplexity": math.exp(min(loss, 50.0)),
-                "val/mlm_accuracy": v["mlm_correct"] / max(v["masked"], 1),
-                "val/unigram_accuracy": v["unigram_correct"] / max(v["masked"], 1),
-                **({"val/nsp_accuracy": v["nsp_correct"] / max(v["pairs"], 1)} if self.pair_task else {}),
-            },
-            prog_bar=True,
+        values = (  # in VAL_KEYS' order
+            loss,
+            v["mlm_correct"] / max(v["masked"], 1),
+            v["unigram_correct"] / max(v["masked"], 1),
+            v["nsp_correct"] / max(v["pairs"], 1),
+            math.exp(min(loss, 50.0)),
         )
+        keep = val_keys(self.pair_task)
+        self.log_dict({k: x for k, x in zip(VAL_KEYS, values) if k in keep}, prog_bar=True)
 
     def configure_optimizers(self):
         c = self.cfg

@@ -23,14 +23,11 @@ from .hardware import Placement, placement
 from .modeling import bert_config, build_pretraining_model
 from .optim import check_optim_config
 from .outputs import read_json, write_json
-from .pretrain_module import CurveWriter, PretrainData, PretrainModule, check_phases
+from .pretrain_module import TRAIN_KEYS, CurveWriter, PretrainData, PretrainModule, check_phases, val_keys
 from .pretraining_data import SpecialIds, check_example_config
 from .shards import Shard
 from .tokenization import load_tokenizer, save_tokenizer_dir
 from .trainer import build_trainer
-
-TRAIN_KEYS = ["train/loss", "train/mlm_loss", "train/nsp_loss", "train/lr"]
-VAL_KEYS = ["val/mlm_loss", "val/mlm_accuracy", "val/unigram_accuracy", "val/nsp_accuracy", "val/perplexity"]
 
 
 def fingerprint(cfg, upstream_run: str | None) -> str:
@@ -181,7 +178,7 @@ def pretrain(
 
     from .tracking import lightning_logger
 
-    val_keys = [k for k in VAL_KEYS if module.pair_task or k != "val/nsp_accuracy"]
+    val_names = val_keys(module.pair_task)
     # the directory holds our state.json and curves on purpose (resume protocol), not stale checkpoints
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     checkpoint = ModelCheckpoint(
@@ -192,7 +189,7 @@ def pretrain(
         save_top_k=1,
         auto_insert_metric_name=False,
     )
-    curves = CurveWriter(ckpt_dir / "curves", TRAIN_KEYS, val_keys)
+    curves = CurveWriter(ckpt_dir / "curves", list(TRAIN_KEYS), val_names)
     trainer = build_trainer(
         cfg.trainer,
         lightning_logger(run) if run is not None else False,
@@ -213,7 +210,7 @@ def pretrain(
     last = ckpt_dir / "last.ckpt"
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None, weights_only=True)
     if curves.last_valid_step == trainer.global_step:  # the loop has just validated these weights
-        final = {k: trainer.callback_metrics[k] for k in val_keys}
+        final = {k: trainer.callback_metrics[k] for k in val_names}
     else:
         final = trainer.validate(module, datamodule=data, verbose=False)[0]
 
