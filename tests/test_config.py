@@ -75,6 +75,9 @@ def test_paths_anchor_at_the_checkout_being_run_not_the_installed_one(tmp_path, 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert root_dir() == tmp_path.resolve()
     assert tracking_uri() == f"sqlite:///{REPO / 'mlflow.db'}"
+    # inputs beside the checkout (../shared/data) are beside the user's checkout, not the workspace
+    assert resolve_path("../shared/data/RTE") == REPO / "../shared/data/RTE"
+    assert resolve_path("outputs/prepare") == tmp_path.resolve() / "outputs/prepare"
     monkeypatch.chdir("/")
     assert root_dir() == REPO
 

@@ -70,8 +70,16 @@ def conf_dir() -> Path:
 
 
 def resolve_path(path: str | os.PathLike) -> Path:
+    """A path from the config: relative ones anchor at `root_dir()`, except those that climb out
+    of the checkout (`../shared/data`): they name a place beside the user's checkout, so under DVC
+    they anchor at $DVC_ROOT, also from the temporary workspace of a queued or --temp experiment
+    (which lies inside .dvc/tmp, where `..` leads elsewhere)."""
     p = Path(path).expanduser()
-    return p if p.is_absolute() else root_dir() / p
+    if p.is_absolute():
+        return p
+    if p.parts[:1] == ("..",) and os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]) / p
+    return root_dir() / p
 
 
 def select_task(cfg: DictConfig, name: str) -> DictConfig:
