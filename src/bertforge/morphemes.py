@@ -71,18 +71,23 @@ def cuts(text: str) -> list[int]:
     return out
 
 
+def spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the pieces between the cuts, covering the whole text."""
+    edges = [0, *cuts(text), len(text)]
+    return list(zip(edges, edges[1:]))
+
+
 def segment(text: str) -> str:
     """The text with a space at every cut."""
-    edges = [0, *cuts(text), len(text)]
-    return " ".join(text[a:b] for a, b in zip(edges, edges[1:]))
+    return " ".join(text[a:b] for a, b in spans(text))
 
 
 class _MorphemeSplit:
     """A `tokenizers` pre-tokenizer step: split at the cuts, keeping offsets into the original text."""
 
     def _split(self, _i, normalized):
-        edges = [0, *cuts(str(normalized)), len(str(normalized))]
-        return [normalized[a:b] for a, b in zip(edges, edges[1:])] if len(edges) > 2 else [normalized]
+        pieces = spans(str(normalized))
+        return [normalized[a:b] for a, b in pieces] if len(pieces) > 1 else [normalized]
 
     def pre_tokenize(self, pretok) -> None:
         pretok.split(self._split)

@@ -100,11 +100,10 @@ def save_tokenizer(vocab: dict[str, int], out_dir: Path, cfg, model_max_length: 
         strip_accents=bool(cfg.strip_accents),
         model_max_length=model_max_length,
     )
-    hf.save_pretrained(str(out_dir))
     analyzer = check_analyzer(cfg.get("pre_segmentation"))
     if analyzer:
-        write_marker(out_dir, analyzer)
         attach(hf, analyzer)
+    save_tokenizer_dir(hf, out_dir)  # the one save path: it also writes the marker of a morpheme tokenizer
     return hf
 
 
