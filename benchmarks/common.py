@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+DEVICES = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}  # a benchmark's --device -> our trainer profile
 
 
 def run_stage(name: str, overrides: list[str]) -> None:

@@ -22,10 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import print_header
+from common import DEVICES, print_header
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-DEVICES = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}  # --device -> our trainer profile
 
 
 def sync(device: str) -> None:
@@ -35,8 +34,9 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def window_rates(stamps: list[float], window: int) -> list[float]:
-    return [window / (b - a) for a, b in zip(stamps, stamps[1:])]
+def window_rates(stamps: list[float | None], window: int) -> list[float]:
+    """Steps/s between consecutive stamps `window` steps apart; None ends a run of stamps (an epoch)."""
+    return [window / (b - a) for a, b in zip(stamps, stamps[1:]) if a is not None and b is not None]
 
 
 def random_init_dir(cfg, prepared: Path, out: Path) -> Path:
@@ -115,11 +115,7 @@ def stage(args, cfg, init: Path, place, out: Path) -> list[float]:
         ft.finetune_one(cfg, init, False, out, False, place)
     finally:
         ft.build_trainer = build
-    rates = []  # windows within an epoch only: the step after an epoch's end follows a validation
-    for a, b in zip(stamps, stamps[1:]):
-        if a is not None and b is not None:
-            rates.append(args.window / (b - a))
-    return rates
+    return window_rates(stamps, args.window)  # within an epoch only: the next one starts after a validation
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import stage_runner
+from common import DEVICES, stage_runner
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
@@ -121,7 +121,6 @@ PEAK_TFLOPS = {
     "L4": 121.0,
     "A10": 125.0,
 }
-DEVICES = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}  # --device -> our trainer profile
 
 
 def driver_version() -> str:
@@ -263,8 +262,15 @@ def bare_recipe(args, cfg, tok, batches, place, unpad: bool) -> Recipe:
     return Recipe(cfg, model, batches, step_loss, place.device, fused=True)
 
 
-def run_stage(args, overrides: list[str], tmp: Path) -> list[float]:
-    """The stage's own throughput windows after warm-up, tokens/s, in their order."""
+def run_stage(args, overrides: list[str]) -> list[float]:
+    """The stage's own throughput windows after warm-up, tokens/s, in their order; it runs with its
+    outputs and a fresh MLflow store in a temporary directory."""
+    with tempfile.TemporaryDirectory() as d:
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(d) / 'mlflow.db'}"
+        return _stage_windows(args, overrides, Path(d))
+
+
+def _stage_windows(args, overrides: list[str], tmp: Path) -> list[float]:
     import mlflow
 
     from bertforge.config import compose
@@ -344,9 +350,7 @@ def main() -> None:
         stage_rates = []  # the stage runs before and after the others: a slow spell cannot pick one side
         eager = [*overrides, "trainer.compile=false"]
         memory.reset()
-        with tempfile.TemporaryDirectory() as d:
-            os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(d) / 'mlflow.db'}"
-            stage_rates += run_stage(args, eager, Path(d))
+        stage_rates += run_stage(args, eager)
         r["stage_mem"] = memory.read()
         memory.reset()
         torch.manual_seed(cfg.seed)
@@ -360,18 +364,14 @@ def main() -> None:
         r.update({k: windows(rec.times, rec.tokens, args) for k, rec in recipes.items()})
         stock_loss, bare_loss = recipes["stock"].losses, recipes["bare"].losses
         del recipes
-        with tempfile.TemporaryDirectory() as d:
-            os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(d) / 'mlflow.db'}"
-            warm = run_stage(args, eager, Path(d))
+        warm = run_stage(args, eager)
         r["stage"] = statistics.median(stage_rates + warm)
         # does the loader keep up: the slowest window over the median, in a process whose GPU kernels are
         # already loaded (the first run's windows also hold one-off costs: lazy kernel loading, allocator growth)
         r["worst"] = min(warm) / statistics.median(warm)
         print(f"{size}: stage windows, tokens/s: {', '.join(f'{x:.0f}' for x in warm)}", flush=True)
         if args.stage_compile:
-            with tempfile.TemporaryDirectory() as d:
-                os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(d) / 'mlflow.db'}"
-                comp = run_stage(args, [*overrides, "trainer.compile=true"], Path(d))
+            comp = run_stage(args, [*overrides, "trainer.compile=true"])
             r["compiled"], r["worst_compiled"] = statistics.median(comp), min(comp) / statistics.median(comp)
             print(f"{size}: compiled stage windows, tokens/s: {', '.join(f'{x:.0f}' for x in comp)}", flush=True)
         rows.append(r)
