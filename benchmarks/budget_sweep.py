@@ -9,6 +9,8 @@ fine-tuned on GLUE next to the same architecture from random initialisation.
     python benchmarks/budget_sweep.py finetune --minutes 15 --only preset:cpu15 --tasks rte mrpc stsb cola sst2
     python benchmarks/budget_sweep.py pretrain --minutes 60 --only preset:cpu60
     python benchmarks/budget_sweep.py finetune --minutes 60 --only preset:cpu60 --tasks rte mrpc stsb cola sst2
+    python benchmarks/budget_sweep.py pretrain --minutes 5 --only preset:gpu5     # on a GPU
+    python benchmarks/budget_sweep.py finetune --minutes 5 --only preset:gpu5 --tasks rte stsb
     python benchmarks/budget_sweep.py report                      # the tables again
 
 Results are appended to benchmarks/results/budget_sweep.jsonl (one line per run, with the
@@ -53,10 +55,9 @@ CANDIDATES = {
     "tiny-lr2e-3-seq64": ["model=tiny", *SEQ128, "pretrain.lr=2e-3", SEQ64_FIRST],
     "small-lr5e-4": ["model=small", *SEQ128, "pretrain.lr=5e-4"],
 }
-PRESETS = ("cpu15", "cpu60")
 
 
-def run_overrides(name: str, minutes: float) -> list[str]:
+def run_overrides(name: str, minutes: float, common: list[str]) -> list[str]:
     if name.startswith("preset:"):
         recipe = [f"+budget={name.split(':', 1)[1]}"]
     else:
@@ -70,15 +71,15 @@ def run_overrides(name: str, minutes: float) -> list[str]:
         f"paths.finetuned={out}/finetune",
         f"paths.evaluated={out}/eval",
     ]
-    return [*DATA, *recipe, *paths]
+    return [*DATA, *recipe, *paths, *common]
 
 
 def _out(overrides: list[str], key: str) -> Path:
     return ROOT / next(o.split("=", 1)[1] for o in overrides if o.startswith(f"paths.{key}="))
 
 
-def pretrain(name: str, minutes: float, machine: str) -> None:
-    over = run_overrides(name, minutes)
+def pretrain(name: str, minutes: float, machine: str, common: list[str]) -> None:
+    over = run_overrides(name, minutes, common)
     t0 = time.perf_counter()
     run_stage("pretrain", over)
     m = json.loads((_out(over, "metrics") / "pretrain.json").read_text())
@@ -92,8 +93,10 @@ def pretrain(name: str, minutes: float, machine: str) -> None:
     append_jsonl(RESULTS, {**record, **{k: m[k] for k in keep}, "replay": m.get("replay"), "machine": machine})
 
 
-def finetune(name: str, minutes: float, tasks: list[str], seeds: list[int], machine: str, sets: list[str]) -> None:
-    over = run_overrides(name, minutes)
+def finetune(
+    name: str, minutes: float, tasks: list[str], seeds: list[int], machine: str, sets: list[str], common: list[str]
+) -> None:
+    over = run_overrides(name, minutes, common)
     for task in tasks:
         for seed in seeds:
             extra = [f"task={task}", "task.random_init_control=true", f"seed={seed}", *sets]
@@ -144,15 +147,16 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="*", default=["rte", "mrpc", "stsb", "cola", "sst2"])
     ap.add_argument("--seeds", nargs="*", type=int, default=[42])
     ap.add_argument("--set", nargs="*", default=[], help="fine-tuning overrides, e.g. finetune.lr=3e-4")
+    ap.add_argument("--set-all", nargs="*", default=[], help="overrides for every stage, e.g. paths.shared_data=DIR")
     args = ap.parse_args()
     if args.action == "report":
         return report()
-    machine = print_header()
+    machine = print_header(next((o.split("=", 1)[1] for o in args.set_all if o.startswith("trainer=")), "auto"))
     for name in args.only or list(CANDIDATES):
         if args.action == "pretrain":
-            pretrain(name, args.minutes, machine)
+            pretrain(name, args.minutes, machine, args.set_all)
         else:
-            finetune(name, args.minutes, args.tasks, args.seeds, machine, args.set)
+            finetune(name, args.minutes, args.tasks, args.seeds, machine, args.set, args.set_all)
     report()
 
 

@@ -140,7 +140,7 @@ def test_impossible_budget_settings_fail_before_training(tmp_path, demo_prepared
         check_pretrain_config(cfg, demo_prepared[1])
 
 
-@pytest.mark.parametrize("preset", ["cpu15", "cpu60"])
+@pytest.mark.parametrize("preset", ["cpu15", "cpu60", "gpu5"])
 def test_budget_presets_compose_with_other_choices_and_pass_the_config_checks(preset):
     from pathlib import Path
 
@@ -161,6 +161,10 @@ def test_budget_presets_compose_with_other_choices_and_pass_the_config_checks(pr
         base = compose(["+budget=cpu15", "corpus=korean", "tokenizer=korean", "trainer=cpu32"])
         assert cfg.model == base.model and cfg.model.name == "tiny"
         assert {**cfg.pretrain, "budget_minutes": 15} == {**base.pretrain}
+    if preset == "gpu5":  # its own trainer profile unless the command line names one
+        gpu = compose(["+budget=gpu5"])
+        assert (gpu.model.name, gpu.trainer.accelerator, gpu.trainer.compile) == ("medium", "gpu", False)
+        assert cfg.trainer.accelerator == "cpu"
 
 
 def test_dvc_composes_a_budget_preset_into_params(tmp_path):
