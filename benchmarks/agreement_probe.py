@@ -12,7 +12,7 @@ import random
 import torch
 from transformers import AutoTokenizer, BertForPreTraining
 
-from bertforge.demo_language import N_TOPICS, DemoLanguage, demo_lexicon
+from bertforge.data.demo_language import N_TOPICS, DemoLanguage, demo_lexicon
 from common import print_header
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import subprocess
@@ -31,11 +31,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def stage_runner(name: str):
-    """`run(cfg)` of pipelines/<name>.py: the stage itself, exactly as DVC runs it (they are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "pipelines" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.run
+    """`run(cfg)` of the stage `name` (bertforge.stages.<name>), exactly as DVC runs it."""
+    return importlib.import_module(f"bertforge.stages.{name}").run
 
 
 def print_header(trainer: str = "auto") -> str:

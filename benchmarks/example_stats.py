@@ -23,9 +23,10 @@ def binomial_sd(p: float, n: int) -> float:
 
 def main() -> None:
     from bertforge.config import compose
-    from bertforge.pretraining_data import PretrainingDataset, SpecialIds, create_instances
-    from bertforge.shards import Shard
-    from bertforge.tokenization import load_tokenizer
+    from bertforge.data.masking import SpecialIds
+    from bertforge.data.pretraining_examples import PretrainingDataset, create_instances
+    from bertforge.data.shards import Shard
+    from bertforge.data.tokenization import load_tokenizer
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prepared", required=True, help="a prepare output directory (tokenizer/ + shards/)")

@@ -44,8 +44,8 @@ def random_init_dir(cfg, prepared: Path, out: Path) -> Path:
     import torch
     from transformers import BertForPreTraining
 
-    from bertforge.modeling import bert_config
-    from bertforge.tokenization import load_tokenizer, save_tokenizer_dir
+    from bertforge.data.tokenization import load_tokenizer, save_tokenizer_dir
+    from bertforge.pretraining.model import bert_config
 
     tok = load_tokenizer(prepared / "tokenizer")
     torch.manual_seed(cfg.seed)
@@ -57,11 +57,11 @@ def random_init_dir(cfg, prepared: Path, out: Path) -> Path:
 def bare_loop(args, cfg, init: Path, place) -> list[float]:
     import pytorch_lightning as pl
 
-    from bertforge.finetune_module import encode, load_classifier, make_loader
-    from bertforge.finetuning import finetune_settings
-    from bertforge.optim import optimizer_with_schedule
-    from bertforge.tasks import load_task
-    from bertforge.tokenization import load_tokenizer
+    from bertforge.data.tokenization import load_tokenizer
+    from bertforge.finetuning.loop import finetune_settings
+    from bertforge.finetuning.module import encode, load_classifier, make_loader
+    from bertforge.finetuning.tasks import load_task
+    from bertforge.pretraining.optim import optimizer_with_schedule
 
     fc, data, tok = finetune_settings(cfg), load_task(cfg.task), load_tokenizer(init)
     pl.seed_everything(cfg.seed, verbose=False)
@@ -95,7 +95,7 @@ def stage(args, cfg, init: Path, place, out: Path) -> list[float]:
     """`finetune_one` with a callback that stamps every `window`-th train batch start."""
     import pytorch_lightning as pl
 
-    import bertforge.finetuning as ft
+    import bertforge.finetuning.loop as ft
 
     stamps = []
 

@@ -73,7 +73,8 @@ def run_hf(args, task: str, seed: int, tmp: Path) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments, set_seed
 
     from bertforge.config import compose
-    from bertforge.tasks import load_task, score_predictions
+    from bertforge.finetuning.metrics import score_predictions
+    from bertforge.finetuning.tasks import load_task
 
     t0 = time.perf_counter()
     cfg = compose(settings(args, task, seed, tmp))
@@ -102,7 +103,7 @@ def run_hf(args, task: str, seed: int, tmp: Path) -> dict:
             item["labels"] = torch.tensor(self.labels[i], dtype=torch.float if regression else torch.long)
             return item
 
-    from bertforge.tasks import task_metrics
+    from bertforge.finetuning.metrics import task_metrics
 
     metric_names = task_metrics(cfg.task)
 

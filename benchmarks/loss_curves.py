@@ -44,7 +44,7 @@ def evaluate(model, batches) -> tuple[float, float]:
     import torch
     import torch.nn.functional as F
 
-    from bertforge.modeling import sparse_pretraining_forward
+    from bertforge.pretraining.model import sparse_pretraining_forward
 
     model.eval()
     loss = correct = n = 0
@@ -62,12 +62,13 @@ def run_stock(args, cfg) -> list[dict]:
     import torch
     from transformers import DataCollatorForLanguageModeling
 
-    from bertforge.modeling import bert_config, build_pretraining_model
-    from bertforge.optim import param_groups, warmup_decay
-    from bertforge.pretrain_module import VALID_EPOCH, EpochBatches
-    from bertforge.pretraining_data import PretrainingDataset, SpecialIds, collate
-    from bertforge.shards import Shard
-    from bertforge.tokenization import load_tokenizer
+    from bertforge.data.masking import SpecialIds
+    from bertforge.data.pretraining_examples import PretrainingDataset, collate
+    from bertforge.data.shards import Shard
+    from bertforge.data.tokenization import load_tokenizer
+    from bertforge.pretraining.datamodule import VALID_EPOCH, EpochBatches
+    from bertforge.pretraining.model import bert_config, build_pretraining_model
+    from bertforge.pretraining.optim import param_groups, warmup_decay
 
     prepared, p = Path(args.prepared), cfg.pretrain
     tok = load_tokenizer(prepared / "tokenizer")

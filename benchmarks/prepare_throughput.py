@@ -35,7 +35,7 @@ TOKENIZER = {
 PREPARE = """
 import json, sys, time
 from bertforge.config import compose
-from bertforge.preparation import prepare
+from bertforge.data.preparation import prepare
 from pathlib import Path
 cfg = compose(json.loads(sys.argv[1]))
 t = time.perf_counter()
@@ -48,7 +48,7 @@ ENCODE = """
 import json, sys, time
 from tokenizers import Tokenizer
 from bertforge.config import compose
-from bertforge.corpus import read_corpus
+from bertforge.data.corpus import read_corpus
 cfg = compose(json.loads(sys.argv[1]))
 sentences = [s for d in read_corpus(cfg.corpus) for s in d]
 tok = Tokenizer.from_file(sys.argv[2])

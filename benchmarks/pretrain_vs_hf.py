@@ -48,9 +48,10 @@ os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
 
 def pairs(args, cfg):
     """The tokenizer and epoch 0's pairs; the first (warmup + steps) batches are measured."""
-    from bertforge.pretraining_data import PretrainingDataset, SpecialIds
-    from bertforge.shards import Shard
-    from bertforge.tokenization import load_tokenizer
+    from bertforge.data.masking import SpecialIds
+    from bertforge.data.pretraining_examples import PretrainingDataset
+    from bertforge.data.shards import Shard
+    from bertforge.data.tokenization import load_tokenizer
 
     tok = load_tokenizer(Path(args.prepared) / "tokenizer")
     ds = PretrainingDataset(
@@ -88,7 +89,7 @@ def stock_features(args, ds) -> list[list[dict]]:
 def model_for(cfg, tok, device):
     import torch
 
-    from bertforge.modeling import bert_config, build_pretraining_model
+    from bertforge.pretraining.model import bert_config, build_pretraining_model
 
     torch.manual_seed(cfg.seed)
     return build_pretraining_model(bert_config(cfg.model, len(tok), tok.pad_token_id)).to(device)
@@ -179,7 +180,7 @@ class Recipe:
     def __init__(self, cfg, model, inputs, step_loss, device, fused: bool):
         import torch
 
-        from bertforge.optim import param_groups
+        from bertforge.pretraining.optim import param_groups
 
         p = cfg.pretrain
         self.model, self.inputs, self.step_loss, self.device, self.clip = model, inputs, step_loss, device, p.grad_clip
@@ -235,7 +236,7 @@ def stock_recipe(args, cfg, tok, ds, place, bf16: bool) -> Recipe:
 
 
 def our_batches(args, tok, ds, device):
-    from bertforge.pretraining_data import collate
+    from bertforge.data.pretraining_examples import collate
 
     return [
         {k: v.to(device) for k, v in collate([ds[i] for i in rows], pad_id=tok.pad_token_id).items()}
@@ -246,7 +247,7 @@ def our_batches(args, tok, ds, device):
 def bare_recipe(args, cfg, tok, batches, place, unpad: bool) -> Recipe:
     import torch.nn.functional as F
 
-    from bertforge.modeling import sparse_pretraining_forward, unpadded_pretraining_forward
+    from bertforge.pretraining.model import sparse_pretraining_forward, unpadded_pretraining_forward
 
     forward = unpadded_pretraining_forward if unpad else sparse_pretraining_forward
     model = model_for(cfg, tok, place.device)
@@ -340,7 +341,7 @@ def main() -> None:
         tok, ds = pairs(args, cfg)
         batches = our_batches(args, tok, ds, place.device)
         m = cfg.model
-        from bertforge.modeling import bert_config
+        from bertforge.pretraining.model import bert_config
 
         arch = bert_config(m, len(tok), tok.pad_token_id)
         counts = [flops(arch, b) for b in batches[args.warmup :]]

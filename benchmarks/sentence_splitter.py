@@ -17,7 +17,7 @@ from common import print_header
 
 def paragraphs(profile: str, limit: int) -> list[str]:
     from bertforge.config import compose
-    from bertforge.corpus import read_corpus
+    from bertforge.data.corpus import read_corpus
 
     cfg = compose([f"corpus={profile}"]).corpus
     cfg = OmegaConf.merge(cfg, {"layout": "sentences"})  # one block per line: the paragraphs, unsplit
@@ -30,7 +30,7 @@ def paragraphs(profile: str, limit: int) -> list[str]:
 
 
 def main() -> None:
-    from bertforge.corpus import sentence_splitter
+    from bertforge.data.corpus import sentence_splitter
 
     print_header()
 

@@ -22,7 +22,7 @@ def needs_shared(path: str) -> Path:
 def demo_prepared(tmp_path_factory):
     """A small demo corpus prepared once: tokenizer dir + shards."""
     from bertforge.config import compose
-    from bertforge.preparation import prepare
+    from bertforge.data.preparation import prepare
 
     cfg = compose(["corpus.num_documents=300", "tokenizer.vocab_size=3000"])
     out = tmp_path_factory.mktemp("prepared")
@@ -44,7 +44,7 @@ def pretrain_run():
         from safetensors.torch import load_file
 
         from bertforge.config import compose
-        from bertforge.pretraining import pretrain
+        from bertforge.pretraining.loop import pretrain
         from bertforge.tracking import stage_run
 
         cfg = compose(
@@ -65,3 +65,15 @@ def pretrain_run():
         return metrics, load_file(out / "model.safetensors")
 
     return run
+
+
+@pytest.fixture(scope="module")
+def parts(demo_prepared):
+    """(config, training shard, special ids, tokenizer) of the demo prepare."""
+    from bertforge.data.masking import SpecialIds
+    from bertforge.data.shards import Shard
+    from bertforge.data.tokenization import load_tokenizer
+
+    cfg, out, _ = demo_prepared
+    tok = load_tokenizer(out / "tokenizer")
+    return cfg, Shard(out / "shards" / "train"), SpecialIds.from_tokenizer(tok), tok

@@ -7,8 +7,8 @@ import math
 import pytest
 import pytorch_lightning as pl
 
-from bertforge.budget import fraction_schedule
 from bertforge.config import ConfigError, compose
+from bertforge.pretraining.budget import fraction_schedule
 
 PEAK = 1e-3  # the default pretrain.lr
 BUDGET = ["pretrain.budget_minutes=1", "pretrain.warmup_fraction=0.1", "pretrain.log_every_n_steps=10"]
@@ -133,7 +133,7 @@ def test_budget_phases_switch_at_their_fraction_of_the_budget(tmp_path, demo_pre
     ],
 )
 def test_impossible_budget_settings_fail_before_training(tmp_path, demo_prepared, tracking, overrides, message):
-    from bertforge.pretraining import check_pretrain_config
+    from bertforge.pretraining.loop import check_pretrain_config
 
     cfg = compose(["corpus.num_documents=300", "tokenizer.vocab_size=3000", *overrides])
     with pytest.raises(ConfigError, match=message):
@@ -144,8 +144,8 @@ def test_impossible_budget_settings_fail_before_training(tmp_path, demo_prepared
 def test_budget_presets_compose_with_other_choices_and_pass_the_config_checks(preset):
     from pathlib import Path
 
-    from bertforge.optim import check_optim_config
-    from bertforge.pretrain_module import check_phases
+    from bertforge.pretraining.datamodule import check_phases
+    from bertforge.pretraining.optim import check_optim_config
 
     presets = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "budget").glob("*.yaml"))
     assert preset in presets

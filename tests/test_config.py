@@ -97,16 +97,32 @@ def test_every_profile_composes_as_dvc_exp_run_would(tmp_path, group):
             assert {"accelerator", "devices", "num_nodes", "strategy", "precision", "compile"} <= set(cfg.trainer)
 
 
+PKG = REPO / "src" / "bertforge"
+
+
+def _module_file(name: str) -> Path | None:
+    """src/bertforge/a/b.py for the module `bertforge.a.b`; None for anything else."""
+    f = PKG.joinpath(*name.split(".")).with_suffix(".py") if name else None
+    return f if f is not None and f.exists() else None
+
+
 def _bertforge_imports(path: Path) -> set[str]:
-    """Modules of src/bertforge a file imports, function-local (lazy) imports included."""
+    """Modules of src/bertforge a file imports (dotted, below `bertforge`), function-local imports included."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith("bertforge")):
-            module = (node.module or "").removeprefix("bertforge").lstrip(".")
-            found |= {module.split(".")[0]} if module else {a.name for a in node.names}
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bertforge"):
+            base = node.module.removeprefix("bertforge").lstrip(".")
+            found |= {base} | {f"{base}.{a.name}".lstrip(".") for a in node.names}  # `from pkg import module`
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("bertforge.")}
-    return {m for m in found if (REPO / "src" / "bertforge" / f"{m}.py").exists()}
+            found |= {a.name.removeprefix("bertforge.") for a in node.names if a.name.startswith("bertforge.")}
+    return {m for m in found if _module_file(m)}
+
+
+def test_package_inits_hold_no_code():
+    """dvc.yaml lists modules, not the packages' __init__.py: that is only right while they hold nothing to run."""
+    for init in PKG.rglob("__init__.py"):
+        body = ast.parse(init.read_text(encoding="utf-8")).body
+        assert len(body) <= 1 and all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body), init
 
 
 @pytest.mark.parametrize("stage", ["prepare", "pretrain", "finetune", "evaluate", "summarize"])
@@ -119,8 +135,11 @@ def test_dvc_deps_list_every_module_the_stage_imports(stage):
         module = todo.pop()
         if module not in seen:
             seen.add(module)
-            todo += _bertforge_imports(REPO / "src" / "bertforge" / f"{module}.py")
+            todo += _bertforge_imports(_module_file(module))
+    assert f"stages.{stage}" in seen
     spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
     deps = (spec.get("do") or spec)["deps"]
-    listed = {d.removeprefix("src/bertforge/").removesuffix(".py") for d in deps if d.startswith("src/bertforge/")}
+    listed = {
+        d.removeprefix("src/bertforge/").removesuffix(".py").replace("/", ".") for d in deps if d.startswith("src/")
+    }
     assert listed == seen, f"dvc.yaml {stage}: missing {sorted(seen - listed)}, not imported {sorted(listed - seen)}"

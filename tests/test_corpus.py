@@ -6,7 +6,7 @@ import lzma
 import pytest
 
 from bertforge.config import ConfigError, compose
-from bertforge.corpus import clean_text, read_corpus, sentence_splitter
+from bertforge.data.corpus import clean_text, read_corpus, sentence_splitter
 from conftest import needs_shared
 
 WIKI = """<doc id="1" url="?curid=1" title="Only A Title">

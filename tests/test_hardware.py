@@ -1,7 +1,6 @@
 """Precision follows the hardware: the resolution rule per machine class (capability probe
 stubbed), explicit settings winning, and the resolved precision recorded by the stages."""
 
-import importlib.util
 import json
 
 import pytest
@@ -9,7 +8,7 @@ import pytest
 from bertforge import hardware
 from bertforge.config import ConfigError, compose
 from bertforge.hardware import Hardware, place
-from conftest import REPO
+from bertforge.stages import pretrain as pretrain_stage
 
 
 def machine(isa=(), capability="AVX2", onednn_bf16=False, gpu=None, gpu_bf16=False) -> Hardware:
@@ -96,13 +95,6 @@ def test_this_machine_resolves_consistently():
     assert hw.cpu_class in hardware.header() and p.precision in hardware.header()
 
 
-def _stage(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "pipelines" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.run
-
-
 @pytest.mark.parametrize("hw, expected", [(AVX2, "32-true"), (ZEN4, "bf16-mixed")], ids=["avx2", "bf16-cpu"])
 def test_pretrain_stage_records_the_precision_it_chose(tmp_path, monkeypatch, demo_prepared, hw, expected, capsys):
     import mlflow
@@ -123,7 +115,7 @@ def test_pretrain_stage_records_the_precision_it_chose(tmp_path, monkeypatch, de
             f"paths.plots={tmp_path / 'p'}",
         ]
     )
-    _stage("pretrain")(cfg)
+    pretrain_stage.run(cfg)
     out = capsys.readouterr().out
     assert f"precision {expected}" in out and "hardware: Test CPU, 2 cores" in out
     metrics = json.loads((tmp_path / "m/pretrain.json").read_text())

@@ -3,12 +3,10 @@ schema, KorNLI's TSV files, KLUE's metrics, and error positions in Korean text."
 
 import json
 
-import numpy as np
 import pytest
 
-from bertforge.config import compose
-from bertforge.task_readers import TaskDataError
-from bertforge.tasks import compute_metrics, eval_splits, load_task, score_predictions
+from bertforge.config import DataError, compose
+from bertforge.finetuning.tasks import eval_splits, load_task
 
 
 def _task(name, *over):
@@ -59,9 +57,7 @@ def test_klue_sts_release_files_read_the_nested_score(tmp_path):
     )
     del records[1]["labels"]["label"]
     _write_json(tmp_path / "klue-sts-v1.1_train.json", records)
-    with pytest.raises(
-        TaskDataError, match=r"klue-sts-v1.1_train.json\[1\]: no key 'labels.label' for task.local.label"
-    ):
+    with pytest.raises(DataError, match=r"klue-sts-v1.1_train.json\[1\]: no key 'labels.label' for task.local.label"):
         load_task(_task("klue_sts", "task.source=local", f"task.local.data_dir={tmp_path}"))
 
 
@@ -93,7 +89,7 @@ def test_klue_nli_and_ynat_release_files(tmp_path):
     assert [e.label for e in data.splits["train"]] == ["생활문화", "생활문화", "사회"] and data.num_labels == 7
     ynat[2]["label"] = "연예"
     _write_json(tmp_path / "ynat-v1.1_dev.json", ynat)
-    with pytest.raises(TaskDataError, match=r"ynat-v1.1_dev.json\[2\]: column 'label': label '연예' is not one of"):
+    with pytest.raises(DataError, match=r"ynat-v1.1_dev.json\[2\]: column 'label': label '연예' is not one of"):
         load_task(task)
 
 
@@ -153,34 +149,16 @@ def test_kornli_tsv_with_literal_quotes_and_a_labelled_test_split(tmp_path):
     assert eval_splits(task) == ["dev", "test"]
 
 
-def test_klue_metrics_macro_f1_and_binary_f1_at_three():
-    preds, gold = np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 2, 0])
-    m = compute_metrics(["macro_f1"], preds, gold, num_labels=3)
-    # class 0: P 1/2 R 1/2 F 1/2; class 1: P 1 R 1/2 F 2/3; class 2: P 2/3 R 1 F 4/5
-    assert m["macro_f1"] == pytest.approx((1 / 2 + 2 / 3 + 4 / 5) / 3)
-    # a class nobody predicted or labelled still counts (as 0) when the task lists it
-    assert compute_metrics(["macro_f1"], preds, gold, num_labels=4)["macro_f1"] == pytest.approx(
-        (1 / 2 + 2 / 3 + 4 / 5) / 4
-    )
-    s_pred, s_gold = np.array([3.2, 2.9, 4.0, 1.0, 3.0]), np.array([3.5, 3.1, 2.0, 0.5, 3.0])
-    # similar = score >= 3: pred [1,0,1,0,1], gold [1,1,0,0,1] -> tp 2, fp 1, fn 1 -> F1 2/3
-    assert compute_metrics(["binary_f1"], s_pred, s_gold)["binary_f1"] == pytest.approx(2 / 3)
-    metrics, score = score_predictions(_task("klue_sts"), s_pred, s_gold)
-    assert set(metrics) == {"pearson", "binary_f1"} and score == pytest.approx(np.mean(list(metrics.values())))
-    _, ynat_score = score_predictions(_task("klue_ynat"), preds, gold)
-    assert ynat_score == pytest.approx((1 / 2 + 2 / 3 + 4 / 5) / 7)  # scored on macro-F1 over its 7 topics
-
-
 def test_errors_in_korean_files_point_at_the_right_line_and_character(tmp_path):
     (tmp_path / "train.jsonl").write_text(
         '{"text": "좋아요", "label": "pos"}\n{"text": "별로예요 정말", "label": }\n', encoding="utf-8"
     )
     task = compose(["task=custom", f"task.local.data_dir={tmp_path}"]).task
     # the column counts characters, not UTF-8 bytes: `}` is the 30th character of line 2
-    with pytest.raises(TaskDataError, match=r"train.jsonl:2:30: invalid JSON"):
+    with pytest.raises(DataError, match=r"train.jsonl:2:30: invalid JSON"):
         load_task(task)
     (tmp_path / "a.json").write_text('[{"text": "하나", "label": "x"},\n {"text": "둘", "label": }]', encoding="utf-8")
-    with pytest.raises(TaskDataError, match=r"a.json:2:25: invalid JSON"):
+    with pytest.raises(DataError, match=r"a.json:2:25: invalid JSON"):
         load_task(
             compose(
                 [
@@ -192,6 +170,6 @@ def test_errors_in_korean_files_point_at_the_right_line_and_character(tmp_path):
             ).task
         )
     with pytest.raises(
-        TaskDataError, match=r"a.json:1:\d+: invalid JSON .*\(one JSON array in the file\? set task.local.format=json\)"
+        DataError, match=r"a.json:1:\d+: invalid JSON .*\(one JSON array in the file\? set task.local.format=json\)"
     ):
         load_task(compose(["task=custom", f"task.local.data_dir={tmp_path}", "task.local.files.train=a.json"]).task)

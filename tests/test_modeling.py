@@ -3,7 +3,7 @@ import torch
 from omegaconf import OmegaConf
 
 from bertforge.config import ConfigError, compose
-from bertforge.modeling import bert_config, build_pretraining_model, sparse_pretraining_forward
+from bertforge.pretraining.model import bert_config, build_pretraining_model, sparse_pretraining_forward
 
 
 def test_sparse_mlm_matches_dense_bert_for_pretraining(tmp_path):
@@ -60,7 +60,7 @@ def _ragged_batch(vocab: int, lengths: list[int], seed: int = 0) -> dict:
 def test_unpadded_forward_equals_the_padded_one(dtype, atol):
     """On the same pairs the unpadded forward (dense layers on real tokens only) gives the padded
     forward's MLM and NSP logits; tolerance: fp32 reassociation, or bf16 rounding under autocast."""
-    from bertforge.modeling import unpad_indices, unpadded_pretraining_forward
+    from bertforge.pretraining.model import unpad_indices, unpadded_pretraining_forward
 
     torch.manual_seed(0)
     model = build_pretraining_model(bert_config(compose(["model=mini"]).model, 500, 0)).eval()
@@ -79,7 +79,7 @@ def test_unpadded_forward_equals_the_padded_one(dtype, atol):
 
 
 def test_unpadded_training_step_reaches_every_parameter_the_padded_one_does():
-    from bertforge.modeling import unpadded_pretraining_forward
+    from bertforge.pretraining.model import unpadded_pretraining_forward
 
     torch.manual_seed(0)
     model = build_pretraining_model(bert_config(compose().model, 300, 0))
@@ -90,7 +90,7 @@ def test_unpadded_training_step_reaches_every_parameter_the_padded_one_does():
 
 
 def test_cpu_dropout_keeps_the_rate_scale_and_seed():
-    from bertforge.modeling import dropout
+    from bertforge.pretraining.model import dropout
 
     x = torch.ones(400, 1000)
     torch.manual_seed(3)

@@ -9,10 +9,10 @@ import pytest
 pytest.importorskip("mecab")
 
 from bertforge.config import ConfigError, compose  # noqa: E402
-from bertforge.morphemes import MARKER, segment  # noqa: E402
-from bertforge.preparation import prepare  # noqa: E402
-from bertforge.shards import Shard  # noqa: E402
-from bertforge.tokenization import load_tokenizer, save_tokenizer_dir  # noqa: E402
+from bertforge.data.morphemes import MARKER, segment  # noqa: E402
+from bertforge.data.preparation import prepare  # noqa: E402
+from bertforge.data.shards import Shard  # noqa: E402
+from bertforge.data.tokenization import load_tokenizer, save_tokenizer_dir  # noqa: E402
 
 DOCS = [
     ["대한민국은 민주공화국이다.", "대한민국의 주권은 국민에게 있고, 모든 권력은 국민으로부터 나온다."],

@@ -5,7 +5,7 @@ import torch
 from omegaconf import OmegaConf
 
 from bertforge.config import ConfigError, compose
-from bertforge.optim import Lamb, check_optim_config, param_groups, warmup_decay
+from bertforge.pretraining.optim import Lamb, check_optim_config, param_groups, warmup_decay
 
 
 def test_lamb_first_step_is_adam_direction_scaled_by_the_trust_ratio():
@@ -73,7 +73,7 @@ def test_lamb_cosine_and_accumulation_in_the_stage(tmp_path, demo_prepared, monk
     them, and LAMB trains (held-out MLM loss falls below the untrained model's ~ln(vocab))."""
     import mlflow
 
-    from bertforge.pretraining import pretrain
+    from bertforge.pretraining.loop import pretrain
     from bertforge.tracking import stage_run
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")

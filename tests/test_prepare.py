@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from bertforge.config import ConfigError, compose
-from bertforge.preparation import prepare
-from bertforge.shards import Shard
+from bertforge.data.preparation import prepare
+from bertforge.data.shards import Shard
 from conftest import REPO
 
 
@@ -26,8 +26,8 @@ def _digests(out: Path) -> dict[str, str]:
 
 
 def test_output_is_identical_for_any_number_of_workers(tmp_path, monkeypatch):
-    import bertforge.preparation as prep
-    from bertforge.demo_language import demo_documents
+    import bertforge.data.preparation as prep
+    from bertforge.data.demo_language import demo_documents
 
     monkeypatch.setattr(prep, "TASK_BYTES", 20_000)  # many parts, so the merge order matters
     docs = list(demo_documents(3, 300, 6, 20))
@@ -48,7 +48,7 @@ def test_output_is_identical_for_any_number_of_workers(tmp_path, monkeypatch):
     # the shards hold exactly what the saved tokenizer gives for each sentence, in corpus order
     from transformers import AutoTokenizer
 
-    from bertforge.corpus import read_corpus
+    from bertforge.data.corpus import read_corpus
 
     tok = AutoTokenizer.from_pretrained(tmp_path / "w2" / "tokenizer")
     docs = list(read_corpus(cfg.corpus))
@@ -126,7 +126,7 @@ def test_bad_corpus_fails_the_stage_and_leaves_no_output(tmp_path, content, mess
 
 
 def test_gutenberg_profile_strips_every_licence():
-    from bertforge.corpus import read_corpus
+    from bertforge.data.corpus import read_corpus
     from conftest import needs_shared
 
     needs_shared("gutenberg-en")
@@ -170,7 +170,7 @@ def test_korean_profile_prepares_with_hangul_intact(tmp_path):
     assert stats["reader_counts"]["documents_petitions"] == 662 - stats["reader_counts"].get("skipped_empty_records", 0)
     assert stats["unk_rate"] < 0.002
     tok = AutoTokenizer.from_pretrained(tmp_path / "tokenizer")
-    from bertforge.corpus import read_corpus
+    from bertforge.data.corpus import read_corpus
 
     sentence = next(read_corpus(cfg.corpus.sources.petitions))[1]
     assert any("\uac00" <= ch <= "\ud7a3" for ch in sentence)
@@ -181,7 +181,7 @@ def test_korean_profile_prepares_with_hangul_intact(tmp_path):
 def test_prepare_is_deterministic_across_processes(tmp_path):
     """Two `prepare` runs in fresh processes write byte-identical tokenizers and shards."""
     code = (
-        "import sys, pathlib; from bertforge.config import compose; from bertforge.preparation import prepare; "
+        "import sys, pathlib; from bertforge.config import compose; from bertforge.data.preparation import prepare; "
         "prepare(compose(['corpus.num_documents=200', 'tokenizer.vocab_size=800']), pathlib.Path(sys.argv[1]))"
     )
     digests = []

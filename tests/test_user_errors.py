@@ -2,7 +2,7 @@
 position or the config key, exits with status 2, and leaves no output directory, checkpoint
 state or MLflow run behind."""
 
-import importlib.util
+import importlib
 import os
 import subprocess
 import sys
@@ -14,13 +14,6 @@ from bertforge.config import EXIT_USER_ERROR, compose, report_user_errors
 from conftest import REPO
 
 LATIN1 = "caf\xe9 au lait\tgood\n".encode("latin-1")
-
-
-def _stage(name):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "pipelines" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.run
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +207,7 @@ def test_bad_input_gives_one_line_and_leaves_nothing(case, tmp_path, tracking, d
     settings += ["trainer=cpu32", f"finetune.init={_minilm()}"] + over
     cfg = compose(settings)
     with pytest.raises(SystemExit) as exit_info:
-        report_user_errors(_stage(stage))(cfg)
+        report_user_errors(importlib.import_module(f"bertforge.stages.{stage}").run)(cfg)
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == EXIT_USER_ERROR
     # progress lines may come first; the error is one line, the last, with no traceback

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigError
-from .embeddings import POOLINGS, Embeddings, embed
-from .outputs import atomic_file
+from bertforge.config import ConfigError
+from bertforge.embeddings import POOLINGS, Embeddings, embed
+from bertforge.outputs import atomic_file
 
 OUTPUT_FORMATS = (".npy", ".npz", ".parquet")
 
@@ -75,7 +75,7 @@ def save(path: Path, sentences: list[str], emb: Embeddings) -> None:
 def cmd_embed(args) -> None:
     from transformers.utils import logging as hf_logging
 
-    from .hardware import place
+    from bertforge.hardware import place
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar before the answer tells the user nothing
     sentences = read_sentences(args)

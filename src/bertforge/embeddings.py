@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ConfigError
+from bertforge.config import ConfigError
 
 POOLINGS = ("pooled", "cls", "mean")
 
@@ -29,7 +29,7 @@ def load_encoder(model_dir: str | Path, need_pooler: bool):
     anything else (including a pooler that the checkpoint does not have: it would be random)."""
     from transformers import AutoConfig, BertModel
 
-    from .modeling import load_weights
+    from bertforge.pretraining.model import load_weights
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
@@ -72,7 +72,7 @@ def embed(
     `place` (hardware.place(...)) sets device and precision; default: fp32 on the model's device."""
     import contextlib
 
-    from .tokenization import load_tokenizer
+    from bertforge.data.tokenization import load_tokenizer
 
     model_dir = Path(model_dir).expanduser().resolve()  # a CLI path is relative to the working directory
     if pooling not in POOLINGS:

@@ -96,7 +96,7 @@ def detect() -> Hardware:
 
 
 def resolve_accelerator(requested: str, hw: Hardware) -> str:
-    from .config import ConfigError
+    from bertforge.config import ConfigError
 
     if requested == "auto":
         return "gpu" if hw.gpu else "cpu"
@@ -110,7 +110,7 @@ def resolve_accelerator(requested: str, hw: Hardware) -> str:
 def resolve_precision(requested: str, accelerator: str, hw: Hardware) -> tuple[str, str]:
     """(precision, why). `auto` follows the hardware; an explicit value always wins, with a
     warning where it will be slow (bf16 emulated on this CPU or GPU)."""
-    from .config import ConfigError
+    from bertforge.config import ConfigError
 
     if requested == "auto":
         if accelerator == "cpu":

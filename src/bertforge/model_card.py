@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig, ListConfig
 
-from .config import to_plain
-from .outputs import read_json, write_text
+from bertforge.config import to_plain
+from bertforge.outputs import read_json, write_text
 
 
 def _plain(value):
@@ -49,16 +49,16 @@ def _license_note() -> str:
 
 
 def _segmentation_note(prepared: Path) -> str:
-    from .morphemes import read_marker
+    from bertforge.data.morphemes import read_marker
 
     analyzer = read_marker(Path(prepared) / "tokenizer")
     if not analyzer:
         return ""
     return f"""
 This tokenizer was trained on text cut into morphemes by {analyzer} (`bertforge_pre_segmentation.json`).
-A plain `AutoTokenizer` does not cut: use `bertforge.tokenization.load_tokenizer(path)` (which
+A plain `AutoTokenizer` does not cut: use `bertforge.data.tokenization.load_tokenizer(path)` (which
 does, for `pipeline("fill-mask", model=..., tokenizer=...)` too), or pass it
-`bertforge.morphemes.segment(text)`.
+`bertforge.data.morphemes.segment(text)`.
 """
 
 

@@ -8,9 +8,9 @@ import warnings
 import pytorch_lightning as pl
 import torch
 
-from .hardware import Placement, placement
-from .progress import StepProgress
-from .quiet import drop_always
+from bertforge.hardware import Placement, placement
+from bertforge.progress import StepProgress
+from bertforge.quiet import drop_always
 
 
 def _quiet_libraries() -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from .config import ConfigError, resolve_path
-from .finetune_module import FinetuneModule, encode, load_classifier, make_loader
-from .hardware import Placement, placement
-from .tasks import load_task
-from .tokenization import load_tokenizer, save_tokenizer_dir
-from .trainer import build_trainer
+from bertforge.config import ConfigError, resolve_path
+from bertforge.data.tokenization import load_tokenizer, save_tokenizer_dir
+from bertforge.finetuning.module import FinetuneModule, encode, load_classifier, make_loader
+from bertforge.finetuning.tasks import load_task
+from bertforge.hardware import Placement, placement
+from bertforge.trainer import build_trainer
 
 
 def init_dir(cfg) -> tuple[Path, bool]:

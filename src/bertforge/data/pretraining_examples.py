@@ -17,51 +17,17 @@ fixed copies of the data, repeated exactly.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .config import DataError
-from .shards import Shard
+from bertforge.config import DataError
+from bertforge.data.masking import SpecialIds, mask_tokens
+from bertforge.data.shards import Shard
 
 OBJECTIVES = ("nsp", "sop", "mlm")
 NO_PAIR_LABEL = -100  # objective=mlm: ignored by the loss
-
-
-@dataclass(frozen=True)
-class SpecialIds:
-    cls: int
-    sep: int
-    mask: int
-    pad: int
-    vocab_size: int
-    all_special: tuple[int, ...]
-    continuation: np.ndarray | None = None  # [vocab] bool: "##" word pieces (whole-word masking)
-
-    @cached_property
-    def is_special(self) -> np.ndarray:
-        """[vocab] bool lookup: a table read is far cheaper than np.isin per example."""
-        table = np.zeros(max(self.vocab_size, *self.all_special) + 1, dtype=bool)
-        table[list(self.all_special)] = True
-        return table
-
-    @classmethod
-    def from_tokenizer(cls, tok) -> "SpecialIds":
-        cont = np.zeros(len(tok), dtype=bool)
-        for token, i in tok.get_vocab().items():
-            cont[i] = token.startswith("##")
-        return cls(
-            tok.cls_token_id,
-            tok.sep_token_id,
-            tok.mask_token_id,
-            tok.pad_token_id,
-            len(tok),
-            tuple(tok.all_special_ids),
-            cont,
-        )
 
 
 def truncate_seq_pair(a: list, b: list, max_tokens: int, rng: random.Random) -> None:
@@ -154,60 +120,9 @@ def pack_sentences(shard: Shard, max_tokens: int, rng: random.Random, doc_sep: i
     return instances
 
 
-def _word_groups(input_ids: np.ndarray, candidates: np.ndarray, continuation: np.ndarray) -> list[np.ndarray]:
-    """Candidate positions grouped into whole words: a "##" piece joins the piece before it."""
-    starts = ~continuation[input_ids[candidates]]
-    starts[0] = True
-    starts[1:] |= np.diff(candidates) != 1  # a special token in between always splits
-    return np.split(candidates, np.flatnonzero(starts)[1:])
-
-
-def mask_tokens(
-    input_ids: np.ndarray,
-    special: SpecialIds,
-    masked_lm_prob: float,
-    max_predictions: int,
-    rng: np.random.Generator,
-    whole_word: bool = False,
-):
-    """BERT masking: choose 15% of non-special positions (capped), 80% [MASK], 10% random, 10% kept.
-    With `whole_word`, all pieces of a word are chosen together (the reference skips a word that
-    would overshoot the count and tries the next); the 80/10/10 draw stays per token."""
-    labels = np.full_like(input_ids, -100)
-    is_special = special.is_special
-    candidates = np.flatnonzero(~is_special[input_ids])
-    n = min(max_predictions, max(1, int(round(len(input_ids) * masked_lm_prob))), len(candidates))
-    if n == 0:
-        return input_ids, labels
-    if whole_word:
-        groups = _word_groups(input_ids, candidates, special.continuation)
-        chosen, count = [], 0
-        for g in rng.permutation(len(groups)):
-            if count + len(groups[g]) <= n:
-                chosen.append(groups[g])
-                count += len(groups[g])
-                if count == n:
-                    break
-        picked = np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
-    else:
-        picked = rng.choice(candidates, size=n, replace=False)
-    labels[picked] = input_ids[picked]
-    out = input_ids.copy()
-    r = rng.random(len(picked))
-    out[picked[r < 0.8]] = special.mask
-    rand_pos = picked[r >= 0.9]
-    rand_ids = rng.integers(0, special.vocab_size, size=len(rand_pos))
-    bad = is_special[rand_ids]
-    while bad.any():  # a random *word*, never a special token
-        rand_ids[bad] = rng.integers(0, special.vocab_size, size=int(bad.sum()))
-        bad = is_special[rand_ids]
-    out[rand_pos] = rand_ids
-    return out, labels
-
-
 def check_example_config(cfg) -> None:
     """Impossible example settings fail before any work, naming the key."""
-    from .config import ConfigError
+    from bertforge.config import ConfigError
 
     if cfg.get("objective", "nsp") not in OBJECTIVES:
         raise ConfigError(f"pretrain.objective: {cfg.objective!r} is not one of {', '.join(OBJECTIVES)}")
@@ -259,7 +174,7 @@ class PretrainingDataset(Dataset):
 def collate(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     """Dynamic padding to the longest example in the batch, plus where the real and the masked
     tokens are (`modeling.unpad_indices`), so the unpadded forward needs no device sync."""
-    from .modeling import unpad_indices
+    from bertforge.pretraining.model import unpad_indices
 
     width = max(len(x["input_ids"]) for x in batch)
     n = len(batch)

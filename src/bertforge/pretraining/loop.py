@@ -1,14 +1,8 @@
-"""The `pretrain` stage: shards -> Lightning MLM+NSP training -> HF-format model directory.
-
-Checkpoints live in a persistent directory tagged with a fingerprint of everything that shapes
-the maths; an interrupted run resumes from `last.ckpt` (and its MLflow run), a changed config
-starts afresh.
-"""
+"""The pre-training loop: prepared shards -> Lightning MLM + NSP training -> HF-format model directory,
+with its config checks, time budget, periodic validation, checkpoints and curves."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import time
 import warnings
@@ -17,55 +11,18 @@ from pathlib import Path
 import numpy as np
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from .budget import TrainingClock
-from .config import ConfigError, to_plain
-from .hardware import Placement, placement
-from .modeling import bert_config, build_pretraining_model
-from .optim import check_optim_config
-from .outputs import read_json, write_json
-from .pretrain_module import TRAIN_KEYS, CurveWriter, PretrainData, PretrainModule, check_phases, val_keys
-from .pretraining_data import SpecialIds, check_example_config
-from .shards import Shard
-from .tokenization import load_tokenizer, save_tokenizer_dir
-from .trainer import build_trainer
-
-
-def fingerprint(cfg, upstream_run: str | None) -> str:
-    """Checkpoints are reusable only under the same config, input data *and code* (a code change
-    that DVC re-runs the stage for must not resume a checkpoint the old code made)."""
-    code = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py")))).hexdigest()
-    parts = {
-        "seed": cfg.seed,
-        "model": to_plain(cfg.model),
-        "pretrain": to_plain(cfg.pretrain),
-        "data": upstream_run,
-        "code": code,
-    }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def resumable_run(ckpt_dir: Path, fp: str) -> str | None:
-    """The MLflow run id of checkpoints made under the same fingerprint, if any (reads only)."""
-    state = ckpt_dir / "state.json"
-    if state.exists() and read_json(state).get("fingerprint") == fp and (ckpt_dir / "last.ckpt").exists():
-        return read_json(state).get("run_id") or ""
-    return None
-
-
-def prepare_checkpoint_dir(ckpt_dir: Path, fp: str) -> str | None:
-    """Keep checkpoints made under the same fingerprint; return the MLflow run id to continue.
-    The caller records the new (fingerprint, run id) with `record_checkpoint_owner`."""
-    run_id = resumable_run(ckpt_dir, fp)
-    if run_id is not None:
-        return run_id or None
-    if ckpt_dir.exists():
-        shutil.rmtree(ckpt_dir)
-    ckpt_dir.mkdir(parents=True)
-    return None
-
-
-def record_checkpoint_owner(ckpt_dir: Path, fp: str, run_id: str) -> None:
-    write_json(ckpt_dir / "state.json", {"fingerprint": fp, "run_id": run_id})
+from bertforge.config import ConfigError
+from bertforge.data.masking import SpecialIds
+from bertforge.data.pretraining_examples import check_example_config
+from bertforge.data.shards import Shard
+from bertforge.data.tokenization import load_tokenizer, save_tokenizer_dir
+from bertforge.hardware import Placement, placement
+from bertforge.pretraining.budget import TrainingClock
+from bertforge.pretraining.datamodule import PretrainData, check_phases
+from bertforge.pretraining.model import bert_config, build_pretraining_model
+from bertforge.pretraining.module import TRAIN_KEYS, CurveWriter, PretrainModule, val_keys
+from bertforge.pretraining.optim import check_optim_config
+from bertforge.trainer import build_trainer
 
 
 def process_rank() -> int:
@@ -176,7 +133,7 @@ def pretrain(
         clock=timer,
     )
 
-    from .tracking import lightning_logger
+    from bertforge.tracking import lightning_logger
 
     val_names = val_keys(module.pair_task)
     # the directory holds our state.json and curves on purpose (resume protocol), not stale checkpoints

@@ -1,81 +1,21 @@
-"""Lightning module and data module for MLM + NSP pre-training."""
+"""The Lightning module for MLM + NSP pre-training, its metric names and the curve writer."""
 
 from __future__ import annotations
 
 import csv
 import math
 import time
-from functools import partial
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
-from torch.utils.data import DataLoader, Sampler
 
-from .budget import TrainingClock
-from .modeling import sparse_pretraining_forward, unpadded_pretraining_forward
-from .optim import optimizer_with_schedule
-from .pretraining_data import PretrainingDataset, SpecialIds, collate
-from .shards import Shard
+from bertforge.pretraining.budget import TrainingClock
+from bertforge.pretraining.datamodule import budget_phase
+from bertforge.pretraining.model import sparse_pretraining_forward, unpadded_pretraining_forward
+from bertforge.pretraining.optim import optimizer_with_schedule
 
-
-class EpochBatches(Sampler):
-    """One epoch's batches in a seeded order; `start` skips those already trained on (resume);
-    `limit` ends the epoch early (at a sequence-length phase boundary). Under data parallelism
-    the order is cut into global batches of batch_size x world_size and each rank takes its slice,
-    so W processes see exactly the batches one process would see at the same global batch."""
-
-    def __init__(
-        self,
-        n: int,
-        batch_size: int,
-        seed: int,
-        shuffle: bool,
-        drop_last: bool,
-        limit: int | None = None,
-        rank: int = 0,
-        world_size: int = 1,
-        multiple_of: int = 1,
-    ):
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist() if shuffle else list(range(n))
-        size = batch_size * world_size
-        stop = n - n % size if drop_last else n
-        lo, hi = rank * batch_size, (rank + 1) * batch_size
-        batches = [order[i : i + size][lo:hi] for i in range(0, stop, size)][:limit]
-        batches = [b for b in batches if b]  # an uneven last validation batch may leave a rank nothing
-        # whole optimizer steps only: Lightning would step on a partial accumulation at an epoch's end
-        self.batches = batches[: len(batches) - len(batches) % multiple_of]
-        self.start = 0
-
-    def __iter__(self):
-        yield from self.batches[self.start :]
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
-class ResumableLoader(DataLoader):
-    """A DataLoader whose position in the epoch goes into Lightning checkpoints, so a run resumed
-    mid-epoch continues with the next unseen batch. The position is the trainer's count of
-    processed batches (the loader itself runs one batch ahead because Lightning prefetches)."""
-
-    def __init__(self, dataset, batch_sampler: EpochBatches, epoch: int, position, **kwargs):
-        # its own generator: creating the iterator must not consume the global RNG (dropout)
-        super().__init__(dataset, batch_sampler=batch_sampler, generator=torch.Generator(), **kwargs)
-        self.epoch, self._position = epoch, position
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "batches": int(self._position())}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("epoch") == self.epoch:
-            self.batch_sampler.start = min(int(state["batches"]), len(self.batch_sampler))
-
-
-# The step and validation metric names, once: the module logs them, CurveWriter writes them as the
-# CSV columns `dvc plots` reads, and the stage reports the validation ones.
 TRAIN_KEYS = ("train/loss", "train/mlm_loss", "train/nsp_loss", "train/lr")
 VAL_KEYS = ("val/mlm_loss", "val/mlm_accuracy", "val/unigram_accuracy", "val/nsp_accuracy", "val/perplexity")
 PAIR_KEY = "val/nsp_accuracy"  # logged only when there is a pair task (objective nsp or sop)
@@ -83,167 +23,6 @@ PAIR_KEY = "val/nsp_accuracy"  # logged only when there is a pair task (objectiv
 
 def val_keys(pair_task: bool) -> list[str]:
     return [k for k in VAL_KEYS if pair_task or k != PAIR_KEY]
-
-
-VALID_EPOCH = 2**31 - 1  # the seed stream of the fixed validation set, disjoint from training epochs
-
-
-def check_phases(cfg) -> None:
-    """`pretrain.phases`: e.g. 90% of the steps at 128 tokens, then 10% at 512 (BERT's recipe);
-    each phase sets any of PHASE_KEYS and its length: `steps` adding up to max_steps, or with
-    `pretrain.budget_minutes`, `fraction`s of the budget adding up to 1."""
-    from .config import ConfigError
-
-    phases = cfg.get("phases") or []
-    budgeted = cfg.get("budget_minutes") is not None
-    length = "fraction" if budgeted else "steps"
-    for i, p in enumerate(phases):
-        unknown = set(p) - {length, *PHASE_KEYS}
-        size = p.get(length)
-        ok = size is not None and (0 < float(size) <= 1 if budgeted else int(size) >= 1)
-        if unknown or not ok:
-            want = "fraction in (0, 1] (with pretrain.budget_minutes)" if budgeted else "steps >= 1"
-            raise ConfigError(
-                f"pretrain.phases[{i}]: needs {want} and only {', '.join(PHASE_KEYS)} besides (got {dict(p)})"
-            )
-    total = sum(float(p[length]) for p in phases)
-    if phases and budgeted and abs(total - 1) > 1e-6:
-        raise ConfigError(
-            f"pretrain.phases: fractions add up to {total:g}, not 1 "
-            "(with pretrain.budget_minutes each phase is a fraction of the budget)"
-        )
-    if phases and not budgeted and total != cfg.max_steps:
-        raise ConfigError(f"pretrain.phases: steps add up to {int(total)}, not pretrain.max_steps={cfg.max_steps}")
-    val = cfg.get("val_settings") or {}
-    if set(val) - {*PHASE_KEYS, "masked_lm_prob"}:
-        raise ConfigError(f"pretrain.val_settings: only {', '.join((*PHASE_KEYS, 'masked_lm_prob'))} (got {dict(val)})")
-
-
-PHASE_KEYS = ("max_seq_length", "max_predictions_per_seq", "batch_size", "short_seq_prob")
-
-
-def phase_settings(cfg, index: int | None):
-    """The example settings of phase `index` (None: no phases)."""
-    if index is None:
-        return cfg
-    drop = ("steps", "fraction")
-    return OmegaConf.merge(cfg, {k: v for k, v in cfg.phases[index].items() if k not in drop})
-
-
-def phase_at(cfg, step: int):
-    """(phase index in force at optimizer step `step` or None without phases, the step where that phase ends)."""
-    end = 0
-    for i, p in enumerate(cfg.get("phases") or []):
-        end += int(p.steps)
-        if step < end:
-            return i, end
-    return None, None
-
-
-def budget_phase(cfg, fraction: float) -> int | None:
-    """The phase in force once `fraction` of the time budget is spent (None without phases)."""
-    phases = cfg.get("phases") or []
-    end = 0.0
-    for i, p in enumerate(phases):
-        end += float(p.fraction)
-        if fraction < end - 1e-9:
-            return i
-    return len(phases) - 1 if phases else None
-
-
-def validation_settings(cfg):
-    """The held-out set's example settings: the training ones unless `pretrain.val_settings` fixes
-    some (so that runs trained differently, e.g. at a higher masking rate, are scored alike)."""
-    return OmegaConf.merge(cfg, dict(cfg.get("val_settings") or {}))
-
-
-class PretrainData(pl.LightningDataModule):
-    """Pairs and masks are rebuilt every epoch (dynamic masking), seeded by (seed, epoch). With
-    `pretrain.phases`, an epoch ends at a phase boundary and the next is built with the next
-    phase's sequence length; the step each epoch started at is checkpointed, so a resumed epoch
-    is rebuilt exactly."""
-
-    def __init__(
-        self,
-        shard_dir: Path,
-        special: SpecialIds,
-        cfg,
-        seed: int,
-        num_workers: int,
-        pin_memory: bool = False,
-        clock: TrainingClock | None = None,
-    ):
-        super().__init__()
-        self.clock = clock  # with a time budget, the phase of a new epoch comes from its fraction
-        self.train_shard, self.valid_shard = Shard(shard_dir / "train"), Shard(shard_dir / "valid")
-        self.special, self.cfg, self.seed, self.num_workers = special, cfg, seed, num_workers
-        self.pin_memory = pin_memory  # GPU: page-locked batches, copied without blocking the host
-        self._collate = partial(collate, pad_id=special.pad)
-        self._epoch, self.epoch_start_step, self.epoch_phase, self._resumed_start = 0, 0, None, None
-
-    @property
-    def budget_phases(self) -> bool:
-        return bool(self.clock and self.clock.budgeted and self.cfg.get("phases"))
-
-    def state_dict(self) -> dict:
-        return {"epoch": self._epoch, "epoch_start_step": self.epoch_start_step, "epoch_phase": self.epoch_phase}
-
-    def load_state_dict(self, state: dict) -> None:
-        self._resumed_start = (state.get("epoch"), state.get("epoch_start_step"), state.get("epoch_phase"))
-
-    def _loader(
-        self, ds, shuffle: bool, epoch: int, batch_size: int, limit: int | None = None, multiple_of: int = 1
-    ) -> DataLoader:
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        batches = EpochBatches(
-            len(ds),
-            batch_size,
-            self.seed * 1000 + epoch,
-            shuffle,
-            drop_last=shuffle,
-            limit=limit,
-            rank=rank,
-            world_size=world,
-            multiple_of=multiple_of,
-        )
-        position = lambda: self.trainer.fit_loop.epoch_loop.batch_progress.current.processed  # noqa: E731
-        return ResumableLoader(
-            ds,
-            batches,
-            epoch,
-            position,
-            collate_fn=self._collate,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        epoch = self.trainer.current_epoch if self.trainer else 0
-        start = self.trainer.global_step if self.trainer else 0
-        accumulate = self.trainer.accumulate_grad_batches if self.trainer else 1
-        saved_phase = None
-        if self._resumed_start is not None:
-            if self._resumed_start[0] == epoch:  # resumed mid-epoch: the epoch began before the checkpoint
-                start, saved_phase = self._resumed_start[1], self._resumed_start[2]
-            self._resumed_start = None  # (a checkpoint from an epoch's last step resumes into a new epoch)
-        if self.budget_phases:  # the epoch runs until the budget's phase changes (the module ends it)
-            phase = saved_phase if saved_phase is not None else budget_phase(self.cfg, self.clock.fraction)
-            limit = None
-        else:
-            phase, phase_end = phase_at(self.cfg, start)
-            limit = None if phase_end is None else (phase_end - start) * accumulate
-        self._epoch, self.epoch_start_step, self.epoch_phase = epoch, start, phase
-        while self.budget_phases and len(self.clock.phase_starts) <= phase:
-            self.clock.phase_starts.append(start)
-        cfg = phase_settings(self.cfg, phase)
-        ds = PretrainingDataset(self.train_shard, self.special, cfg, self.seed, epoch)
-        return self._loader(ds, True, epoch, cfg.batch_size, limit, multiple_of=accumulate)
-
-    def val_dataloader(self) -> DataLoader:
-        # fixed pairs and masks: validation numbers are comparable across steps and runs
-        cfg = validation_settings(self.cfg)
-        ds = PretrainingDataset(self.valid_shard, self.special, cfg, self.seed, VALID_EPOCH, cfg.val_max_examples)
-        return self._loader(ds, False, 0, cfg.batch_size)
 
 
 class PretrainModule(pl.LightningModule):

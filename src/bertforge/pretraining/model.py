@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 from transformers import BertConfig, BertForPreTraining
 
-from .config import ConfigError
-from .quiet import dropped
+from bertforge.config import ConfigError
+from bertforge.quiet import dropped
 
 
 def load_weights(

@@ -14,11 +14,10 @@ from typing import Iterable
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-from .config import ConfigError, resolve_path
-from .morphemes import attach, check_analyzer, read_marker, write_marker
+from bertforge.config import ConfigError, resolve_path
+from bertforge.data.morphemes import attach, check_analyzer, is_hangul, read_marker, write_marker
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-_HANGUL = range(0xAC00, 0xD7A4)
 
 
 def hangul_share(sentences: Iterable[str]) -> float:
@@ -27,7 +26,7 @@ def hangul_share(sentences: Iterable[str]) -> float:
         for ch in s:
             if ch.isalpha():
                 letters += 1
-                hangul += ord(ch) in _HANGUL
+                hangul += is_hangul(ch)
     return hangul / max(letters, 1)
 
 

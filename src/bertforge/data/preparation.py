@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from .config import ConfigError, DataError
-from .corpus import read_corpus, read_units
-from .morphemes import check_analyzer, mecab, read_marker, segment
-from .shards import SPLITS, PartWriter, merge_parts, token_dtype, write_meta
-from .tokenization import (
+from bertforge.config import ConfigError, DataError
+from bertforge.data.corpus import read_corpus, read_units
+from bertforge.data.morphemes import check_analyzer, mecab, read_marker, segment
+from bertforge.data.shards import SPLITS, PartWriter, merge_parts, token_dtype, write_meta
+from bertforge.data.tokenization import (
     bert_normalizer,
     check_hangul_safe,
     check_keeps_hangul,
@@ -165,17 +165,24 @@ def _sample_lines(paths: list[Path], n: int) -> list[str]:
     return out
 
 
-def tokenizer_for(cfg, texts: list[Path], char_counts: Counter, out_dir: Path):
-    """Train WordPiece on the text, or reuse `tokenizer.pretrained` (a directory or pkg:...)."""
+def reused_tokenizer(cfg):
+    """(directory, tokenizer) of `tokenizer.pretrained`, loaded once for the whole stage; None when
+    the stage trains its own WordPiece."""
+    if not cfg.tokenizer.get("pretrained"):
+        return None
+    src = resolve_tokenizer_dir(str(cfg.tokenizer.pretrained))
+    try:
+        return src, load_tokenizer(src)
+    except ConfigError as e:
+        raise ConfigError(f"tokenizer.pretrained: {e}") from None
+
+
+def tokenizer_for(cfg, reused, texts: list[Path], char_counts: Counter, out_dir: Path):
+    """Train WordPiece on the text, or copy the `reused` one (see reused_tokenizer)."""
     sample = _sample_lines(texts, 5000)
-    if cfg.tokenizer.get("pretrained"):
-        src = resolve_tokenizer_dir(str(cfg.tokenizer.pretrained))
-        try:
-            tok = load_tokenizer(src)
-        except ConfigError as e:
-            raise ConfigError(f"tokenizer.pretrained: {e}") from None
-        check_keeps_hangul(tok, sample)
-        save_tokenizer_dir(tok, out_dir)
+    if reused is not None:
+        check_keeps_hangul(reused[1], sample)
+        save_tokenizer_dir(reused[1], out_dir)
         return load_tokenizer(out_dir)
     check_hangul_safe(sample, bool(cfg.tokenizer.strip_accents))
     progress = Progress("tokenizer")
@@ -186,12 +193,12 @@ def tokenizer_for(cfg, texts: list[Path], char_counts: Counter, out_dir: Path):
     return save_tokenizer(vocab, out_dir, cfg.tokenizer, model_max_length=512)
 
 
-def pre_segmentation_normalizer(cfg):
+def pre_segmentation_normalizer(cfg, reused):
     """The normalizer to apply before cutting morphemes, or None when the tokenizer does not cut:
     the reused tokenizer's marker decides, else `tokenizer.pre_segmentation`."""
-    if cfg.tokenizer.get("pretrained"):
-        src = resolve_tokenizer_dir(str(cfg.tokenizer.pretrained))
-        return load_tokenizer(src).backend_tokenizer.normalizer if read_marker(src) else None
+    if reused is not None:
+        src, tok = reused
+        return tok.backend_tokenizer.normalizer if read_marker(src) else None
     if check_analyzer(cfg.tokenizer.get("pre_segmentation")) is None:
         return None
     mecab()  # a missing analyser is one clear error here, not one per worker
@@ -222,7 +229,8 @@ def prepare(cfg, out_dir: Path, workers: int | None = None) -> dict:
     try:
         read_stats, char_counts, texts = Counter(), Counter(), []
         progress = Progress("read")
-        cutting = pre_segmentation_normalizer(cfg)
+        reused = reused_tokenizer(cfg)
+        cutting = pre_segmentation_normalizer(cfg, reused)
         jobs = [(unit, str(work / f"text-{i:05d}.txt"), train_vocab, cutting) for i, (_, unit) in enumerate(units)]
         for (source, _), (_, path, _, _), (starts, stats, chars) in zip(units, jobs, _imap(pool, read_unit, jobs)):
             read_stats.update(stats)
@@ -242,7 +250,7 @@ def prepare(cfg, out_dir: Path, workers: int | None = None) -> dict:
             )
 
         warm.join()  # transformers' lazy module is not safe to import from two threads at once
-        tok = tokenizer_for(cfg, [p for p, _ in texts], char_counts, out_dir / "tokenizer")
+        tok = tokenizer_for(cfg, reused, [p for p, _ in texts], char_counts, out_dir / "tokenizer")
         vocab_size, dtype = len(tok), token_dtype(len(tok))
         valid = np.random.default_rng(cfg.seed).random(n_docs) < corpus.valid_fraction
         shards = out_dir / "shards"

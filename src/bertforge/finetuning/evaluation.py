@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .finetune_module import encode, make_loader, predict
-from .hardware import Placement
-from .tasks import TaskData, score_predictions
-from .tokenization import load_tokenizer
+from bertforge.data.tokenization import load_tokenizer
+from bertforge.finetuning.metrics import score_predictions
+from bertforge.finetuning.module import encode, make_loader, predict
+from bertforge.finetuning.tasks import TaskData
+from bertforge.hardware import Placement
 
 
 def predict_examples(model_dir: Path, data: TaskData, examples, max_seq_length: int, place: Placement) -> np.ndarray:

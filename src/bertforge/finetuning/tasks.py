@@ -1,15 +1,14 @@
-"""Fine-tuning tasks: splits and labels from a task config (GLUE, custom files, HF datasets, the demo), metrics."""
+"""Fine-tuning tasks: splits and labels from a task config (GLUE, custom files, HF datasets, the demo)."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
 
-import numpy as np
-
-from .config import ConfigError, resolve_path
-from .demo_language import N_TOPICS, DemoLanguage
-from .task_readers import TaskDataError, file_rows, hf_rows
+from bertforge.config import ConfigError, DataError, resolve_path
+from bertforge.data.demo_language import N_TOPICS, DemoLanguage
+from bertforge.data.task_readers import file_rows, hf_rows
+from bertforge.finetuning.metrics import task_metrics
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ def _label_value(where: str, raw, problem: str, column) -> str | float:
         try:
             return float(raw)
         except (TypeError, ValueError):
-            raise TaskDataError(f"{where}: column {column!r}: {raw!r} is not a number (regression task)") from None
+            raise DataError(f"{where}: column {column!r}: {raw!r} is not a number (regression task)") from None
     return str(raw).strip()
 
 
@@ -79,19 +78,19 @@ def _examples(rows, task, split: str, known: list[str] | None, where_split: str)
     out = []
     for where, a, b, y in rows:
         if not isinstance(a, str) or (spec_b is not None and not isinstance(b, str)):
-            raise TaskDataError(
+            raise DataError(
                 f"{where}: a text column holds {type(a if not isinstance(a, str) else b).__name__}, not text"
             )
         if spec_b is not None and not b.strip():
-            raise TaskDataError(f"{where}: column {spec_b!r}: empty second text in a pair task")
+            raise DataError(f"{where}: column {spec_b!r}: empty second text in a pair task")
         label = _label_value(where, y, task.problem, column)
         if known is not None and label not in known:
-            raise TaskDataError(f"{where}: column {column!r}: label {label!r} is not one of {known}")
+            raise DataError(f"{where}: column {column!r}: label {label!r} is not one of {known}")
         out.append(Example(a, b, label, where))
         if limit and len(out) == limit:
             break
     if not out:
-        raise TaskDataError(f"{where_split}: the {split} split is empty")
+        raise DataError(f"{where_split}: the {split} split is empty")
     return out
 
 
@@ -103,7 +102,7 @@ def _discover_labels(train: list[Example]) -> list[str]:
     except ValueError:
         labels = sorted(found)
     if len(labels) < 2:
-        raise TaskDataError(f"task.labels: the training split has only the label(s) {labels}; need at least 2")
+        raise DataError(f"task.labels: the training split has only the label(s) {labels}; need at least 2")
     return labels
 
 
@@ -116,7 +115,7 @@ def _seeded_split(splits: dict[str, list[Example]], task) -> None:
     random.Random(task.split.seed).shuffle(train)
     n_dev = max(1, round(frac * len(train)))
     if n_dev >= len(train):
-        raise TaskDataError(f"task.split: {len(train)} training examples are too few to hold out a dev split")
+        raise DataError(f"task.split: {len(train)} training examples are too few to hold out a dev split")
     splits["dev"], splits["train"] = train[:n_dev], train[n_dev:]
 
 
@@ -195,7 +194,7 @@ def predict_splits(task) -> dict[str, tuple[str, list[Example]]]:
             for i, (where, a, b, idx) in enumerate(rows)
         ]
         if not examples:
-            raise TaskDataError(f"task.predict.{name}: the split is empty")
+            raise DataError(f"task.predict.{name}: the split is empty")
         out[name] = (str(p.submission), examples)
     return out
 
@@ -203,100 +202,6 @@ def predict_splits(task) -> dict[str, tuple[str, list[Example]]]:
 def eval_splits(task) -> list[str]:
     """Splits the task is scored on; GLUE scores MNLI on matched and mismatched dev sets."""
     return list(task.get("eval_splits") or ["dev"])
-
-
-# ---------------------------------------------------------------- metrics (GLUE's official ones)
-def _ranks(x: np.ndarray) -> np.ndarray:
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = np.arange(len(x), dtype=np.float64)
-    _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
-    sums = np.bincount(inv, weights=ranks)
-    return (sums / counts)[inv]  # average ranks for ties
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a - a.mean(), b - b.mean()
-    d = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / d) if d else 0.0
-
-
-def _f1(preds: np.ndarray, gold: np.ndarray, positive) -> float:
-    tp = float(((preds == positive) & (gold == positive)).sum())
-    fp = float(((preds == positive) & (gold != positive)).sum())
-    fn = float(((preds != positive) & (gold == positive)).sum())
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-
-
-def compute_metrics(
-    names: list[str], preds: np.ndarray, gold: np.ndarray, num_labels: int | None = None, threshold: float = 3.0
-) -> dict[str, float]:
-    """`num_labels`: the classes macro-F1 averages over (default: those in gold or predictions);
-    `threshold`: where binary_f1 cuts a regression score (KLUE-STS: 3.0 of 0-5)."""
-    out = {}
-    for name in names:
-        if name == "accuracy":
-            out[name] = float((preds == gold).mean())
-        elif name == "f1":  # of the positive class (label id 1), as GLUE reports for MRPC/QQP
-            out[name] = _f1(preds, gold, 1)
-        elif name == "macro_f1":  # the unweighted mean over classes (KLUE-YNAT)
-            classes = range(num_labels) if num_labels else np.union1d(preds, gold)
-            out[name] = float(np.mean([_f1(preds, gold, c) for c in classes]))
-        elif name == "binary_f1":  # F1 of "similar" (score >= threshold) as KLUE-STS reports it
-            out[name] = _f1((preds >= threshold).astype(int), (gold >= threshold).astype(int), 1)
-        elif name == "matthews_corr":
-            out[name] = _pearson((preds == 1).astype(float), (gold == 1).astype(float))
-        elif name == "pearson":
-            out[name] = _pearson(preds.astype(float), gold.astype(float))
-        elif name == "spearman":
-            out[name] = _pearson(_ranks(preds.astype(float)), _ranks(gold.astype(float)))
-        else:
-            raise ConfigError(f"task.metrics: unknown metric {name!r}")
-    return out
-
-
-METRICS = {
-    "classification": ("accuracy", "f1", "macro_f1", "matthews_corr"),
-    "regression": ("pearson", "spearman", "binary_f1"),
-}
-DEFAULT_METRICS = {"classification": ["accuracy"], "regression": ["pearson", "spearman"]}
-
-
-def task_metrics(task) -> list[str]:
-    """`task.metrics`, or (null) the problem type's defaults; a metric that cannot apply to the
-    problem type (accuracy of a regression) is a config error, as is a score metric not computed."""
-    problem = task.get("problem") or "classification"
-    if problem not in METRICS:
-        raise ConfigError(f"task.problem: {problem!r} is not classification or regression")
-    names = list(task.get("metrics") or DEFAULT_METRICS[problem])
-    unknown = [n for n in names if n not in METRICS["classification"] + METRICS["regression"]]
-    if unknown:
-        raise ConfigError(f"task.metrics: unknown metric {unknown[0]!r}")
-    wrong = [n for n in names if n not in METRICS[problem]]
-    if wrong:
-        raise ConfigError(
-            f"task.metrics: {', '.join(wrong)} cannot score a {problem} task "
-            f"(use {', '.join(METRICS[problem])}, or null for {', '.join(DEFAULT_METRICS[problem])})"
-        )
-    missing = [n for n in task.get("score_metrics") or [] if n not in names]
-    if missing:
-        raise ConfigError(f"task.score_metrics: {', '.join(missing)} is not in task.metrics {names}")
-    return names
-
-
-def task_score(metrics: dict[str, float], task) -> float:
-    """GLUE's per-task score: the mean of the task's `score_metrics` (default: all its metrics), so MRPC averages
-    F1 and accuracy while CoLA, which also reports accuracy, is scored on Matthews correlation alone."""
-    return float(np.mean([metrics[n] for n in (task.get("score_metrics") or task_metrics(task))]))
-
-
-def score_predictions(task, preds: np.ndarray, gold: np.ndarray) -> tuple[dict[str, float], float]:
-    """The task's metrics on these predictions, and its GLUE score."""
-    labels = task.get("labels")
-    metrics = compute_metrics(
-        task_metrics(task), preds, gold, len(labels) if labels else None, float(task.get("binary_threshold") or 3.0)
-    )
-    return metrics, task_score(metrics, task)
 
 
 def selection_splits(splits: list[str]) -> list[str]:

@@ -9,13 +9,7 @@ Files may be globs and `.gz/.xz/.bz2` streams. Skipped input is counted in `stat
 
 from __future__ import annotations
 
-import bz2
-import csv
 import glob
-import gzip
-import io
-import json
-import lzma
 import re
 import unicodedata
 from collections import Counter
@@ -24,13 +18,13 @@ from typing import Callable, Iterable, Iterator
 
 from omegaconf import OmegaConf
 
-from .config import ConfigError, DataError, resolve_path
-from .demo_language import demo_documents
+from bertforge.config import ConfigError, DataError, resolve_path
+from bertforge.data.demo_language import demo_documents
+from bertforge.data.records import delimited_records, hf_records, jsonl_records, read_lines
 
 Document = list[str]
 LAYOUTS = ("sentences", "paragraphs", "wrapped")
 
-_OPENERS = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“‘(\[]?[A-Z0-9가-힣])")
 # control and zero-width characters (tab/newline become spaces below); NUL means binary input
 _INVISIBLE = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u2060\ufeff]")
@@ -45,51 +39,6 @@ def expand_files(patterns: Iterable[str], key: str = "corpus.files") -> list[Pat
             raise ConfigError(f"{key}: pattern {pat!r} matches no file (resolved to {resolve_path(pat)})")
         files.extend(Path(h) for h in hits if Path(h).is_file())
     return files
-
-
-def open_text(path: Path) -> io.TextIOBase:
-    """Open plain or compressed UTF-8 text as a stream; bad bytes raise UnicodeDecodeError."""
-    opener = _OPENERS.get(path.suffix)
-    raw = opener(path, "rb") if opener else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline=None)
-
-
-def read_lines(path: Path, max_chars: int, stats: Counter) -> Iterator[tuple[int, str]]:
-    """(line number, line) of a text file. A line longer than `max_chars` is skipped (counted in
-    `stats['skipped_long_lines']`) without ever being held in memory whole."""
-    with open_text(path) as fh:
-        lineno = 0
-        try:
-            while True:
-                line = fh.readline(max_chars + 1)
-                if not line:
-                    return
-                lineno += 1
-                if len(line) > max_chars and not line.endswith("\n"):
-                    while (rest := fh.readline(max_chars)) and not rest.endswith("\n"):
-                        pass
-                    stats["skipped_long_lines"] += 1
-                    continue
-                if "\x00" in line:
-                    raise DataError(f"{path}:{lineno}: binary data (NUL byte); not a text file")
-                yield lineno, line
-        except UnicodeDecodeError as e:
-            raise DataError(
-                f"{path}:{utf8_error_position(path, e)}: not valid UTF-8 ({e.reason}); "
-                "is this a binary or non-UTF-8 file?"
-            ) from None
-
-
-def utf8_error_position(path: Path, error: UnicodeDecodeError) -> str:
-    """`line:column` of the first undecodable byte (the text layer decodes ahead in blocks)."""
-    opener = _OPENERS.get(path.suffix, open)
-    with opener(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                return f"{lineno}:{len(raw[: e.start].decode('utf-8')) + 1}"
-    return f"? ({error.reason})"
 
 
 def clean_text(text: str, form: str | None) -> str:
@@ -175,56 +124,18 @@ def _body(blocks: list[str], start: re.Pattern | None, end: re.Pattern | None, s
 
 
 # ---------------------------------------------------------------- records (JSONL, CSV, HF datasets)
-def _jsonl_records(path: Path, cfg, stats: Counter) -> Iterator[tuple[str, dict]]:
-    for lineno, line in read_lines(path, int(cfg.get("max_line_chars", 1_000_000)), stats):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line.rstrip("\r\n"))  # a column on this line, not on a "line 2" after it
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}:{e.colno}: invalid JSON ({e.msg})") from None
-        if not isinstance(rec, dict):
-            raise DataError(f"{path}:{lineno}: a JSON object per line is expected, got {type(rec).__name__}")
-        yield f"{path}:{lineno}", rec
-
-
 def _csv_records(path: Path, cfg, stats: Counter) -> Iterator[tuple[str, dict]]:
-    csv.field_size_limit(int(cfg.get("max_line_chars", 1_000_000)))
+    """Rows of a CSV/TSV file with a header, as records keyed by column name."""
     delimiter = cfg.get("delimiter") or ("\t" if ".tsv" in path.suffixes else ",")
-    with open_text(path) as fh:
-        reader = csv.DictReader(fh, delimiter=delimiter)
-        try:
-            for rec in reader:
-                yield f"{path}:{reader.line_num}", rec
-        except csv.Error as e:
-            if "field larger than field limit" in str(e):
-                stats["skipped_long_lines"] += 1  # csv cannot resume after this: the rest is unread
-                raise DataError(f"{path}:{reader.line_num}: a field is longer than corpus.max_line_chars") from None
-            raise DataError(f"{path}:{reader.line_num}: {e}") from None
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}:{reader.line_num + 1}: not valid UTF-8 ({e.reason})") from None
+    rows = delimited_records(path, delimiter, int(cfg.get("max_line_chars", 1_000_000)), stats)
+    _, header = next(rows, (0, []))
+    for lineno, row in rows:
+        yield f"{path}:{lineno}", dict(zip(header, row))
 
 
 def _hf_records(cfg) -> Iterator[tuple[str, dict]]:
-    """A Hugging Face dataset: a hub name (needs network) or a local directory, streamed."""
-    import datasets
-
     name = "" if OmegaConf.is_missing(cfg, "dataset") else str(cfg.get("dataset") or "")
-    if not name:
-        raise ConfigError("corpus.dataset: name a Hugging Face dataset (e.g. wikimedia/wikipedia) or a local directory")
-    local = resolve_path(name)
-    if (local / "dataset_info.json").exists() and (local / "state.json").exists():  # save_to_disk
-        ds = datasets.load_from_disk(str(local))
-        ds = ds[cfg.split] if isinstance(ds, datasets.DatasetDict) else ds
-    else:
-        ds = datasets.load_dataset(
-            str(local) if local.exists() else name,
-            cfg.get("config_name"),
-            split=cfg.split,
-            streaming=bool(cfg.get("streaming", True)),
-        )
-    for i, rec in enumerate(ds):
-        yield f"{name}[{cfg.split}][{i}]", rec
+    yield from hf_records(name, cfg.get("config_name"), cfg.split, bool(cfg.get("streaming", True)), "corpus.dataset")
 
 
 def _record_blocks(records: Iterator[tuple[str, dict]], cfg, stats: Counter) -> Iterator[list[str]]:
@@ -298,9 +209,10 @@ def _raw_documents(cfg, stats: Counter) -> Iterator[list[str]]:
         for path in expand_files(cfg.files):
             yield from _text_blocks(path, cfg, stats)
     elif kind in ("jsonl", "csv"):
-        reader = _jsonl_records if kind == "jsonl" else _csv_records
+        max_chars = int(cfg.get("max_line_chars", 1_000_000))
         for path in expand_files(cfg.files):
-            yield from _record_blocks(reader(path, cfg, stats), cfg, stats)
+            records = jsonl_records(path, max_chars, stats) if kind == "jsonl" else _csv_records(path, cfg, stats)
+            yield from _record_blocks(records, cfg, stats)
     elif kind == "hf":
         yield from _record_blocks(_hf_records(cfg), cfg, stats)
     else:

@@ -6,19 +6,14 @@ Each yields `(where, text_a, text_b, label)` with raw values; `where` ("train.ts
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from .config import ConfigError, DataError
+from bertforge.config import ConfigError, DataError
+from bertforge.data.records import delimited_records, format_suffix, json_array_records, jsonl_records, open_dataset
 
 Row = tuple[str, Any, Any, Any]
-
-
-class TaskDataError(DataError):
-    """A data file does not fit the task config; the message names file, line and column."""
 
 
 def _index(header: list[str] | None, col, path: Path, key: str) -> int:
@@ -27,37 +22,34 @@ def _index(header: list[str] | None, col, path: Path, key: str) -> int:
     if header is None:
         raise ConfigError(f"{key}={col!r}: {path} has no header row; give a column index")
     if col not in header:
-        raise TaskDataError(f"{path}:1: no column {col!r} for {key} (columns: {header})")
+        raise DataError(f"{path}:1: no column {col!r} for {key} (columns: {header})")
     return header.index(col)
 
 
 def delimited_rows(path: Path, spec, delimiter: str) -> Iterator[Row]:
-    """Tab-separated GLUE files are read without CSV quoting: quotes there are literal text
-    (MRPC, STS-B), and a byte-order mark before the header is dropped (MRPC). With
-    `skip_malformed` (QQP has a few short rows) rows with too few columns are counted, not fatal."""
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    """GLUE-style TSV/CSV rows (records.delimited_records: TSV quotes are literal, a BOM is dropped).
+    With `skip_malformed` (QQP has a few short rows) rows with too few columns are counted, not fatal."""
     skipped, first = 0, None
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        rows = csv.reader(fh, delimiter=delimiter, quoting=quoting)
-        header = next(rows, None) if spec.header else None
-        ia = _index(header, spec.text_a, path, "task.local.text_a")
-        ib = None if spec.text_b is None else _index(header, spec.text_b, path, "task.local.text_b")
-        il = None if spec.label is None else _index(header, spec.label, path, "task.local.label")
-        need = max(i for i in (ia, ib, il) if i is not None)
-        for lineno, row in enumerate(rows, 2 if spec.header else 1):
-            if not row or (len(row) == 1 and not row[0].strip()):
+    rows = delimited_records(path, delimiter)
+    header = next(rows, (1, None))[1] if spec.header else None
+    ia = _index(header, spec.text_a, path, "task.local.text_a")
+    ib = None if spec.text_b is None else _index(header, spec.text_b, path, "task.local.text_b")
+    il = None if spec.label is None else _index(header, spec.label, path, "task.local.label")
+    need = max(i for i in (ia, ib, il) if i is not None)
+    for lineno, row in rows:
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if len(row) <= need:
+            if spec.get("skip_malformed"):
+                skipped, first = skipped + 1, first or lineno
                 continue
-            if len(row) <= need:
-                if spec.get("skip_malformed"):
-                    skipped, first = skipped + 1, first or lineno
-                    continue
-                raise TaskDataError(f"{path}:{lineno}: expected at least {need + 1} columns, found {len(row)}")
-            yield (
-                f"{path.name}:{lineno}",
-                row[ia],
-                (row[ib] if ib is not None else None),
-                (row[il] if il is not None else None),
-            )
+            raise DataError(f"{path}:{lineno}: expected at least {need + 1} columns, found {len(row)}")
+        yield (
+            f"{path.name}:{lineno}",
+            row[ia],
+            (row[ib] if ib is not None else None),
+            (row[il] if il is not None else None),
+        )
     if skipped:
         print(f"{path}: skipped {skipped} malformed rows (first at line {first})", file=sys.stderr)
 
@@ -76,7 +68,7 @@ def field(obj: dict, key: str):
 
 def _object_row(where: str, obj, spec, keys: str = "keys") -> Row:
     if not isinstance(obj, dict):
-        raise TaskDataError(f"{where}: expected a JSON object, found {type(obj).__name__}")
+        raise DataError(f"{where}: expected a JSON object, found {type(obj).__name__}")
     values = {}
     for what in ("text_a", "text_b", "label"):
         key = spec.get(what)
@@ -86,7 +78,7 @@ def _object_row(where: str, obj, spec, keys: str = "keys") -> Row:
         try:
             values[what] = field(obj, key)
         except KeyError:
-            raise TaskDataError(f"{where}: no key {key!r} for task.local.{what} ({keys}: {list(obj)})") from None
+            raise DataError(f"{where}: no key {key!r} for task.local.{what} ({keys}: {list(obj)})") from None
     return where, values["text_a"], values["text_b"], values["label"]
 
 
@@ -94,31 +86,14 @@ ARRAY_HINT = " (one JSON array in the file? set task.local.format=json)"
 
 
 def jsonl_rows(path: Path, spec) -> Iterator[Row]:
-    with open(path, encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line.rstrip("\r\n"))
-            except json.JSONDecodeError as e:
-                hint = ARRAY_HINT if lineno == 1 and line.lstrip().startswith("[") else ""
-                raise TaskDataError(f"{path}:{lineno}:{e.colno}: invalid JSON ({e.msg}){hint}") from None
-            if not isinstance(obj, dict):
-                hint = ARRAY_HINT if isinstance(obj, list) else ""
-                raise TaskDataError(f"{path}:{lineno}: expected a JSON object, found {type(obj).__name__}{hint}")
-            yield _object_row(f"{path.name}:{lineno}", obj, spec)
+    for where, obj in jsonl_records(path, array_hint=ARRAY_HINT):
+        yield _object_row(where.replace(str(path), path.name, 1), obj, spec)
 
 
 def json_array_rows(path: Path, spec) -> Iterator[Row]:
     """One JSON array of objects (KLUE's official release files); rows are named `file.json[i]`."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as e:
-        raise TaskDataError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
-    if not isinstance(data, list):
-        raise TaskDataError(f"{path}:1: expected a JSON array of objects, found {type(data).__name__}")
-    for i, obj in enumerate(data):
-        yield _object_row(f"{path.name}[{i}]", obj, spec)
+    for where, obj in json_array_records(path):
+        yield _object_row(where.replace(str(path), path.name, 1), obj, spec)
 
 
 FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}  # .json: lines unless format=json
@@ -128,7 +103,7 @@ def file_format(path: Path, spec) -> str:
     """`task.local.format`, or (null / auto) the one the file's extension names."""
     fmt = spec.get("format") or "auto"
     if fmt == "auto":
-        fmt = FORMATS.get(path.suffix.lower())
+        fmt = FORMATS.get(format_suffix(path))
         if fmt is None:
             raise ConfigError(
                 f"task.local.format: cannot tell the format of {path.name} from its extension; "
@@ -151,20 +126,13 @@ def file_rows(path: Path, spec) -> Iterator[Row]:
 
 
 def _decoded(rows: Iterator[Row], path: Path, fmt: str) -> Iterator[Row]:
-    """Non-UTF-8 bytes and a format that does not fit the file become one error naming the place."""
-    from .corpus import utf8_error_position
-
+    """A format that does not fit the file (a .tsv read as JSONL) says which setting to change."""
     try:
         yield from rows
-    except UnicodeDecodeError as e:
-        raise TaskDataError(
-            f"{path}:{utf8_error_position(path, e)}: not valid UTF-8 ({e.reason}); "
-            "convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
-        ) from None
-    except TaskDataError as e:
-        declared = FORMATS.get(path.suffix.lower())
-        if declared and declared != fmt and {declared, fmt} != {"jsonl", "json"}:  # e.g. a .tsv read as JSONL
-            raise TaskDataError(
+    except DataError as e:
+        declared = FORMATS.get(format_suffix(path))
+        if declared and declared != fmt and {declared, fmt} != {"jsonl", "json"}:
+            raise DataError(
                 f"{e} (task.local.format is {fmt}, but the file is named {path.name}: set task.local.format={declared})"
             ) from None
         raise
@@ -175,22 +143,19 @@ def hf_rows(spec, split: str, labels: list[str] | None) -> Iterator[Row]:
     directory of data files). Integer labels become the task's label strings: "0"/"1" where the
     task lists those (as GLUE's TSV files do), else the dataset's ClassLabel names, else the
     task's labels by position. A dotted label column reaches into a struct (KLUE-STS `labels.label`)."""
-    from datasets import load_dataset
-
-    ds = load_dataset(spec.path, spec.get("name"), split=split, streaming=bool(spec.get("streaming")))
-    where = f"{spec.path}{'/' + spec.name if spec.get('name') else ''}[{split}]"
+    where, ds = open_dataset(spec.path, spec.get("name"), split, bool(spec.get("streaming")), "task.hf.path")
     columns = ds.column_names
     for what in ("text_a", "text_b", "label"):
         col = spec.get(what)
         if col is not None and columns is not None and col.split(".")[0] not in columns:
-            raise TaskDataError(f"{where}: no column {col!r} for task.hf.{what} (columns: {columns})")
+            raise DataError(f"{where}: no column {col!r} for task.hf.{what} (columns: {columns})")
     feature = (ds.features or {}).get(spec.label)
     names = getattr(feature, "names", None)
     for i, row in enumerate(ds):
         y = field(row, spec.label)
         if isinstance(y, int) and not isinstance(y, bool) and not (labels and str(y) in labels):
             if y < 0:
-                raise TaskDataError(f"{split}[{i}]: column {spec.label!r}: label {y} (unlabelled split?)")
+                raise DataError(f"{split}[{i}]: column {spec.label!r}: label {y} (unlabelled split?)")
             if names:
                 y = names[y]
             elif labels and y < len(labels):  # no ClassLabel (e.g. plain JSON files): the task's labels by position

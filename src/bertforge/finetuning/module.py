@@ -10,10 +10,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from .config import ConfigError
-from .modeling import load_weights
-from .optim import optimizer_with_schedule
-from .tasks import Example, TaskData, score_predictions
+from bertforge.config import ConfigError
+from bertforge.finetuning.metrics import score_predictions
+from bertforge.finetuning.tasks import Example, TaskData
+from bertforge.pretraining.model import load_weights
+from bertforge.pretraining.optim import optimizer_with_schedule
 
 
 def encode(tokenizer, examples: list[Example], data: TaskData, max_length: int) -> list[dict]:

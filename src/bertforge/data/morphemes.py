@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import ConfigError
+from bertforge.config import ConfigError
 
 ANALYZERS = ("mecab-ko",)
 MARKER = "bertforge_pre_segmentation.json"
@@ -29,6 +29,7 @@ _ANALYZER = None
 
 
 def is_hangul(ch: str) -> bool:
+    """A Hangul syllable, jamo or compatibility jamo: the one definition the tokenizers' checks share."""
     o = ord(ch)
     return 0xAC00 <= o <= 0xD7A3 or 0x1100 <= o <= 0x11FF or 0x3130 <= o <= 0x318F
 
@@ -132,7 +133,7 @@ def write_marker(tokenizer_dir: Path, analyzer: str) -> None:
                 "cuts": "morpheme starts inside Hangul words (surface positions), after the BERT normalizer",
                 "python-mecab-ko": _v("python-mecab-ko"),
                 "python-mecab-ko-dic": _v("python-mecab-ko-dic"),
-                "plain_AutoTokenizer": "does not cut: apply bertforge.morphemes.segment to the text first",
+                "plain_AutoTokenizer": "does not cut: apply bertforge.data.morphemes.segment to the text first",
             },
             indent=2,
         )

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .config import ConfigError
+from bertforge.config import ConfigError
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

@@ -1,0 +1,1 @@
+"""Text in, training examples out: corpus and task-file readers, tokenizers, shards, NSP pairs and masking."""

@@ -1,0 +1,111 @@
+"""Stage `finetune@<task>`: fine-tune the pre-trained BERT (and, if the task asks, the same
+architecture from random init as a control) -> HF-format classifier directories."""
+
+from bertforge.config import ConfigError, resolve_path, stage_main, to_plain
+from bertforge.outputs import atomic_dir, read_json, write_json
+from bertforge.tracking import (
+    lightning_logger,
+    log_classifier,
+    log_metrics_dict,
+    log_task_data,
+    stage_run,
+    write_run_file,
+)
+
+
+def run(cfg):
+    if cfg.get("task") is None:
+        raise ConfigError(
+            "task: choose a task, e.g. `python pipelines/finetune.py task=rte` (or run the suite with `dvc repro`)"
+        )
+    from bertforge.finetuning.loop import check_finetune_config, finetune_one, finetune_settings, init_dir
+    from bertforge.finetuning.tasks import load_task
+    from bertforge.hardware import placement
+    from bertforge.model_card import classifier_card, write_card
+
+    # every check and the data before the MLflow run and the output exist: a bad input leaves nothing behind
+    place = placement(cfg.trainer)
+    name = cfg.task.name
+    init, random_init = init_dir(cfg)
+    check_finetune_config(finetune_settings(cfg))
+    data = load_task(cfg.task)
+    print(place.line(), flush=True)
+    job = sweep_job()
+    out = resolve_path(cfg.paths.finetuned) / name if job is None else resolve_path(cfg.paths.sweeps) / name / job
+    params = {
+        "seed": cfg.seed,
+        "finetune": to_plain(cfg.finetune),
+        "task": to_plain(cfg.task),
+        "trainer": to_plain(cfg.trainer),
+    }
+    with stage_run(cfg, "finetune", params, task=name, upstream=init, place=place) as mlrun, atomic_dir(out) as tmp:
+        log_task_data(cfg.task, data, {"train": "training", "dev": "validation"})
+        report = {"model": finetune_one(cfg, init, random_init, tmp / "model", lightning_logger(mlrun), place, data)}
+        log_metrics_dict(report["model"]["best_dev"], "best_dev/")
+        if cfg.task.get("random_init_control") and not random_init:
+            report["random_init"] = finetune_one(
+                cfg, init, True, tmp / "random_init", lightning_logger(mlrun, prefix="random_init"), place, data
+            )
+            log_metrics_dict(report["random_init"]["best_dev"], "random_init/best_dev/")
+        for variant in ("model", "random_init"):
+            if variant in report:
+                write_card(
+                    tmp / variant,
+                    classifier_card(cfg, report[variant], data.labels, mlrun.info.run_id, mlrun.data.tags, place),
+                )
+        report["mlflow_model_uri"] = log_classifier(tmp / "model", cfg.tracking, name)
+        report["hardware"] = place.as_dict()
+        write_json(tmp / "finetune.json", report)
+        write_run_file(tmp, mlrun, "finetune", task=name)
+    print(f"fine-tuned {name}: best dev {report['model']['best_dev']} -> {out}")
+    if job is not None:
+        record_sweep_job(out.parent, job, report["model"]["best_dev"], cfg, mlrun.info.run_id)
+
+
+def sweep_job() -> str | None:
+    """Under a Hydra `-m` sweep, each job gets its own output directory, named by its overrides
+    (the DVC-tracked `outputs/finetune/<task>` is left alone)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    hc = HydraConfig.get()
+    keep = [
+        o
+        for o in hc.overrides.task  # the settings that tell jobs apart, not where files go
+        if not o.split("=")[0].lstrip("+~").startswith(("task=", "paths.", "finetune.init", "hydra."))
+        and o.split("=")[0] != "task"
+    ]
+    name = ",".join(sorted(keep)).replace("/", "_")
+    return name if 0 < len(name) <= 120 else f"job{hc.job.num:03d}"
+
+
+def record_sweep_job(root, job: str, best_dev: dict, cfg, run_id: str) -> None:
+    """Keep `leaderboard.json` (all jobs of the task's sweeps, best dev score first) and say which is best."""
+    from bertforge.finetuning.metrics import task_score
+
+    board_path = root / "leaderboard.json"
+    board = [e for e in (read_json(board_path) if board_path.exists() else []) if e["job"] != job]
+    score = task_score(best_dev, cfg.task)
+    from hydra.core.hydra_config import HydraConfig
+
+    board.append(
+        {
+            "job": job,
+            "overrides": list(HydraConfig.get().overrides.task),
+            "score": score,
+            "best_dev": best_dev,
+            "mlflow_run_id": run_id,
+            "dir": str(root / job),
+        }
+    )
+    board.sort(key=lambda e: -e["score"])
+    write_json(board_path, board)
+    print(f"sweep leaderboard {board_path}: best {board[0]['job']} (dev score {board[0]['score']:.4f}) of {len(board)}")
+
+
+main = stage_main(run)
+
+if __name__ == "__main__":
+    main()
