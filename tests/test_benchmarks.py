@@ -1,4 +1,4 @@
-"""The GPU benchmarks run on a CPU as they will on a GPU (`--device`), and print their tables."""
+"""The benchmarks run on a CPU (the GPU ones with `--device cpu`, as they will on a GPU) and print their tables."""
 
 import re
 import subprocess
@@ -52,3 +52,18 @@ def test_finetune_steps_benchmark_compares_stage_and_bare_loop(demo_prepared):
     bare, stage, ratio = (c.strip() for c in row.strip("|").split("|")[2:])
     assert float(bare) > 0 and float(stage) > 0
     assert ratio == f"{float(stage) / float(bare):.0%}" or abs(int(ratio[:-1]) - 100 * float(stage) / float(bare)) <= 1
+
+
+def test_epoch_start_benchmark_prints_both_sides(demo_prepared):
+    _, prepared, _ = demo_prepared
+    r = subprocess.run(
+        [sys.executable, "benchmarks/epoch_start.py", "--prepared", str(prepared), "--epochs", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.startswith("# machine: ")
+    assert re.search(r"^\d[\d,]* pairs per epoch", r.stdout, re.M)
+    assert re.search(r"^\| \d+\.\d\d \| \d+\.\d{3} \| \d+x \|$", r.stdout, re.M), r.stdout

@@ -143,3 +143,43 @@ def test_dvc_deps_list_every_module_the_stage_imports(stage):
         d.removeprefix("src/bertforge/").removesuffix(".py").replace("/", ".") for d in deps if d.startswith("src/")
     }
     assert listed == seen, f"dvc.yaml {stage}: missing {sorted(seen - listed)}, not imported {sorted(listed - seen)}"
+
+
+@pytest.mark.parametrize("group", ["model", "tokenizer", "pretrain", "finetune", "trainer", "tracking", "budget"])
+def test_every_option_of_a_fixed_group_fits_the_schema(group):
+    """The schema (src/bertforge/schema.py) and conf/ cannot drift: each option composes and
+    passes, so each YAML file defines exactly the schema's keys with values of its types."""
+    from bertforge.schema import check_config
+
+    for option in sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml")):
+        check_config(compose([f"+budget={option}" if group == "budget" else f"{group}={option}"]))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["model.hidden_size=1.5"],
+            r"model.hidden_size: Value '1.5' of type 'float' could not be converted to Integer",
+        ),
+        (["trainer.num_workers=two"], r"trainer.num_workers: Value 'two'"),
+        (["+pretrain.warmup_stpes=10"], r"pretrain.warmup_stpes: not a setting of pretrain \(known: objective, "),
+        (["~finetune.epochs"], r"finetune.epochs: missing \(conf/finetune/ defines every finetune key\)"),
+        (["seed=1.5"], r"seed: an integer is required \(got 1.5\)"),
+        (["tracking.log_model=maybe"], r"tracking.log_model: Value 'maybe' is not a valid bool"),
+    ],
+)
+def test_the_schema_names_the_bad_key(overrides, message):
+    from bertforge.schema import check_config
+
+    with pytest.raises(ConfigError, match=message):
+        check_config(compose(overrides))
+
+
+def test_params_file_overrides_are_checked_like_hydra_ones(tmp_path):
+    """The DVC path (`--params params.yaml key=value`) goes through the same schema."""
+    from bertforge.schema import check_config
+
+    check_config(load_params(REPO / "params.yaml", [], "demo"))
+    with pytest.raises(ConfigError, match=r"pretrain.batch_size: Value 'big'"):
+        check_config(load_params(REPO / "params.yaml", ["pretrain.batch_size=big"], "demo"))

@@ -161,3 +161,39 @@ def test_impossible_example_settings_name_the_key(parts, override, key):
 
     with pytest.raises(ConfigError, match=key):
         check_example_config(OmegaConf.merge(parts[0].pretrain, override))
+
+
+def test_flat_pairs_hold_exactly_the_instances(parts):
+    from bertforge.data.pretraining_examples import Pairs
+
+    rng = random.Random(3)
+    listed = create_instances(parts[1], 64, 0.1, rng, "nsp")
+    listed.append((np.array([7, 8], np.int32), None, -100))  # a packed sentence has no segment B
+    flat = Pairs(listed)
+    assert len(flat) == len(listed)
+    for (a, b, label), (fa, fb, flabel) in zip(listed, flat):
+        assert np.array_equal(a, fa) and label == flabel and (b is None) == (fb is None)
+        assert b is None or np.array_equal(b, fb)
+    assert [x[2] for x in flat.head(5)] == [x[2] for x in listed[:5]] and len(flat.head(5)) == 5
+    with pytest.raises(IndexError):
+        flat[len(flat)]
+
+
+def test_the_next_epochs_pairs_built_ahead_in_a_helper_process_are_the_same(parts, demo_prepared):
+    """With loader workers (GPU profiles) epoch e+1's pairs are built in another process while
+    epoch e trains; they must be exactly the ones the main process would build."""
+    from bertforge.data.pretraining_examples import build_pairs
+    from bertforge.pretraining.datamodule import PretrainData
+
+    cfg, shard, special, _ = parts
+    data = PretrainData(demo_prepared[1] / "shards", special, cfg.pretrain, seed=5, num_workers=1)
+    try:
+        assert data._pairs_ahead(cfg.pretrain, 0) is None  # nothing was built ahead of the first epoch
+        ahead = data._pairs_ahead(cfg.pretrain, 1)
+        other = OmegaConf.merge(cfg.pretrain, {"max_seq_length": 32})
+        assert data._pairs_ahead(other, 2) is None  # a phase switch: the prediction is dropped
+    finally:
+        data.teardown("fit")
+    here = build_pairs(shard, special, cfg.pretrain, 5, 1)
+    assert np.array_equal(ahead.tokens, here.tokens) and np.array_equal(ahead.labels, here.labels)
+    assert np.array_equal(ahead.len_a, here.len_a) and np.array_equal(ahead.len_b, here.len_b)

@@ -221,6 +221,12 @@ def test_bad_input_gives_one_line_and_leaves_nothing(case, tmp_path, tracking, d
     "stage, args, expected",
     [
         ("pretrain", ["pretrain.lr=-1"], "error: pretrain.lr=-1: must be > 0"),
+        ("pretrain", ["pretrain.lr=fast"], "error: pretrain.lr: Value 'fast' of type 'str' could not be converted"),
+        (
+            "evaluate",
+            ["+trainer.gpus=2", "task=rte"],
+            "error: trainer.gpus: not a setting of trainer (known: accelerator, devices",
+        ),
         ("finetune", ["finetune.init=/nonexistent-dir", "task=rte"], "error: finetune.init: "),
     ],
 )

@@ -110,9 +110,16 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
 
 
 def stage_main(stage: Callable[[DictConfig], Any]) -> Callable[[], Any]:
-    """Entry point for `pipelines/*.py`: `--params FILE [--task NAME] [key=value ...]` or Hydra."""
+    """Entry point for `pipelines/*.py`: `--params FILE [--task NAME] [key=value ...]` or Hydra.
+    Either way the whole config is checked against the schema before the stage starts."""
 
-    reported = report_user_errors(stage)
+    def checked(cfg: DictConfig) -> Any:
+        from bertforge.schema import check_config
+
+        check_config(cfg)
+        return stage(cfg)
+
+    reported = report_user_errors(checked)
 
     def main() -> Any:
         from transformers.utils import logging as hf_logging
@@ -127,7 +134,7 @@ def stage_main(stage: Callable[[DictConfig], Any]) -> Callable[[], Any]:
                 if len(rest) < 2:
                     raise SystemExit("error: --task needs a task name")
                 task, rest = rest[1], rest[2:]
-            return report_user_errors(lambda _: stage(load_params(path, rest, task)))(None)
+            return report_user_errors(lambda _: checked(load_params(path, rest, task)))(None)
         import hydra
 
         if {"-m", "--multirun"} & set(argv) and not any(a.startswith("hydra.sweep.dir=") for a in argv):

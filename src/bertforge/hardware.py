@@ -200,7 +200,7 @@ def place(
 
 def placement(tcfg) -> Placement:
     """The `trainer` config group resolved on this machine."""
-    return place(tcfg.get("accelerator", "auto"), tcfg.get("precision", "auto"), tcfg.get("num_workers"))
+    return place(tcfg.accelerator, tcfg.precision, tcfg.num_workers)
 
 
 def header(precision: str | None = None) -> str:

@@ -127,7 +127,7 @@ as a sentence encoder. It is a research artefact: check its results below before
                 "objective": pc.objective,
                 "masking": f"{pc.masked_lm_prob:.0%} of tokens, 80/10/10 ({pc.masking}{', whole words' if pc.get('whole_word_masking') else ''})",
                 "max predictions per sequence": pc.max_predictions_per_seq,
-                "optimizer": pc.get("optimizer", "adamw"),
+                "optimizer": pc.optimizer,
                 "learning rate": pc.lr,
                 **(
                     {
@@ -138,7 +138,7 @@ as a sentence encoder. It is a research artefact: check its results below before
                     if pc.get("budget_minutes") is not None
                     else {"warmup steps": pc.warmup_steps}
                 ),
-                "schedule": pc.get("schedule", "linear"),
+                "schedule": pc.schedule,
                 "tokens seen": f"{metrics.get('tokens', 0):,} (not padding)",
                 "batch size": batch,
                 "steps": metrics["steps"],

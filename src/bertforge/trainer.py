@@ -34,8 +34,8 @@ def build_trainer(
     return pl.Trainer(
         accelerator=place.accelerator,
         devices=tcfg.devices,
-        num_nodes=int(tcfg.get("num_nodes", 1)),
-        strategy=tcfg.get("strategy", "auto"),
+        num_nodes=int(tcfg.num_nodes),
+        strategy=tcfg.strategy,
         precision=place.precision,
         logger=logger,
         enable_model_summary=False,

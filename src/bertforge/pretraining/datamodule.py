@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import multiprocessing as mp
 from functools import partial
 from pathlib import Path
 
@@ -10,8 +12,9 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Sampler
 
+from bertforge.config import to_plain
 from bertforge.data.masking import SpecialIds
-from bertforge.data.pretraining_examples import PretrainingDataset, collate
+from bertforge.data.pretraining_examples import Pairs, PretrainingDataset, build_pairs, collate
 from bertforge.data.shards import Shard
 from bertforge.pretraining.budget import TrainingClock
 
@@ -69,8 +72,6 @@ class ResumableLoader(DataLoader):
             self.batch_sampler.start = min(int(state["batches"]), len(self.batch_sampler))
 
 
-# The step and validation metric names, once: the module logs them, CurveWriter writes them as the
-# CSV columns `dvc plots` reads, and the stage reports the validation ones.
 VALID_EPOCH = 2**31 - 1  # the seed stream of the fixed validation set, disjoint from training epochs
 
 
@@ -143,6 +144,10 @@ def validation_settings(cfg):
     return OmegaConf.merge(cfg, dict(cfg.get("val_settings") or {}))
 
 
+def _build_pairs(shard_dir: str, special: SpecialIds, cfg: dict, seed: int, epoch: int) -> Pairs:
+    return build_pairs(Shard(Path(shard_dir)), special, OmegaConf.create(cfg), seed, epoch)
+
+
 class PretrainData(pl.LightningDataModule):
     """Pairs and masks are rebuilt every epoch (dynamic masking), seeded by (seed, epoch). With
     `pretrain.phases`, an epoch ends at a phase boundary and the next is built with the next
@@ -166,6 +171,7 @@ class PretrainData(pl.LightningDataModule):
         self.pin_memory = pin_memory  # GPU: page-locked batches, copied without blocking the host
         self._collate = partial(collate, pad_id=special.pad)
         self._epoch, self.epoch_start_step, self.epoch_phase, self._resumed_start = 0, 0, None, None
+        self._shard_dir, self._builder, self._ahead = shard_dir, None, None
 
     @property
     def budget_phases(self) -> bool:
@@ -222,8 +228,35 @@ class PretrainData(pl.LightningDataModule):
         while self.budget_phases and len(self.clock.phase_starts) <= phase:
             self.clock.phase_starts.append(start)
         cfg = phase_settings(self.cfg, phase)
-        ds = PretrainingDataset(self.train_shard, self.special, cfg, self.seed, epoch)
+        ds = PretrainingDataset(
+            self.train_shard, self.special, cfg, self.seed, epoch, pairs=self._pairs_ahead(cfg, epoch)
+        )
         return self._loader(ds, True, epoch, cfg.batch_size, limit, multiple_of=accumulate)
+
+    def _pairs_ahead(self, cfg, epoch: int) -> Pairs | None:
+        """This epoch's pairs if a helper process built them while the last epoch trained, and
+        start building the next epoch's (with these settings; after a phase switch they are built
+        here instead). Building pairs is pure Python, seconds for a large shard: in the main
+        process it stalls the GPU at every epoch start. Only with loader workers (GPU profiles);
+        on a CPU the helper would take a core from the maths."""
+        if self.num_workers == 0:
+            return None
+        settings = json.dumps(to_plain(cfg), sort_keys=True)
+        ahead, self._ahead = self._ahead, None
+        pairs = ahead[1].get() if ahead is not None and ahead[0] == (epoch, settings) else None
+        if self._builder is None:  # spawn, not fork: this process may hold CUDA and Rayon threads
+            self._builder = mp.get_context("spawn").Pool(1)
+        job = self._builder.apply_async(
+            _build_pairs, (str(self._shard_dir / "train"), self.special, to_plain(cfg), self.seed, epoch + 1)
+        )
+        self._ahead = ((epoch + 1, settings), job)
+        return pairs
+
+    def teardown(self, stage: str) -> None:
+        if self._builder is not None:  # the last epoch's look-ahead is not needed: stop it, do not wait
+            self._builder.terminate()
+            self._builder.join()
+            self._builder, self._ahead = None, None
 
     def val_dataloader(self) -> DataLoader:
         # fixed pairs and masks: validation numbers are comparable across steps and runs

@@ -113,7 +113,7 @@ def pretrain(
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # reproducible initialisation
     model = build_pretraining_model(config)
     budget = pc.get("budget_minutes")
-    timer = TrainingClock(budget, pc.get("warmup_fraction", 0.0), clock=clock)
+    timer = TrainingClock(budget, pc.warmup_fraction, clock=clock)
     data = PretrainData(
         prepared / "shards",
         special,
@@ -128,7 +128,7 @@ def pretrain(
         pc,
         pc.max_steps,
         most_frequent_token(data.train_shard, special),
-        unpad=bool(cfg.trainer.get("unpad", True)),
+        unpad=bool(cfg.trainer.unpad),
         compile=bool(cfg.trainer.get("compile")),
         clock=timer,
     )
@@ -159,7 +159,7 @@ def pretrain(
         log_every_n_steps=pc.log_every_n_steps,
         val_check_interval=pc.val_every_n_steps,
         check_val_every_n_epoch=None,
-        accumulate_grad_batches=int(pc.get("accumulate_grad_batches", 1)),
+        accumulate_grad_batches=int(pc.accumulate_grad_batches),
         reload_dataloaders_every_n_epochs=1,
         callbacks=[timer, checkpoint, curves, *callbacks],
         enable_checkpointing=True,
@@ -180,10 +180,7 @@ def pretrain(
     metrics = {k.split("/", 1)[1]: float(v) for k, v in final.items()}
     metrics.update(
         steps=int(trainer.global_step),
-        sequences=int(trainer.global_step)
-        * pc.batch_size
-        * int(pc.get("accumulate_grad_batches", 1))
-        * trainer.world_size,
+        sequences=int(trainer.global_step) * pc.batch_size * int(pc.accumulate_grad_batches) * trainer.world_size,
         parameters=sum(p.numel() for p in model.parameters()),
         mlm_accuracy_over_unigram=metrics["mlm_accuracy"] - metrics["unigram_accuracy"],
         tokens=tokens_seen(module, trainer),

@@ -16,6 +16,8 @@ from bertforge.pretraining.datamodule import budget_phase
 from bertforge.pretraining.model import sparse_pretraining_forward, unpadded_pretraining_forward
 from bertforge.pretraining.optim import optimizer_with_schedule
 
+# The step and validation metric names, once: the module logs them, CurveWriter writes them as the
+# CSV columns `dvc plots` reads, and the stage reports the validation ones.
 TRAIN_KEYS = ("train/loss", "train/mlm_loss", "train/nsp_loss", "train/lr")
 VAL_KEYS = ("val/mlm_loss", "val/mlm_accuracy", "val/unigram_accuracy", "val/nsp_accuracy", "val/perplexity")
 PAIR_KEY = "val/nsp_accuracy"  # logged only when there is a pair task (objective nsp or sop)
@@ -47,7 +49,7 @@ class PretrainModule(pl.LightningModule):
             self._forward = torch.compile(self._forward, dynamic=True)
         self._val: dict[str, float] = {}
         self._t0, self._tokens, self._samples, self._micro = None, 0, 0, 0
-        self.pair_task = cfg.get("objective", "nsp") != "mlm"  # nsp or sop; mlm trains no pair head
+        self.pair_task = cfg.objective != "mlm"  # nsp or sop; mlm trains no pair head
 
     def _losses(self, batch):
         out = self._forward(self.model, batch)
@@ -156,10 +158,10 @@ class PretrainModule(pl.LightningModule):
             c.adam_eps,
             c.warmup_steps,
             self.total_steps,
-            c.get("optimizer", "adamw"),
-            c.get("schedule", "linear"),
+            c.optimizer,
+            c.schedule,
             fused=not self._fp16_scaled,
-            lr_lambda=self.clock.lr_factor(c.get("schedule", "linear")) if self.clock and self.clock.budgeted else None,
+            lr_lambda=self.clock.lr_factor(c.schedule) if self.clock and self.clock.budgeted else None,
         )
 
     @property

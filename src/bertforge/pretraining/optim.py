@@ -82,16 +82,16 @@ def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
 
 def check_optim_config(pc) -> None:
     """Fail before training, not at the first optimizer step."""
-    optimizer_class(pc.get("optimizer", "adamw"))
-    warmup_decay(pc.warmup_steps, pc.max_steps, pc.get("schedule", "linear"))
+    optimizer_class(pc.optimizer)
+    warmup_decay(pc.warmup_steps, pc.max_steps, pc.schedule)
     budget = pc.get("budget_minutes")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
         raise ConfigError(
             f"pretrain.budget_minutes={budget}: must be a number of minutes > 0, or null (train by steps)"
         )
-    if not 0 <= float(pc.get("warmup_fraction", 0.0)) < 1:
+    if not 0 <= float(pc.warmup_fraction) < 1:
         raise ConfigError(f"pretrain.warmup_fraction={pc.warmup_fraction}: must be in [0, 1)")
-    if int(pc.get("accumulate_grad_batches", 1)) < 1:
+    if int(pc.accumulate_grad_batches) < 1:
         raise ConfigError(f"pretrain.accumulate_grad_batches={pc.accumulate_grad_batches}: must be >= 1")
 
 
