@@ -69,13 +69,12 @@ def sentence_splitter(cfg) -> Callable[[str], list[str]]:
 
 
 # ---------------------------------------------------------------- text files
-def _text_blocks(path: Path, cfg, stats: Counter) -> Iterator[list[str]]:
+def _text_blocks(path: Path, cfg, max_chars: int, stats: Counter) -> Iterator[list[str]]:
     """Raw documents of one file as lists of blocks (a sentence, or a paragraph to split)."""
     layout = cfg.get("layout", "sentences")
     _check_layout(layout)
     start = re.compile(cfg.doc_start_regex) if cfg.get("doc_start_regex") else None
     skip = re.compile(cfg.skip_regex) if cfg.get("skip_regex") else None
-    max_chars = int(cfg.get("max_line_chars", 1_000_000))
     doc: list[str] = []
     para: list[str] = []  # the hard-wrapped lines of the paragraph being read (layout=wrapped)
     for _, line in read_lines(path, max_chars, stats):
@@ -124,10 +123,10 @@ def _body(blocks: list[str], start: re.Pattern | None, end: re.Pattern | None, s
 
 
 # ---------------------------------------------------------------- records (JSONL, CSV, HF datasets)
-def _csv_records(path: Path, cfg, stats: Counter) -> Iterator[tuple[str, dict]]:
+def _csv_records(path: Path, cfg, max_chars: int, stats: Counter) -> Iterator[tuple[str, dict]]:
     """Rows of a CSV/TSV file with a header, as records keyed by column name."""
     delimiter = cfg.get("delimiter") or ("\t" if ".tsv" in path.suffixes else ",")
-    rows = delimited_records(path, delimiter, int(cfg.get("max_line_chars", 1_000_000)), stats)
+    rows = delimited_records(path, delimiter, max_chars, stats)
     _, header = next(rows, (0, []))
     for lineno, row in rows:
         yield f"{path}:{lineno}", dict(zip(header, row))
@@ -205,13 +204,15 @@ def check_corpus_config(corpus) -> None:
 
 def _raw_documents(cfg, stats: Counter) -> Iterator[list[str]]:
     kind = cfg.format
+    max_chars = int(cfg.get("max_line_chars", 1_000_000))
     if kind == "text":
         for path in expand_files(cfg.files):
-            yield from _text_blocks(path, cfg, stats)
+            yield from _text_blocks(path, cfg, max_chars, stats)
     elif kind in ("jsonl", "csv"):
-        max_chars = int(cfg.get("max_line_chars", 1_000_000))
         for path in expand_files(cfg.files):
-            records = jsonl_records(path, max_chars, stats) if kind == "jsonl" else _csv_records(path, cfg, stats)
+            records = (
+                jsonl_records(path, max_chars, stats) if kind == "jsonl" else _csv_records(path, cfg, max_chars, stats)
+            )
             yield from _record_blocks(records, cfg, stats)
     elif kind == "hf":
         yield from _record_blocks(_hf_records(cfg), cfg, stats)

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from bertforge.config import DataError
 from bertforge.data.masking import SpecialIds, mask_tokens
+from bertforge.data.padding import pad_right
 from bertforge.data.shards import Shard
 
 OBJECTIVES = ("nsp", "sop", "mlm")
@@ -148,7 +149,8 @@ class Pairs:
         self.labels = np.fromiter((label for _, _, label in instances), np.int64, n)
         parts = [x for a, b, _ in instances for x in ((a,) if b is None else (a, b))]
         self.tokens = np.concatenate(parts).astype(np.int32, copy=False) if parts else np.zeros(0, np.int32)
-        self.start = np.cumsum(self.len_a + np.maximum(self.len_b, 0)) - (self.len_a + np.maximum(self.len_b, 0))
+        lengths = self.len_a + np.maximum(self.len_b, 0)
+        self.start = np.cumsum(lengths) - lengths
 
     def head(self, n: int) -> "Pairs":
         out = Pairs([])
@@ -170,11 +172,15 @@ class Pairs:
         return (self[i] for i in range(len(self)))
 
 
+def data_epoch(cfg, epoch: int) -> int:
+    """The epoch whose pairs and masks training epoch `epoch` uses: itself, or with static masking
+    one of the reference's `dupe_factor` fixed copies, cycled."""
+    return epoch % int(cfg.dupe_factor) if cfg.masking == "static" else epoch
+
+
 def build_pairs(shard: Shard, special: SpecialIds, cfg, seed: int, epoch: int) -> Pairs:
     """An epoch's pairs (or packed sentences), from (seed, epoch) alone: the same wherever built."""
-    if cfg.masking == "static":
-        epoch %= int(cfg.dupe_factor)  # the same dupe_factor copies (pairs and masks), cycled
-    rng = random.Random(f"{seed}-{epoch}")
+    rng = random.Random(f"{seed}-{data_epoch(cfg, epoch)}")
     if cfg.objective == "mlm":
         return Pairs(pack_sentences(shard, cfg.max_seq_length - 2, rng, doc_sep=special.sep))
     return Pairs(create_instances(shard, cfg.max_seq_length, cfg.short_seq_prob, rng, cfg.objective))
@@ -195,9 +201,7 @@ class PretrainingDataset(Dataset):
         pairs: Pairs | None = None,
     ):
         pairs = build_pairs(shard, special, cfg, seed, epoch) if pairs is None else pairs
-        if cfg.masking == "static":
-            epoch %= int(cfg.dupe_factor)
-        self.special, self.cfg, self.seed, self.epoch = special, cfg, seed, epoch
+        self.special, self.cfg, self.seed, self.epoch = special, cfg, seed, data_epoch(cfg, epoch)
         self.whole_word = bool(cfg.whole_word_masking)
         # plain numbers: reading an OmegaConf node per example costs as much as masking it
         self.masked_lm_prob, self.max_predictions = float(cfg.masked_lm_prob), int(cfg.max_predictions_per_seq)
@@ -226,24 +230,15 @@ def collate(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     tokens are (`modeling.unpad_indices`), so the unpadded forward needs no device sync."""
     from bertforge.pretraining.model import unpad_indices
 
-    width = max(len(x["input_ids"]) for x in batch)
-    n = len(batch)
-    ids = torch.full((n, width), pad_id, dtype=torch.long)
-    types = torch.zeros((n, width), dtype=torch.long)
-    labels = torch.full((n, width), -100, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for i, x in enumerate(batch):
-        k = len(x["input_ids"])
-        ids[i, :k] = torch.from_numpy(x["input_ids"])
-        types[i, :k] = torch.from_numpy(x["token_type_ids"])
-        labels[i, :k] = torch.from_numpy(x["labels"])
-        mask[i, :k] = 1
+    out = pad_right(batch, {"input_ids": pad_id, "token_type_ids": 0, "labels": -100})
+    lengths = torch.tensor([len(x["input_ids"]) for x in batch])
+    mask = (torch.arange(out["input_ids"].shape[1]) < lengths[:, None]).long()
     nsp = torch.tensor([x["next_sentence_label"] for x in batch], dtype=torch.long)
     return {
-        "input_ids": ids,
-        "token_type_ids": types,
+        "input_ids": out["input_ids"],
+        "token_type_ids": out["token_type_ids"],
         "attention_mask": mask,
-        "labels": labels,
+        "labels": out["labels"],
         "next_sentence_label": nsp,
-        **unpad_indices(mask, labels),
+        **unpad_indices(mask, out["labels"]),
     }

@@ -129,7 +129,7 @@ def pretrain(
         pc.max_steps,
         most_frequent_token(data.train_shard, special),
         unpad=bool(cfg.trainer.unpad),
-        compile=bool(cfg.trainer.get("compile")),
+        compile=bool(cfg.trainer.compile),
         clock=timer,
     )
 
