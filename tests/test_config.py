@@ -145,10 +145,13 @@ def test_dvc_deps_list_every_module_the_stage_imports(stage):
     assert listed == seen, f"dvc.yaml {stage}: missing {sorted(seen - listed)}, not imported {sorted(listed - seen)}"
 
 
-@pytest.mark.parametrize("group", ["model", "tokenizer", "pretrain", "finetune", "trainer", "tracking", "budget"])
-def test_every_option_of_a_fixed_group_fits_the_schema(group):
+@pytest.mark.parametrize(
+    "group", ["model", "tokenizer", "pretrain", "finetune", "trainer", "tracking", "budget", "corpus", "task", "tasks"]
+)
+def test_every_option_of_every_group_fits_the_schema(group):
     """The schema (src/bertforge/schema.py) and conf/ cannot drift: each option composes and
-    passes, so each YAML file defines exactly the schema's keys with values of its types."""
+    passes, so each YAML file defines exactly the schema's keys with values of its types (a
+    corpus profile those of its reader, a task those of its source)."""
     from bertforge.schema import check_config
 
     for option in sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml")):
@@ -167,6 +170,26 @@ def test_every_option_of_a_fixed_group_fits_the_schema(group):
         (["~finetune.epochs"], r"finetune.epochs: missing \(conf/finetune/ defines every finetune key\)"),
         (["seed=1.5"], r"seed: an integer is required \(got 1.5\)"),
         (["tracking.log_model=maybe"], r"tracking.log_model: Value 'maybe' is not a valid bool"),
+        (["workers=all"], r"workers: an integer is required \(got 'all'\)"),
+        (["corpus=text", "+corpus.layuot=wrapped"], r"corpus.layuot: not a setting of corpus \(known: name, format, "),
+        (["corpus=jsonl", "~corpus.text_column"], r"corpus.text_column: missing \(a jsonl corpus sets it; "),
+        (["corpus=hf", "+corpus.delimiter=semicolon"], r"corpus.delimiter: not a setting of corpus"),
+        (["corpus.format=pdf"], r"corpus.format: unknown reader 'pdf' \(known: text, jsonl, csv, hf, mix, demo\)"),
+        (
+            ["corpus=korean", "corpus.sources.petitions.max_line_chars=big"],
+            r"corpus.sources.petitions.max_line_chars: Value 'big' of type 'str' could not be converted to Integer",
+        ),
+        (["task=rte", "+task.score_metric=[accuracy]"], r"task.score_metric: not a setting of task \(known: name, "),
+        (["task=rte", "task.local.header=maybe"], r"task.local.header: Value 'maybe' is not a valid bool"),
+        (["task=rte", "+task.predict.test.idnex=id"], r"task.predict.test.idnex: not a setting of task.predict.test"),
+        (["task=rte", "task.source=web"], r"task.source: unknown source 'web' \(known: demo, local, hf\)"),
+        (["task=rte", "task.source=hf", "task.hf=null"], r"task.hf: missing \(a task with source hf reads it\)"),
+        (
+            ["task=demo", "task.finetune.lr=fast"],
+            r"task.finetune.lr: Value 'fast' of type 'str' could not be converted",
+        ),
+        (["task=demo", "+task.finetune.lrr=0.1"], r"task.finetune.lrr: not a setting of task.finetune"),
+        (["tasks=glue", "+tasks.cola.binary_threshold=high"], r"tasks.cola.binary_threshold: Value 'high'"),
     ],
 )
 def test_the_schema_names_the_bad_key(overrides, message):
@@ -183,3 +206,17 @@ def test_params_file_overrides_are_checked_like_hydra_ones(tmp_path):
     check_config(load_params(REPO / "params.yaml", [], "demo"))
     with pytest.raises(ConfigError, match=r"pretrain.batch_size: Value 'big'"):
         check_config(load_params(REPO / "params.yaml", ["pretrain.batch_size=big"], "demo"))
+
+
+def test_a_task_file_names_only_what_it_uses_and_the_schema_fills_the_rest():
+    """Optional task keys take their defaults from the schema, in every task of the suite too."""
+    cfg = compose(["task=rte", "tasks=glue"])
+    for task in (cfg.task, cfg.tasks.rte):
+        assert task.eval_splits == ["dev"] and task.language == "en" and task.score_metrics is None
+        assert task.binary_threshold == 3.0 and task.finetune == {} and task.split is None
+        assert task.local.skip_malformed is False and task.hf.streaming is False
+        assert task.predict.test.hf_index == "idx" and task.predict.test.header is None
+    assert cfg.tasks.cola.score_metrics == ["matthews_corr"]  # what a file sets is kept
+    assert compose(["task=kornli"]).task.local.skip_malformed is True
+    demo = compose(["task=demo"]).task
+    assert demo.problem == "classification" and demo.labels is None and demo.finetune.epochs == 6

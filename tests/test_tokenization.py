@@ -70,7 +70,7 @@ def test_vocabulary_is_identical_across_processes_with_alphabet_ties(tmp_path):
     code = (
         "import sys, json; from collections import Counter; from omegaconf import OmegaConf; "
         "from bertforge.data.tokenization import train_wordpiece; "
-        "cfg = OmegaConf.create(dict(vocab_size=60, min_frequency=1, limit_alphabet=30, lowercase=True, strip_accents=False)); "
+        "cfg = OmegaConf.create(dict(vocab_size=60, min_frequency=1, limit_alphabet=30, lowercase=True, strip_accents=False, pre_segmentation=None)); "
         "text = open(sys.argv[1], encoding='utf-8').read(); "
         "print(json.dumps(train_wordpiece([sys.argv[1]], cfg, Counter(text.lower()))))"
     )

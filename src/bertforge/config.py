@@ -101,12 +101,17 @@ def load_params(path: str | os.PathLike, overrides: list[str], task: str | None)
 
 
 def compose(overrides: list[str] | None = None) -> DictConfig:
-    """Compose conf/ as Hydra (and DVC's `exp run`) would; for tests and tools."""
+    """Compose conf/ as Hydra (and DVC's `exp run`) would, checked against the schema as a stage
+    checks it (the tasks' optional keys filled in); for tests and tools."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    from bertforge.schema import check_config
+
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides or [])
+        cfg = hydra_compose(config_name="config", overrides=overrides or [])
+    check_config(cfg)
+    return cfg
 
 
 def stage_main(stage: Callable[[DictConfig], Any]) -> Callable[[], Any]:

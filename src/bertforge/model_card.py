@@ -117,7 +117,7 @@ as a sentence encoder. It is a research artefact: check its results below before
   (WordPiece vocabulary of {meta.get("vocab_size", 0):,})
 - seen in training: {sequences:,} sequences of at most {pc.max_seq_length} tokens ({metrics["steps"]:,} steps of {
         batch
-    }{", phases " + json.dumps(_plain(pc.phases)) if pc.get("phases") else ""})
+    }{", phases " + json.dumps(_plain(pc.phases)) if pc.phases else ""})
 
 ## Training procedure
 
@@ -125,7 +125,7 @@ as a sentence encoder. It is a research artefact: check its results below before
         _table(
             {
                 "objective": pc.objective,
-                "masking": f"{pc.masked_lm_prob:.0%} of tokens, 80/10/10 ({pc.masking}{', whole words' if pc.get('whole_word_masking') else ''})",
+                "masking": f"{pc.masked_lm_prob:.0%} of tokens, 80/10/10 ({pc.masking}{', whole words' if pc.whole_word_masking else ''})",
                 "max predictions per sequence": pc.max_predictions_per_seq,
                 "optimizer": pc.optimizer,
                 "learning rate": pc.lr,
@@ -135,7 +135,7 @@ as a sentence encoder. It is a research artefact: check its results below before
                         f"replay by steps: `{metrics['replay']}`",
                         "warmup": f"{pc.warmup_fraction:.0%} of the budget",
                     }
-                    if pc.get("budget_minutes") is not None
+                    if pc.budget_minutes is not None
                     else {"warmup steps": pc.warmup_steps}
                 ),
                 "schedule": pc.schedule,
@@ -212,7 +212,7 @@ Intended use: predictions on text like the task's data; check the dev results be
 
 ## Data
 
-- task `{task.name}` (source `{task.get("source", "demo")}`): {report["train_examples"]:,} training and {
+- task `{task.name}` (source `{task.source}`): {report["train_examples"]:,} training and {
         report["dev_examples"]:,} dev examples
 
 ## Training procedure
@@ -246,9 +246,7 @@ classify = pipeline("text-classification", model="path/to/this/directory")
 ## Lineage
 
 {_lineage(run_id, tags)}{_license_note()}"""
-    return (
-        _front_matter(str(task.get("language") or "en"), "text-classification", ["text-classification"], index) + body
-    )
+    return _front_matter(task.language, "text-classification", ["text-classification"], index) + body
 
 
 def write_card(directory: Path, text: str) -> None:

@@ -1,19 +1,26 @@
-"""The typed shape of the configuration's fixed groups: every key, its type, whether it may be null.
+"""The typed shape of the whole configuration: every key, its type, whether it may be null.
 
-The values, defaults included, live in one place: `conf/<group>/*.yaml`, which DVC composes into
-`params.yaml` without running our code. This schema is checked once, when a stage starts (both
-under DVC and as a Hydra app), so a misspelt key, a missing one or a value of the wrong type is
-one error naming the key before any work; the code then reads the keys directly, with no
-defaults of its own. Groups whose keys depend on a choice (`corpus`, `task`) are checked by their
-readers (corpus.check_corpus_config, tasks.load_task).
+Checked once, when a stage starts (both under DVC and as a Hydra app), so a misspelt key, a
+missing one or a value of the wrong type is one error naming the key before any work; the code
+then reads the keys directly, with no defaults of its own.
+
+Where the values live: the fixed groups' and the corpus profiles' in `conf/<group>/*.yaml` (every
+key spelled there: a corpus profile starts from `text.yaml`), which DVC composes into
+`params.yaml` without running our code. A corpus's keys depend on its reader (`format`), so each
+reader has its shape. A task file names only what its task needs: the optional task keys
+(`score_metrics`, `eval_splits`, `language`, per-task `finetune` overrides, ...) have their
+defaults here, filled in when the config is checked.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from bertforge.config import ConfigError
@@ -125,6 +132,151 @@ class Paths:
     shared_data: str = MISSING
 
 
+# ---------------------------------------------------------------- corpus: one shape per reader
+@dataclass
+class Corpus:  # every reader
+    name: str = MISSING
+    format: str = MISSING
+    valid_fraction: float = MISSING
+
+
+@dataclass
+class DemoCorpus(Corpus):
+    seed: int = MISSING
+    num_documents: int = MISSING
+    min_sentences: int = MISSING
+    max_sentences: int = MISSING
+
+
+@dataclass
+class TextCorpus(Corpus):
+    files: List[str] = MISSING
+    layout: str = MISSING
+    doc_start_regex: Optional[str] = MISSING
+    skip_regex: Optional[str] = MISSING
+    body_start_regex: Optional[str] = MISSING
+    body_end_regex: Optional[str] = MISSING
+    sentence_splitter: str = MISSING
+    language: str = MISSING
+    min_doc_sentences: int = MISSING
+    max_line_chars: int = MISSING
+    unicode_normalization: Optional[str] = MISSING
+
+
+@dataclass
+class ColumnsCorpus(TextCorpus):  # records: the text (and a title, a document id) in named columns
+    text_column: str = MISSING
+    title_column: Optional[str] = MISSING
+    id_column: Optional[str] = MISSING
+
+
+@dataclass
+class RecordsCorpus(ColumnsCorpus):  # jsonl, csv
+    delimiter: Optional[str] = MISSING
+
+
+@dataclass
+class HFCorpus(ColumnsCorpus):
+    dataset: str = MISSING
+    config_name: Optional[str] = MISSING
+    split: str = MISSING
+    streaming: bool = MISSING
+
+
+@dataclass
+class MixCorpus(Corpus):
+    sources: Dict[str, Any] = MISSING  # each a whole corpus profile, checked by its own reader's shape
+
+
+CORPUS_READERS = {
+    "text": TextCorpus,
+    "jsonl": RecordsCorpus,
+    "csv": RecordsCorpus,
+    "hf": HFCorpus,
+    "mix": MixCorpus,
+    "demo": DemoCorpus,
+}
+
+
+# ---------------------------------------------------------------- tasks: demo, local files or a HF dataset
+@dataclass
+class LocalFiles:
+    data_dir: str = MISSING
+    format: str = MISSING  # auto | tsv | csv | jsonl | json
+    files: Dict[str, Optional[str]] = MISSING
+    header: bool = MISSING
+    text_a: Any = MISSING  # a column name, or an index in a file without a header
+    text_b: Any = MISSING
+    label: Any = MISSING
+    skip_malformed: bool = False
+
+
+@dataclass
+class HFDataset:
+    path: str = MISSING
+    name: Optional[str] = MISSING
+    splits: Dict[str, Optional[str]] = MISSING
+    text_a: str = MISSING
+    text_b: Optional[str] = MISSING
+    label: str = MISSING
+    streaming: bool = False
+
+
+@dataclass
+class HeldOut:
+    dev_fraction: float = MISSING
+    seed: int = MISSING
+
+
+@dataclass
+class Predict:  # an unlabelled split to predict; null fields read as task.local's
+    submission: str = MISSING
+    file: Optional[str] = None
+    index: Optional[str] = None
+    hf_split: Optional[str] = None
+    hf_index: str = "idx"
+    header: Optional[bool] = None
+    format: Optional[str] = None
+    text_a: Any = None
+    text_b: Any = None
+
+
+@dataclass
+class Task:
+    name: str = MISSING
+    source: str = MISSING
+    metrics: Optional[List[str]] = MISSING
+    random_init_control: bool = MISSING
+    problem: str = "classification"
+    labels: Optional[List[str]] = None
+    score_metrics: Optional[List[str]] = None  # null: all of metrics
+    binary_threshold: float = 3.0  # regression scores at or above it count as positive (binary_f1)
+    eval_splits: List[str] = field(default_factory=lambda: ["dev"])
+    language: str = "en"
+    predict: Dict[str, Predict] = field(default_factory=dict)
+    max_examples: Any = None  # null, N for every split, or per split: {train: 8000}
+    finetune: Dict[str, Any] = field(default_factory=dict)  # this task's `finetune.*` settings
+
+
+@dataclass
+class DemoTask(Task):
+    kind: str = MISSING
+    seed: int = MISSING
+    num_train: int = MISSING
+    num_dev: int = MISSING
+
+
+@dataclass
+class DataTask(Task):
+    problem: str = MISSING
+    labels: Optional[List[str]] = MISSING
+    local: Optional[LocalFiles] = None  # source: local
+    hf: Optional[HFDataset] = None  # source: hf
+    split: Optional[HeldOut] = None  # hold out a dev split when the files have none
+
+
+TASK_SOURCES = {"demo": DemoTask, "local": DataTask, "hf": DataTask}
+
 GROUPS = {
     "model": Model,
     "tokenizer": Tokenizer,
@@ -140,26 +292,96 @@ def _reason(e: OmegaConfBaseException) -> str:
     return str(e).split("\n")[0]
 
 
+def _inner(hint: Any) -> tuple[Any, bool]:
+    """(the type inside Optional[...], whether None is allowed)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return (args[0] if len(args) == 1 else Any), True
+    return hint, False
+
+
+def _check_node(node: DictConfig, schema: type, key: str, missing_hint: str = "", partial: bool = False) -> None:
+    """Check `node` (found at `key`) against the dataclass `schema`: no unknown key, every key
+    without a default present (unless `partial`), each value of its type; keys with a default
+    that the node lacks are filled in. Nested dataclasses are checked the same way."""
+    hints = typing.get_type_hints(schema)
+    known = [f.name for f in dataclasses.fields(schema)]
+    unknown = [k for k in node if k not in known]
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}: not a setting of {key} (known: {', '.join(known)})")
+    typed = OmegaConf.structured(schema)
+    for f in dataclasses.fields(schema):
+        where = f"{key}.{f.name}"
+        if (
+            node._get_node(f.name, validate_access=False) is None
+        ):  # absent; `???` (to be set) is left to the reader's message
+            if f.default is MISSING and f.default_factory is dataclasses.MISSING:
+                if partial:
+                    continue
+                raise ConfigError(f"{where}: missing{missing_hint}")
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            with open_dict(node):
+                node[f.name] = default
+            continue
+        inner, nullable = _inner(hints[f.name])
+        value = node._get_node(f.name)._value()
+        if dataclasses.is_dataclass(inner):
+            if value is None and nullable:
+                continue
+            if not isinstance(node[f.name], DictConfig):
+                raise ConfigError(f"{where}: a mapping of {', '.join(x.name for x in dataclasses.fields(inner))}")
+            _check_node(node[f.name], inner, where)
+        elif typing.get_origin(inner) is dict and dataclasses.is_dataclass(typing.get_args(inner)[1]):
+            for name in node[f.name] or {}:
+                _check_node(node[f.name][name], typing.get_args(inner)[1], f"{where}.{name}")
+        else:
+            try:
+                setattr(typed, f.name, value)
+            except OmegaConfBaseException as e:
+                raise ConfigError(f"{where}: {_reason(e)}") from None
+
+
+def check_corpus(node: Any, key: str = "corpus") -> None:
+    """A corpus profile against its reader's shape; a mix's sources each against theirs."""
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"{key}: missing (choose a profile from conf/corpus/)")
+    kind = node.get("format")
+    if kind not in CORPUS_READERS:
+        raise ConfigError(f"{key}.format: unknown reader {kind!r} (known: {', '.join(CORPUS_READERS)})")
+    _check_node(node, CORPUS_READERS[kind], key, f" (a {kind} corpus sets it; conf/corpus/text.yaml has them all)")
+    for name in node.sources if kind == "mix" else ():
+        check_corpus(node.sources[name], f"{key}.sources.{name}")
+
+
+def check_task(node: Any, key: str = "task") -> None:
+    """A task against its source's shape (demo, local files, a HF dataset), filling the optional
+    keys' defaults; its per-task `finetune` settings against the finetune group's types."""
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"{key}: a task mapping is required (conf/task/)")
+    source = node.get("source")
+    if source not in TASK_SOURCES:
+        raise ConfigError(f"{key}.source: unknown source {source!r} (known: {', '.join(TASK_SOURCES)})")
+    _check_node(node, TASK_SOURCES[source], key)
+    if source != "demo" and node[source] is None:
+        raise ConfigError(f"{key}.{source}: missing (a task with source {source} reads it)")
+    _check_node(node.finetune, Finetune, f"{key}.finetune", partial=True)
+
+
 def check_config(cfg: DictConfig) -> None:
-    """A missing, unknown or mistyped key of a fixed group, or a non-integer seed, is one
-    ConfigError naming the key. Interpolations (`${paths.shared_data}/...`) are left unresolved."""
+    """A missing, unknown or mistyped key anywhere in the config, or a non-integer seed, is one
+    ConfigError naming the key; the tasks' optional keys are filled in. Interpolations
+    (`${paths.shared_data}/...`) are left unresolved."""
     for group, schema in GROUPS.items():
         node = cfg.get(group)
         if not isinstance(node, DictConfig):
             raise ConfigError(f"{group}: missing (every stage reads the whole config; compose it from conf/)")
-        known = [f.name for f in fields(schema)]
-        unknown = [k for k in node if k not in known]
-        if unknown:
-            raise ConfigError(f"{group}.{unknown[0]}: not a setting of {group} (known: {', '.join(known)})")
-        missing = [k for k in known if k not in node]
-        if missing:
-            raise ConfigError(f"{group}.{missing[0]}: missing (conf/{group}/ defines every {group} key)")
-        typed = OmegaConf.structured(schema)
-        for key in known:
-            try:
-                setattr(typed, key, node._get_node(key)._value())
-            except OmegaConfBaseException as e:
-                raise ConfigError(f"{group}.{key}: {_reason(e)}") from None
-    seed = cfg.get("seed")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"seed: an integer is required (got {seed!r})")
+        _check_node(node, schema, group, f" (conf/{group}/ defines every {group} key)")
+    check_corpus(cfg.get("corpus"))
+    for name, task in (cfg.get("tasks") or {}).items():
+        check_task(task, f"tasks.{name}")
+    if cfg.get("task") is not None:
+        check_task(cfg.task)
+    for key in ("seed", "workers"):
+        value = cfg.get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{key}: an integer is required (got {value!r})")

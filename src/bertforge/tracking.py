@@ -226,7 +226,7 @@ def log_classifier(model_dir: Path, tcfg, task: str) -> str | None:
     """Log a fine-tuned classifier with `mlflow.transformers` (a text-classification pipeline)
     and, if `tracking.register_prefix` is set, register it as `<prefix>-<task>` and point
     `tracking.alias` at the new version."""
-    if not tcfg.get("log_model"):
+    if not tcfg.log_model:
         return None
     import mlflow
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -252,10 +252,10 @@ def log_classifier(model_dir: Path, tcfg, task: str) -> str | None:
             pip_requirements=reqs,
             model_card=card,
         )
-    if tcfg.get("register_prefix"):
+    if tcfg.register_prefix:
         name = f"{tcfg.register_prefix}-{task}"
         version = mlflow.register_model(info.model_uri, name)
-        if tcfg.get("alias"):
+        if tcfg.alias:
             mlflow.MlflowClient().set_registered_model_alias(name, str(tcfg.alias), version.version)
     return info.model_uri
 
@@ -301,7 +301,7 @@ def digest_of(*parts) -> str:
 
 def log_task_data(task, data, contexts: dict[str, str]) -> None:
     """Each split of a task's data named in `contexts` (split -> "training"/"validation"/"evaluation")."""
-    source = task.get("source", "demo")
+    source = task.source
     if source == "hf":
         where = f"hf:{task.hf.path}"
     elif source == "local":

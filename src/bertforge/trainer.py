@@ -28,8 +28,8 @@ def build_trainer(
 ) -> pl.Trainer:
     place = place or placement(tcfg)
     _quiet_libraries()
-    progress = StepProgress(stage, every_s=tcfg.get("progress_every_s") or 30)
-    if tcfg.get("num_threads"):
+    progress = StepProgress(stage, every_s=tcfg.progress_every_s)
+    if tcfg.num_threads:
         torch.set_num_threads(int(tcfg.num_threads))
     return pl.Trainer(
         accelerator=place.accelerator,

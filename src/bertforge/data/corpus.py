@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from bertforge.config import ConfigError, DataError, resolve_path
 from bertforge.data.demo_language import demo_documents
 from bertforge.data.records import delimited_records, hf_records, jsonl_records, read_lines
+from bertforge.schema import CORPUS_READERS, check_corpus
 
 Document = list[str]
 LAYOUTS = ("sentences", "paragraphs", "wrapped")
@@ -57,13 +58,13 @@ def rule_split(paragraph: str) -> list[str]:
 def sentence_splitter(cfg) -> Callable[[str], list[str]]:
     """`corpus.sentence_splitter`: `sentencex` (Wikimedia's rule-based splitter, Rust, ~300
     languages incl. Korean; `corpus.language`) or `rules` (the regex above, no dependency)."""
-    name = cfg.get("sentence_splitter", "sentencex")
+    name = cfg.sentence_splitter
     if name == "rules":
         return rule_split
     if name == "sentencex":
         from sentencex import segment
 
-        lang = cfg.get("language", "en")
+        lang = cfg.language
         return lambda p: [s.strip() for s in segment(lang, p) if s.strip()]
     raise ConfigError(f"corpus.sentence_splitter: unknown splitter {name!r} (known: sentencex, rules)")
 
@@ -71,10 +72,10 @@ def sentence_splitter(cfg) -> Callable[[str], list[str]]:
 # ---------------------------------------------------------------- text files
 def _text_blocks(path: Path, cfg, max_chars: int, stats: Counter) -> Iterator[list[str]]:
     """Raw documents of one file as lists of blocks (a sentence, or a paragraph to split)."""
-    layout = cfg.get("layout", "sentences")
+    layout = cfg.layout
     _check_layout(layout)
-    start = re.compile(cfg.doc_start_regex) if cfg.get("doc_start_regex") else None
-    skip = re.compile(cfg.skip_regex) if cfg.get("skip_regex") else None
+    start = re.compile(cfg.doc_start_regex) if cfg.doc_start_regex else None
+    skip = re.compile(cfg.skip_regex) if cfg.skip_regex else None
     doc: list[str] = []
     para: list[str] = []  # the hard-wrapped lines of the paragraph being read (layout=wrapped)
     for _, line in read_lines(path, max_chars, stats):
@@ -125,7 +126,7 @@ def _body(blocks: list[str], start: re.Pattern | None, end: re.Pattern | None, s
 # ---------------------------------------------------------------- records (JSONL, CSV, HF datasets)
 def _csv_records(path: Path, cfg, max_chars: int, stats: Counter) -> Iterator[tuple[str, dict]]:
     """Rows of a CSV/TSV file with a header, as records keyed by column name."""
-    delimiter = cfg.get("delimiter") or ("\t" if ".tsv" in path.suffixes else ",")
+    delimiter = cfg.delimiter or ("\t" if ".tsv" in path.suffixes else ",")
     rows = delimited_records(path, delimiter, max_chars, stats)
     _, header = next(rows, (0, []))
     for lineno, row in rows:
@@ -133,14 +134,14 @@ def _csv_records(path: Path, cfg, max_chars: int, stats: Counter) -> Iterator[tu
 
 
 def _hf_records(cfg) -> Iterator[tuple[str, dict]]:
-    name = "" if OmegaConf.is_missing(cfg, "dataset") else str(cfg.get("dataset") or "")
-    yield from hf_records(name, cfg.get("config_name"), cfg.split, bool(cfg.get("streaming", True)), "corpus.dataset")
+    name = "" if OmegaConf.is_missing(cfg, "dataset") else str(cfg.dataset or "")
+    yield from hf_records(name, cfg.config_name, cfg.split, cfg.streaming, "corpus.dataset")
 
 
 def _record_blocks(records: Iterator[tuple[str, dict]], cfg, stats: Counter) -> Iterator[list[str]]:
     """Documents from records: consecutive records with the same `id_column` value form one
     document (else each record is one); `title_column` opens the document."""
-    text_col, title_col, id_col = cfg.text_column, cfg.get("title_column"), cfg.get("id_column")
+    text_col, title_col, id_col = cfg.text_column, cfg.title_column, cfg.id_column
     doc: list[str] = []
     current = object()
     wanted = {"text_column": text_col, "title_column": title_col, "id_column": id_col}
@@ -171,18 +172,13 @@ def read_units(corpus) -> list[tuple[str | None, dict]]:
     """Independent reading tasks: one per file of a file-based reader (documents never span files),
     the whole stream otherwise; (mix source name, resolved reader config)."""
     if corpus.format == "mix":
-        if not corpus.get("sources"):
+        if not corpus.sources:
             raise ConfigError("corpus.sources: a mix needs at least one source profile")
         return [(name, unit) for name, src in corpus.sources.items() for _, unit in read_units(src)]
     plain = OmegaConf.to_container(corpus, resolve=True)
     if corpus.format in ("text", "jsonl", "csv"):
         return [(None, {**plain, "files": [str(f)]}) for f in expand_files(corpus.files)]
     return [(None, plain)]
-
-
-def _check_reader(kind: str) -> None:
-    if kind not in ("text", "jsonl", "csv", "hf", "demo"):
-        raise ConfigError(f"corpus.format: unknown reader {kind!r} (known: text, jsonl, csv, hf, mix, demo)")
 
 
 def _check_layout(layout: str) -> None:
@@ -193,18 +189,17 @@ def _check_layout(layout: str) -> None:
 def check_corpus_config(corpus) -> None:
     """What can be checked before reading: readers, layouts, splitters and file patterns (a glob
     matching nothing), so that the stage fails before it creates an MLflow run or an output."""
+    check_corpus(corpus)
     for _, unit in read_units(corpus):
         unit = OmegaConf.create(unit)
-        _check_reader(unit.format)
         if unit.format != "demo":
             sentence_splitter(unit)
-        if unit.format == "text":
-            _check_layout(unit.get("layout", "sentences"))
+            _check_layout(unit.layout)
 
 
 def _raw_documents(cfg, stats: Counter) -> Iterator[list[str]]:
     kind = cfg.format
-    max_chars = int(cfg.get("max_line_chars", 1_000_000))
+    max_chars = cfg.max_line_chars
     if kind == "text":
         for path in expand_files(cfg.files):
             yield from _text_blocks(path, cfg, max_chars, stats)
@@ -217,7 +212,7 @@ def _raw_documents(cfg, stats: Counter) -> Iterator[list[str]]:
     elif kind == "hf":
         yield from _record_blocks(_hf_records(cfg), cfg, stats)
     else:
-        _check_reader(kind)
+        raise ConfigError(f"corpus.format: unknown reader {kind!r} (known: {', '.join(CORPUS_READERS)})")
 
 
 def read_corpus(cfg, stats: Counter | None = None) -> Iterator[Document]:
@@ -232,11 +227,11 @@ def read_corpus(cfg, stats: Counter | None = None) -> Iterator[Document]:
             yield from read_corpus(OmegaConf.create(unit), stats)
             stats[f"documents_{source}"] += stats["documents"] - before
         return
-    split = sentence_splitter(cfg) if cfg.get("layout", "sentences") != "sentences" else None
-    form = cfg.get("unicode_normalization")
-    body_start = re.compile(cfg.body_start_regex) if cfg.get("body_start_regex") else None
-    body_end = re.compile(cfg.body_end_regex) if cfg.get("body_end_regex") else None
-    least = int(cfg.get("min_doc_sentences") or 1)
+    split = sentence_splitter(cfg) if cfg.layout != "sentences" else None
+    form = cfg.unicode_normalization
+    body_start = re.compile(cfg.body_start_regex) if cfg.body_start_regex else None
+    body_end = re.compile(cfg.body_end_regex) if cfg.body_end_regex else None
+    least = cfg.min_doc_sentences
     for blocks in _raw_documents(cfg, stats):
         if body_start is not None or body_end is not None:
             blocks = _body(blocks, body_start, body_end, stats)

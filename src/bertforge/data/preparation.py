@@ -168,7 +168,7 @@ def _sample_lines(paths: list[Path], n: int) -> list[str]:
 def reused_tokenizer(cfg):
     """(directory, tokenizer) of `tokenizer.pretrained`, loaded once for the whole stage; None when
     the stage trains its own WordPiece."""
-    if not cfg.tokenizer.get("pretrained"):
+    if not cfg.tokenizer.pretrained:
         return None
     src = resolve_tokenizer_dir(str(cfg.tokenizer.pretrained))
     try:
@@ -199,7 +199,7 @@ def pre_segmentation_normalizer(cfg, reused):
     if reused is not None:
         src, tok = reused
         return tok.backend_tokenizer.normalizer if read_marker(src) else None
-    if check_analyzer(cfg.tokenizer.get("pre_segmentation")) is None:
+    if check_analyzer(cfg.tokenizer.pre_segmentation) is None:
         return None
     mecab()  # a missing analyser is one clear error here, not one per worker
     return bert_normalizer(cfg.tokenizer)
@@ -216,10 +216,10 @@ def _imap(pool, fn, items):
 
 def prepare(cfg, out_dir: Path, workers: int | None = None) -> dict:
     corpus = cfg.corpus
-    workers = workers or int(cfg.get("workers") or 0) or os.cpu_count() or 1
+    workers = workers or cfg.workers or os.cpu_count() or 1
     work = out_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
-    train_vocab = not cfg.tokenizer.get("pretrained")
+    train_vocab = not cfg.tokenizer.pretrained
     units = read_units(corpus)
     # transformers (to write the tokenizer directory) takes seconds to import: overlap it with reading
     warm = threading.Thread(target=_import_transformers, daemon=True)

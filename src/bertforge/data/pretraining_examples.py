@@ -130,9 +130,7 @@ def check_example_config(cfg) -> None:
     if cfg.masking not in ("dynamic", "static"):
         raise ConfigError(f"pretrain.masking: {cfg.masking!r} is not one of dynamic, static")
     if cfg.masking == "static" and int(cfg.dupe_factor) < 1:
-        raise ConfigError(
-            f"pretrain.dupe_factor must be >= 1 with pretrain.masking=static (got {cfg.get('dupe_factor')})"
-        )
+        raise ConfigError(f"pretrain.dupe_factor must be >= 1 with pretrain.masking=static (got {cfg.dupe_factor})")
     if not 0 < cfg.masked_lm_prob < 1 or cfg.max_predictions_per_seq < 1:
         raise ConfigError("pretrain.masked_lm_prob must be in (0, 1) and pretrain.max_predictions_per_seq >= 1")
 

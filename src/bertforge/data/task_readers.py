@@ -40,7 +40,7 @@ def delimited_rows(path: Path, spec, delimiter: str) -> Iterator[Row]:
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if len(row) <= need:
-            if spec.get("skip_malformed"):
+            if spec.skip_malformed:
                 skipped, first = skipped + 1, first or lineno
                 continue
             raise DataError(f"{path}:{lineno}: expected at least {need + 1} columns, found {len(row)}")
@@ -71,7 +71,7 @@ def _object_row(where: str, obj, spec, keys: str = "keys") -> Row:
         raise DataError(f"{where}: expected a JSON object, found {type(obj).__name__}")
     values = {}
     for what in ("text_a", "text_b", "label"):
-        key = spec.get(what)
+        key = spec[what]
         if key is None:
             values[what] = None
             continue
@@ -101,7 +101,7 @@ FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}  #
 
 def file_format(path: Path, spec) -> str:
     """`task.local.format`, or (null / auto) the one the file's extension names."""
-    fmt = spec.get("format") or "auto"
+    fmt = spec.format or "auto"
     if fmt == "auto":
         fmt = FORMATS.get(format_suffix(path))
         if fmt is None:
@@ -143,10 +143,10 @@ def hf_rows(spec, split: str, labels: list[str] | None) -> Iterator[Row]:
     directory of data files). Integer labels become the task's label strings: "0"/"1" where the
     task lists those (as GLUE's TSV files do), else the dataset's ClassLabel names, else the
     task's labels by position. A dotted label column reaches into a struct (KLUE-STS `labels.label`)."""
-    where, ds = open_dataset(spec.path, spec.get("name"), split, bool(spec.get("streaming")), "task.hf.path")
+    where, ds = open_dataset(spec.path, spec.name, split, spec.streaming, "task.hf.path")
     columns = ds.column_names
     for what in ("text_a", "text_b", "label"):
-        col = spec.get(what)
+        col = spec[what]
         if col is not None and columns is not None and col.split(".")[0] not in columns:
             raise DataError(f"{where}: no column {col!r} for task.hf.{what} (columns: {columns})")
     feature = (ds.features or {}).get(spec.label)

@@ -99,7 +99,7 @@ def save_tokenizer(vocab: dict[str, int], out_dir: Path, cfg, model_max_length: 
         strip_accents=bool(cfg.strip_accents),
         model_max_length=model_max_length,
     )
-    analyzer = check_analyzer(cfg.get("pre_segmentation"))
+    analyzer = check_analyzer(cfg.pre_segmentation)
     if analyzer:
         attach(hf, analyzer)
     save_tokenizer_dir(hf, out_dir)  # the one save path: it also writes the marker of a morpheme tokenizer

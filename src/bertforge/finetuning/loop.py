@@ -56,7 +56,7 @@ def finetune_settings(cfg):
     """`finetune` with the task's own overrides (`task.finetune`, e.g. more epochs for small tasks)."""
     from omegaconf import OmegaConf
 
-    return OmegaConf.merge(cfg.finetune, cfg.task.get("finetune") or {})
+    return OmegaConf.merge(cfg.finetune, cfg.task.finetune)
 
 
 def check_tokenizer_matches(tokenizer, model, where: Path) -> None:
@@ -84,14 +84,14 @@ def finetune_one(
         fc.batch_size,
         True,
         cfg.seed,
-        group_by_length=bool(fc.get("group_by_length")),
+        group_by_length=fc.group_by_length,
         pin_memory=place.accelerator == "gpu",  # page-locked: the copy to the GPU does not block the host
     )
     dev = make_loader(tokenizer, encode(tokenizer, data.splits["dev"], data, fc.max_seq_length), 128, False, cfg.seed)
     total = math.ceil(len(train.dataset) / fc.batch_size) * fc.epochs
     module = FinetuneModule(model, fc, task, regression, total)
     callbacks = []
-    if fc.get("early_stopping_patience"):  # stop when the dev score has not improved for N epochs
+    if fc.early_stopping_patience:  # stop when the dev score has not improved for N epochs
         callbacks.append(pl.callbacks.EarlyStopping("dev/score", mode="max", patience=int(fc.early_stopping_patience)))
     trainer = build_trainer(
         cfg.trainer,

@@ -67,10 +67,10 @@ DEFAULT_METRICS = {"classification": ["accuracy"], "regression": ["pearson", "sp
 def task_metrics(task) -> list[str]:
     """`task.metrics`, or (null) the problem type's defaults; a metric that cannot apply to the
     problem type (accuracy of a regression) is a config error, as is a score metric not computed."""
-    problem = task.get("problem") or "classification"
+    problem = task.problem
     if problem not in METRICS:
         raise ConfigError(f"task.problem: {problem!r} is not classification or regression")
-    names = list(task.get("metrics") or DEFAULT_METRICS[problem])
+    names = list(task.metrics or DEFAULT_METRICS[problem])
     unknown = [n for n in names if n not in METRICS["classification"] + METRICS["regression"]]
     if unknown:
         raise ConfigError(f"task.metrics: unknown metric {unknown[0]!r}")
@@ -80,7 +80,7 @@ def task_metrics(task) -> list[str]:
             f"task.metrics: {', '.join(wrong)} cannot score a {problem} task "
             f"(use {', '.join(METRICS[problem])}, or null for {', '.join(DEFAULT_METRICS[problem])})"
         )
-    missing = [n for n in task.get("score_metrics") or [] if n not in names]
+    missing = [n for n in task.score_metrics or [] if n not in names]
     if missing:
         raise ConfigError(f"task.score_metrics: {', '.join(missing)} is not in task.metrics {names}")
     return names
@@ -89,13 +89,11 @@ def task_metrics(task) -> list[str]:
 def task_score(metrics: dict[str, float], task) -> float:
     """GLUE's per-task score: the mean of the task's `score_metrics` (default: all its metrics), so MRPC averages
     F1 and accuracy while CoLA, which also reports accuracy, is scored on Matthews correlation alone."""
-    return float(np.mean([metrics[n] for n in (task.get("score_metrics") or task_metrics(task))]))
+    return float(np.mean([metrics[n] for n in (task.score_metrics or task_metrics(task))]))
 
 
 def score_predictions(task, preds: np.ndarray, gold: np.ndarray) -> tuple[dict[str, float], float]:
     """The task's metrics on these predictions, and its GLUE score."""
-    labels = task.get("labels")
-    metrics = compute_metrics(
-        task_metrics(task), preds, gold, len(labels) if labels else None, float(task.get("binary_threshold") or 3.0)
-    )
+    labels = task.labels
+    metrics = compute_metrics(task_metrics(task), preds, gold, len(labels) if labels else None, task.binary_threshold)
     return metrics, task_score(metrics, task)

@@ -9,6 +9,7 @@ from bertforge.config import ConfigError, DataError, resolve_path
 from bertforge.data.demo_language import N_TOPICS, DemoLanguage
 from bertforge.data.task_readers import file_rows, hf_rows
 from bertforge.finetuning.metrics import task_metrics
+from bertforge.schema import check_task
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def demo_task(task) -> TaskData:
     """`kind: agreement`: is the sentence grammatical (does the verb agree with its subject)?
     `kind: topic`: which of the 8 topics is the sentence about? Classes are balanced."""
     lang = DemoLanguage()
-    kind = task.get("kind", "agreement")
+    kind = task.kind
     if kind not in ("agreement", "topic"):
         raise ConfigError(f"task.kind: unknown demo task {kind!r} (known: agreement, topic)")
     labels = ["ungrammatical", "grammatical"] if kind == "agreement" else [f"topic{t}" for t in range(N_TOPICS)]
@@ -72,7 +73,7 @@ def _label_value(where: str, raw, problem: str, column) -> str | float:
 def _examples(rows, task, split: str, known: list[str] | None, where_split: str) -> list[Example]:
     spec_b = task.local.text_b if task.source == "local" else task.hf.text_b
     column = task.local.label if task.source == "local" else task.hf.label
-    limit = task.get("max_examples")
+    limit = task.max_examples
     if limit is not None and not isinstance(limit, int):  # a mapping: per split, e.g. {train: 8000}
         limit = limit.get(split)
     out = []
@@ -121,13 +122,12 @@ def _seeded_split(splits: dict[str, list[Example]], task) -> None:
 
 def load_task(task) -> TaskData:
     """Train and evaluation splits of a task config (source `demo`, `local` files or `hf` dataset)."""
-    source = task.get("source")
+    check_task(task)  # as at stage start (fills the optional keys), for callers outside a stage
+    source = task.source
     if source == "demo":
         return demo_task(task)
-    if source not in ("local", "hf"):
-        raise ConfigError(f"task.source: unknown source {source!r} (known: demo, local, hf)")
     task_metrics(task)  # problem type and metrics fit together, before any file is read
-    known = None if task.get("labels") is None else [str(x) for x in task.labels]
+    known = None if task.labels is None else [str(x) for x in task.labels]
     if task.problem == "regression" and known is not None:
         raise ConfigError("task.labels: a regression task has no label set (set task.labels=null)")
     if source == "local":
@@ -150,7 +150,7 @@ def load_task(task) -> TaskData:
         if name != "train":
             splits[name] = _examples(read(name, known), task, name, known, where[name])
     if "dev" not in splits:
-        if task.get("split") is None:
+        if task.split is None:
             raise ConfigError(f"task: no dev split for {task.name}: list a dev file or set task.split.dev_fraction")
         _seeded_split(splits, task)
     for name in eval_splits(task):
@@ -168,18 +168,20 @@ def predict_splits(task) -> dict[str, tuple[str, list[Example]]]:
     from omegaconf import OmegaConf
 
     out = {}
-    for name, p in (task.get("predict") or {}).items():
-        index = p.get("index")
+    for name, p in task.predict.items():
+        index = p.index
         if task.source == "local":
+            if p.file is None:
+                raise ConfigError(f"task.predict.{name}.file: missing (a local task predicts a file)")
             path = resolve_path(task.local.data_dir) / p.file
             if not path.is_file():
                 print(f"{path}: not found, so no {p.submission} predictions", file=sys.stderr)
                 continue
-            overrides = {k: p[k] for k in ("header", "text_a", "text_b", "format") if k in p}
+            overrides = {k: p[k] for k in ("header", "text_a", "text_b", "format") if p[k] is not None}
             spec = OmegaConf.merge(task.local, overrides, {"label": index})
             rows = file_rows(path, spec)
-        elif task.source == "hf" and p.get("hf_split"):
-            spec = OmegaConf.merge(task.hf, {"label": p.get("hf_index", "idx")})
+        elif task.source == "hf" and p.hf_split:
+            spec = OmegaConf.merge(task.hf, {"label": p.hf_index})
             rows = hf_rows(spec, p.hf_split, None)
         else:
             continue
@@ -201,7 +203,7 @@ def predict_splits(task) -> dict[str, tuple[str, list[Example]]]:
 
 def eval_splits(task) -> list[str]:
     """Splits the task is scored on; GLUE scores MNLI on matched and mismatched dev sets."""
-    return list(task.get("eval_splits") or ["dev"])
+    return list(task.eval_splits)
 
 
 def selection_splits(splits: list[str]) -> list[str]:

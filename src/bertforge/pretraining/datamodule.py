@@ -81,8 +81,8 @@ def check_phases(cfg) -> None:
     `pretrain.budget_minutes`, `fraction`s of the budget adding up to 1."""
     from bertforge.config import ConfigError
 
-    phases = cfg.get("phases") or []
-    budgeted = cfg.get("budget_minutes") is not None
+    phases = cfg.phases or []
+    budgeted = cfg.budget_minutes is not None
     length = "fraction" if budgeted else "steps"
     for i, p in enumerate(phases):
         unknown = set(p) - {length, *PHASE_KEYS}
@@ -101,7 +101,7 @@ def check_phases(cfg) -> None:
         )
     if phases and not budgeted and total != cfg.max_steps:
         raise ConfigError(f"pretrain.phases: steps add up to {int(total)}, not pretrain.max_steps={cfg.max_steps}")
-    val = cfg.get("val_settings") or {}
+    val = cfg.val_settings or {}
     if set(val) - {*PHASE_KEYS, "masked_lm_prob"}:
         raise ConfigError(f"pretrain.val_settings: only {', '.join((*PHASE_KEYS, 'masked_lm_prob'))} (got {dict(val)})")
 
@@ -120,7 +120,7 @@ def phase_settings(cfg, index: int | None):
 def phase_at(cfg, step: int):
     """(phase index in force at optimizer step `step` or None without phases, the step where that phase ends)."""
     end = 0
-    for i, p in enumerate(cfg.get("phases") or []):
+    for i, p in enumerate(cfg.phases or []):
         end += int(p.steps)
         if step < end:
             return i, end
@@ -129,7 +129,7 @@ def phase_at(cfg, step: int):
 
 def budget_phase(cfg, fraction: float) -> int | None:
     """The phase in force once `fraction` of the time budget is spent (None without phases)."""
-    phases = cfg.get("phases") or []
+    phases = cfg.phases or []
     end = 0.0
     for i, p in enumerate(phases):
         end += float(p.fraction)
@@ -141,7 +141,7 @@ def budget_phase(cfg, fraction: float) -> int | None:
 def validation_settings(cfg):
     """The held-out set's example settings: the training ones unless `pretrain.val_settings` fixes
     some (so that runs trained differently, e.g. at a higher masking rate, are scored alike)."""
-    return OmegaConf.merge(cfg, dict(cfg.get("val_settings") or {}))
+    return OmegaConf.merge(cfg, dict(cfg.val_settings or {}))
 
 
 def _build_pairs(shard_dir: str, special: SpecialIds, cfg: dict, seed: int, epoch: int) -> Pairs:
@@ -175,7 +175,7 @@ class PretrainData(pl.LightningDataModule):
 
     @property
     def budget_phases(self) -> bool:
-        return bool(self.clock and self.clock.budgeted and self.cfg.get("phases"))
+        return bool(self.clock and self.clock.budgeted and self.cfg.phases)
 
     def state_dict(self) -> dict:
         return {"epoch": self._epoch, "epoch_start_step": self.epoch_start_step, "epoch_phase": self.epoch_phase}

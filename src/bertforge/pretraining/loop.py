@@ -81,9 +81,9 @@ def check_pretrain_config(cfg, prepared: Path):
         ("pretrain.max_seq_length", pc.max_seq_length),
         *(
             (f"pretrain.phases[{i}].max_seq_length", p.get("max_seq_length", pc.max_seq_length))
-            for i, p in enumerate(pc.get("phases") or [])
+            for i, p in enumerate(pc.phases or [])
         ),
-        ("pretrain.val_settings.max_seq_length", (pc.get("val_settings") or {}).get("max_seq_length", 0)),
+        ("pretrain.val_settings.max_seq_length", (pc.val_settings or {}).get("max_seq_length", 0)),
     ]:
         if length > config.max_position_embeddings:
             raise ConfigError(f"{key}={length} exceeds model.max_position_embeddings={config.max_position_embeddings}")
@@ -112,7 +112,7 @@ def pretrain(
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # reproducible initialisation
     model = build_pretraining_model(config)
-    budget = pc.get("budget_minutes")
+    budget = pc.budget_minutes
     timer = TrainingClock(budget, pc.warmup_fraction, clock=clock)
     data = PretrainData(
         prepared / "shards",
@@ -190,6 +190,6 @@ def pretrain(
         metrics.update(
             budget_minutes=float(budget),
             warmup_end_step=timer.warmup_end_step if timer.warmup_end_step is not None else metrics["steps"],
-            replay=" ".join(timer.replay_overrides(metrics["steps"], pc.get("phases") or [])),
+            replay=" ".join(timer.replay_overrides(metrics["steps"], pc.phases or [])),
         )
     return metrics

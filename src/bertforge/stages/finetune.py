@@ -42,7 +42,7 @@ def run(cfg):
         log_task_data(cfg.task, data, {"train": "training", "dev": "validation"})
         report = {"model": finetune_one(cfg, init, random_init, tmp / "model", lightning_logger(mlrun), place, data)}
         log_metrics_dict(report["model"]["best_dev"], "best_dev/")
-        if cfg.task.get("random_init_control") and not random_init:
+        if cfg.task.random_init_control and not random_init:
             report["random_init"] = finetune_one(
                 cfg, init, True, tmp / "random_init", lightning_logger(mlrun, prefix="random_init"), place, data
             )
