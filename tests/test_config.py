@@ -182,6 +182,8 @@ def test_every_option_of_every_group_fits_the_schema(group):
         (["task=rte", "+task.score_metric=[accuracy]"], r"task.score_metric: not a setting of task \(known: name, "),
         (["task=rte", "task.local.header=maybe"], r"task.local.header: Value 'maybe' is not a valid bool"),
         (["task=rte", "+task.predict.test.idnex=id"], r"task.predict.test.idnex: not a setting of task.predict.test"),
+        (["task=rte", "task.predict.test=foo"], r"task.predict.test: a mapping of submission, file, .* \(got 'foo'\)"),
+        (["task=rte", "task.local=foo"], r"task.local: a mapping of data_dir, format, .* \(got 'foo'\)"),
         (["task=rte", "task.source=web"], r"task.source: unknown source 'web' \(known: demo, local, hf\)"),
         (["task=rte", "task.source=hf", "task.hf=null"], r"task.hf: missing \(a task with source hf reads it\)"),
         (

@@ -300,6 +300,13 @@ def _inner(hint: Any) -> tuple[Any, bool]:
     return hint, False
 
 
+def _mapping(value: Any, shape: type | None, where: str) -> DictConfig:
+    if not isinstance(value, DictConfig):
+        keys = f" of {', '.join(x.name for x in dataclasses.fields(shape))}" if shape else ""
+        raise ConfigError(f"{where}: a mapping{keys} is required (got {value!r})")
+    return value
+
+
 def _check_node(node: DictConfig, schema: type, key: str, missing_hint: str = "", partial: bool = False) -> None:
     """Check `node` (found at `key`) against the dataclass `schema`: no unknown key, every key
     without a default present (unless `partial`), each value of its type; keys with a default
@@ -312,9 +319,8 @@ def _check_node(node: DictConfig, schema: type, key: str, missing_hint: str = ""
     typed = OmegaConf.structured(schema)
     for f in dataclasses.fields(schema):
         where = f"{key}.{f.name}"
-        if (
-            node._get_node(f.name, validate_access=False) is None
-        ):  # absent; `???` (to be set) is left to the reader's message
+        # absent; a `???` value (to be set) is left to the reader, whose message says what to set
+        if node._get_node(f.name, validate_access=False) is None:
             if f.default is MISSING and f.default_factory is dataclasses.MISSING:
                 if partial:
                     continue
@@ -328,12 +334,11 @@ def _check_node(node: DictConfig, schema: type, key: str, missing_hint: str = ""
         if dataclasses.is_dataclass(inner):
             if value is None and nullable:
                 continue
-            if not isinstance(node[f.name], DictConfig):
-                raise ConfigError(f"{where}: a mapping of {', '.join(x.name for x in dataclasses.fields(inner))}")
-            _check_node(node[f.name], inner, where)
+            _check_node(_mapping(node[f.name], inner, where), inner, where)
         elif typing.get_origin(inner) is dict and dataclasses.is_dataclass(typing.get_args(inner)[1]):
-            for name in node[f.name] or {}:
-                _check_node(node[f.name][name], typing.get_args(inner)[1], f"{where}.{name}")
+            entries, shape = _mapping(node[f.name], None, where), typing.get_args(inner)[1]
+            for name in entries:
+                _check_node(_mapping(entries[name], shape, f"{where}.{name}"), shape, f"{where}.{name}")
         else:
             try:
                 setattr(typed, f.name, value)
