@@ -11,7 +11,8 @@ fine-tuned on GLUE next to the same architecture from random initialisation.
     python benchmarks/budget_sweep.py finetune --minutes 60 --only preset:cpu60 --tasks rte mrpc stsb cola sst2
     python benchmarks/budget_sweep.py pretrain --minutes 5 --only preset:gpu5     # on a GPU
     python benchmarks/budget_sweep.py finetune --minutes 5 --only preset:gpu5 --tasks rte stsb
-    python benchmarks/budget_sweep.py report                      # the tables again
+    python benchmarks/budget_sweep.py finetune --minutes 60 --only preset:cpu60 --seeds 42 13 7 --set finetune.lr=1e-3
+    python benchmarks/budget_sweep.py report                      # the tables again, and each init at its best lr
 
 Results are appended to benchmarks/results/budget_sweep.jsonl (one line per run, with the
 machine line). Nothing else should run on the machine meanwhile: a budget is wall time.
@@ -21,10 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
-from common import ROOT, append_jsonl, print_header, read_jsonl, run_stage
+from common import ROOT, append_jsonl, finetune_label, finetune_lr, print_header, read_jsonl, run_stage
 
 RESULTS = ROOT / "benchmarks" / "results" / "budget_sweep.jsonl"
 DATA = [
@@ -116,6 +118,7 @@ def finetune(
                     "score": m["score"],
                     "random_init_score": m["random_init_score"],
                     **({"finetune_overrides": sets} if sets else {}),
+                    "finetune_lr": finetune_lr([*over, *extra]),
                     "machine": machine,
                 },
             )
@@ -133,10 +136,39 @@ def report() -> None:
     if ft:
         print("\n| run | task | seed | fine-tuning | pre-trained | random init |\n|---|---|---|---|---|---|")
         for r in ft:
-            sets = " ".join(r.get("finetune_overrides", [])) or "defaults"
+            sets = finetune_label(r)
             print(
                 f"| {r['name']} | {r['task']} | {r['seed']} | {sets} | {r['score']:.3f} | {r['random_init_score']:.3f} |"
             )
+        search_summary(ft)
+
+
+def search_summary(ft: list[dict]) -> None:
+    """Mean ± sd over seeds per fine-tuning setting, then each init at its own best setting among those
+    run on 3+ seeds: the per-task search on dev that the BERT paper does, for both sides."""
+    groups: dict[tuple, dict[int, dict]] = {}
+    for r in ft:  # a re-run of the same seed replaces the earlier one
+        groups.setdefault((r["name"], r["task"], finetune_label(r)), {})[r["seed"]] = r
+
+    def cell(rs: list[dict], key: str) -> tuple[float, str]:
+        v = [r[key] for r in rs]
+        mean = statistics.mean(v)
+        return mean, f"{mean:.3f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:.3f}"
+
+    print("\n| run | task | fine-tuning | seeds | pre-trained | random init |\n|---|---|---|---|---|---|")
+    best: dict[tuple, dict[str, tuple]] = {}
+    for (name, task, sets), by_seed in groups.items():
+        rs = list(by_seed.values())
+        (pm, pc), (rm, rc) = cell(rs, "score"), cell(rs, "random_init_score")
+        print(f"| {name} | {task} | {sets} | {len(rs)} | {pc} | {rc} |")
+        if len(rs) >= 3:
+            b = best.setdefault((name, task), {})
+            for side, m, c in (("pre", pm, pc), ("random", rm, rc)):
+                if side not in b or m > b[side][0]:
+                    b[side] = (m, c, sets)
+    print("\n| run | task | pre-trained at its best setting | random init at its best setting |\n|---|---|---|---|")
+    for (name, task), b in best.items():
+        print(f"| {name} | {task} | {b['pre'][1]} ({b['pre'][2]}) | {b['random'][1]} ({b['random'][2]}) |")
 
 
 def main() -> None:

@@ -19,6 +19,22 @@ def run_stage(name: str, overrides: list[str]) -> None:
     subprocess.run([sys.executable, f"pipelines/{name}.py", *overrides], cwd=ROOT, check=True, env=os.environ)
 
 
+def finetune_lr(overrides: list[str]) -> float:
+    """The fine-tuning learning rate a stage run with `overrides` uses (a budget preset sets its own)."""
+    from bertforge.config import compose
+
+    return float(compose(overrides).finetune.lr)
+
+
+def finetune_label(record: dict) -> str:
+    """How a fine-tuning result was trained: its lr, then any other override. Rows written before
+    the lr was recorded ran at their `finetune.lr=` override or else the default of the time, 1e-4."""
+    sets = record.get("finetune_overrides", [])
+    lrs = [float(s.split("=", 1)[1]) for s in sets if s.startswith("finetune.lr=")]
+    lr = record.get("finetune_lr") or (lrs[-1] if lrs else 1e-4)
+    return " ".join([f"lr {lr:.0e}".replace("e-0", "e-"), *(s for s in sets if not s.startswith("finetune.lr="))])
+
+
 def append_jsonl(path: Path, record: dict) -> None:
     """One result per line, appended: a long benchmark keeps what it measured if it is stopped."""
     with open(path, "a", encoding="utf-8") as fh:

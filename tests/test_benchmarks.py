@@ -67,3 +67,29 @@ def test_epoch_start_benchmark_prints_both_sides(demo_prepared):
     assert r.stdout.startswith("# machine: ")
     assert re.search(r"^\d[\d,]* pairs per epoch", r.stdout, re.M)
     assert re.search(r"^\| \d+\.\d\d \| \d+\.\d{3} \| \d+x \|$", r.stdout, re.M), r.stdout
+
+
+def test_budget_sweep_summary_takes_each_init_at_its_own_best_learning_rate(capsys, monkeypatch):
+    """Rows from before the lr was recorded ran at their override or the 1e-4 default; a re-run
+    seed replaces the earlier one; settings with fewer than 3 seeds are not candidates."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import budget_sweep
+
+    from common import finetune_label
+
+    assert finetune_label({}) == "lr 1e-4"
+    assert (
+        finetune_label({"finetune_overrides": ["finetune.lr=1e-3", "finetune.epochs=8"]}) == "lr 1e-3 finetune.epochs=8"
+    )
+    assert finetune_label({"finetune_lr": 3e-4}) == "lr 3e-4"
+    row = {"name": "p", "task": "t"}
+    rows = [{**row, "seed": 1, "score": 0.1, "random_init_score": 0.1, "finetune_lr": 3e-4}]  # replaced below
+    for seed, (pre, rnd) in enumerate([(0.5, 0.7), (0.5, 0.8), (0.5, 0.6)], start=1):
+        rows.append({**row, "seed": seed, "score": pre, "random_init_score": rnd})
+        rows.append({**row, "seed": seed, "score": 0.6, "random_init_score": 0.2, "finetune_lr": 3e-4})
+    rows += [{**row, "seed": s, "score": 0.9, "random_init_score": 0.9, "finetune_lr": 1e-3} for s in (1, 2)]
+    budget_sweep.search_summary(rows)
+    out = capsys.readouterr().out
+    assert "| p | t | lr 3e-4 | 3 | 0.600 ± 0.000 | 0.200 ± 0.000 |" in out
+    assert "| p | t | lr 1e-3 | 2 | 0.900 ± 0.000 | 0.900 ± 0.000 |" in out
+    assert out.rstrip().endswith("| p | t | 0.600 ± 0.000 (lr 3e-4) | 0.700 ± 0.100 (lr 1e-4) |")

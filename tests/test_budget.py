@@ -155,8 +155,13 @@ def test_budget_presets_compose_with_other_choices_and_pass_the_config_checks(pr
     check_optim_config(cfg.pretrain)
     check_phases(cfg.pretrain)
     # the command line still wins over the preset
-    mine = compose([f"+budget={preset}", "model=mini", "pretrain.lr=1e-4", "pretrain.budget_minutes=2"])
+    mine = compose(
+        [f"+budget={preset}", "model=mini", "pretrain.lr=1e-4", "pretrain.budget_minutes=2", "finetune.lr=5e-5"]
+    )
     assert (mine.model.name, mine.pretrain.lr, mine.pretrain.budget_minutes) == ("mini", 1e-4, 2)
+    assert mine.finetune.lr == 5e-5
+    # BERT-Tiny fine-tunes at 3e-4; the GPU preset's BERT-Medium keeps the default
+    assert cfg.finetune.lr == (3e-4 if preset.startswith("cpu") else compose([]).finetune.lr)
     if preset == "cpu60":  # cpu15's recipe, stretched to the hour
         base = compose(["+budget=cpu15", "corpus=korean", "tokenizer=korean", "trainer=cpu32"])
         assert cfg.model == base.model and cfg.model.name == "tiny"
@@ -180,4 +185,5 @@ def test_dvc_composes_a_budget_preset_into_params(tmp_path):
     compose_and_dump(out, str(repo / "conf"), None, "config", str(repo / ".dvc" / "plugins"), ["+budget=cpu15"])
     params = yaml.safe_load(out.read_text())
     assert params["model"]["name"] == "tiny" and params["pretrain"]["budget_minutes"] == 15
+    assert params["finetune"]["lr"] == 3e-4  # the finetune stage reads the preset's fine-tuning lr too
     assert [p["fraction"] for p in params["pretrain"]["phases"]] == [0.9, 0.1]
