@@ -222,3 +222,19 @@ def test_a_task_file_names_only_what_it_uses_and_the_schema_fills_the_rest():
     assert compose(["task=kornli"]).task.local.skip_malformed is True
     demo = compose(["task=demo"]).task
     assert demo.problem == "classification" and demo.labels is None and demo.finetune.epochs == 6
+
+
+@pytest.mark.parametrize("corpus", ["korean", "wikipedia_ko", "korean_petitions"])
+def test_korean_corpus_profiles_pick_the_hangul_safe_tokenizer_unless_one_is_named(corpus, tmp_path):
+    import yaml
+    from dvc.utils.hydra import compose_and_dump
+
+    korean = compose(["tokenizer=korean"]).tokenizer
+    assert not korean.lowercase and not korean.strip_accents
+    assert compose([f"corpus={corpus}"]).tokenizer == korean
+    assert compose([f"corpus={corpus}", "tokenizer=korean_morpheme"]).tokenizer.pre_segmentation == "mecab-ko"
+    assert compose(["corpus=wikipedia_en"]).tokenizer == compose([]).tokenizer  # English keeps the default
+    # `dvc exp run -S corpus=...` composes through DVC's own Hydra into params.yaml
+    out = tmp_path / "params.yaml"
+    compose_and_dump(out, str(REPO / "conf"), None, "config", str(REPO / ".dvc" / "plugins"), [f"corpus={corpus}"])
+    assert yaml.safe_load(out.read_text())["tokenizer"] == OmegaConf.to_container(korean)
