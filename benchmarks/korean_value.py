@@ -8,6 +8,7 @@ settings.
     python benchmarks/korean_value.py prepare --tokenizer korean korean_morpheme   # timed, both
     python benchmarks/korean_value.py pretrain --budget cpu15 --tokenizer korean_morpheme   # or cpu60
     python benchmarks/korean_value.py finetune --seeds 13 42 7 --tokenizer korean_morpheme --inits pretrained
+    python benchmarks/korean_value.py finetune ... --set finetune.lr=1e-3      # other fine-tuning settings
     python benchmarks/korean_value.py report
 
 Results are appended to benchmarks/results/korean_value.jsonl (one line per run, with the
@@ -24,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, append_jsonl, print_header, read_jsonl, run_stage
+from common import ROOT, append_jsonl, finetune_label, finetune_lr, print_header, read_jsonl, run_stage
 
 RESULTS = ROOT / "benchmarks" / "results" / "korean_value.jsonl"
 TOKENIZERS = ("korean", "korean_morpheme")
@@ -73,14 +74,14 @@ def prepare(tokenizer: str, machine: str) -> None:
     )
 
 
-def finetune(tokenizer: str, seeds: list[int], inits: list[str], machine: str) -> None:
+def finetune(tokenizer: str, seeds: list[int], inits: list[str], sets: list[str], machine: str) -> None:
     out = out_dir(tokenizer)
     pre = json.loads((ROOT / out / "metrics" / "pretrain.json").read_text())
     choices = {"pretrained": ["finetune.init=pretrained"], "minilm": [f"finetune.init={minilm_dir()}"]}
     for name in inits:
         for seed in seeds:
             # the pre-trained run also trains the same architecture from random init (the control)
-            over = [*base(tokenizer), "task=korsts", f"seed={seed}", *choices[name]]
+            over = [*base(tokenizer), "task=korsts", f"seed={seed}", *choices[name], *sets]
             over.append(f"task.random_init_control={name == 'pretrained'}")
             run_stage("finetune", over)
             run_stage("evaluate", over)
@@ -98,6 +99,8 @@ def finetune(tokenizer: str, seeds: list[int], inits: list[str], machine: str) -
                         "pearson": dev["pearson"],
                         "spearman": dev["spearman"],
                         "pretrain": {k: pre.get(k) for k in ("mlm_accuracy", "steps", "tokens", "train_minutes")},
+                        **({"finetune_overrides": sets} if sets else {}),
+                        "finetune_lr": finetune_lr(over),
                         "machine": machine,
                     },
                 )
@@ -115,11 +118,14 @@ def report() -> None:
             f"| {r['unk_rate']:.5f} |"
         )
     ft = [r for r in rows if r["kind"] == "finetune"]
-    print("\n| tokenizer | pre-training | init | seeds | KorSTS dev Pearson | Spearman |\n|---|---|---|---|---|---|")
+    print(
+        "\n| tokenizer | pre-training | init | fine-tuning | seeds | KorSTS dev Pearson | Spearman |"
+        "\n|---|---|---|---|---|---|---|"
+    )
 
     def key(r: dict) -> tuple:  # MiniLM rows carry the Korean run's pre-training record, unused
         minutes = "" if r["init"] == "minilm" else f"{round(r['pretrain']['train_minutes'])} min"
-        return r["tokenizer"], minutes, r["init"]
+        return r["tokenizer"], minutes, r["init"], finetune_label(r)
 
     for group in dict.fromkeys(key(r) for r in ft):
         rs = [r for r in ft if key(r) == group]
@@ -128,7 +134,7 @@ def report() -> None:
             v = [r[k] for r in rs]
             sd = statistics.stdev(v) if len(v) > 1 else 0.0
             cells.append(f"{statistics.mean(v):.3f} ± {sd:.3f}")
-        print(f"| {group[0]} | {group[1]} | {group[2]} | {len(rs)} | {cells[0]} | {cells[1]} |")
+        print(f"| {' | '.join(group)} | {len(rs)} | {cells[0]} | {cells[1]} |")
 
 
 def main() -> None:
@@ -138,6 +144,7 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="*", type=int, default=[13, 42, 7])
     ap.add_argument("--tokenizer", nargs="+", choices=TOKENIZERS, default=["korean"])
     ap.add_argument("--inits", nargs="+", choices=["pretrained", "minilm"], default=["pretrained", "minilm"])
+    ap.add_argument("--set", nargs="*", default=[], help="fine-tuning overrides, e.g. finetune.lr=1e-3")
     args = ap.parse_args()
     if args.action == "report":
         return report()
@@ -148,7 +155,7 @@ def main() -> None:
         elif args.action == "pretrain":
             run_stage("pretrain", [*base(tokenizer), f"+budget={args.budget}"])
         else:
-            finetune(tokenizer, args.seeds, args.inits, machine)
+            finetune(tokenizer, args.seeds, args.inits, args.set, machine)
     report()
 
 
