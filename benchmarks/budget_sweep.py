@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
-from common import ROOT, append_jsonl, finetune_label, finetune_lr, print_header, read_jsonl, run_stage
+from common import ROOT, append_jsonl, finetune_label, finetune_lr, mean_sd, print_header, read_jsonl, run_stage
 
 RESULTS = ROOT / "benchmarks" / "results" / "budget_sweep.jsonl"
 DATA = [
@@ -150,16 +149,11 @@ def search_summary(ft: list[dict]) -> None:
     for r in ft:  # a re-run of the same seed replaces the earlier one
         groups.setdefault((r["name"], r["task"], finetune_label(r)), {})[r["seed"]] = r
 
-    def cell(rs: list[dict], key: str) -> tuple[float, str]:
-        v = [r[key] for r in rs]
-        mean = statistics.mean(v)
-        return mean, f"{mean:.3f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:.3f}"
-
     print("\n| run | task | fine-tuning | seeds | pre-trained | random init |\n|---|---|---|---|---|---|")
     best: dict[tuple, dict[str, tuple]] = {}
     for (name, task, sets), by_seed in groups.items():
         rs = list(by_seed.values())
-        (pm, pc), (rm, rc) = cell(rs, "score"), cell(rs, "random_init_score")
+        (pm, pc), (rm, rc) = mean_sd([r["score"] for r in rs]), mean_sd([r["random_init_score"] for r in rs])
         print(f"| {name} | {task} | {sets} | {len(rs)} | {pc} | {rc} |")
         if len(rs) >= 3:
             b = best.setdefault((name, task), {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,12 @@ def finetune_lr(overrides: list[str]) -> float:
     from bertforge.config import compose
 
     return float(compose(overrides).finetune.lr)
+
+
+def mean_sd(values: list[float]) -> tuple[float, str]:
+    """The mean, and "mean ± sd" over seeds as the result tables print it (sd 0 for one seed)."""
+    mean = statistics.mean(values)
+    return mean, f"{mean:.3f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
 
 
 def finetune_label(record: dict) -> str:

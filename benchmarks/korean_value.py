@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 
-from common import ROOT, append_jsonl, finetune_label, finetune_lr, print_header, read_jsonl, run_stage
+from common import ROOT, append_jsonl, finetune_label, finetune_lr, mean_sd, print_header, read_jsonl, run_stage
 
 RESULTS = ROOT / "benchmarks" / "results" / "korean_value.jsonl"
 TOKENIZERS = ("korean", "korean_morpheme")
@@ -129,11 +128,7 @@ def report() -> None:
 
     for group in dict.fromkeys(key(r) for r in ft):
         rs = [r for r in ft if key(r) == group]
-        cells = []
-        for k in ("pearson", "spearman"):
-            v = [r[k] for r in rs]
-            sd = statistics.stdev(v) if len(v) > 1 else 0.0
-            cells.append(f"{statistics.mean(v):.3f} ± {sd:.3f}")
+        cells = [mean_sd([r[k] for r in rs])[1] for k in ("pearson", "spearman")]
         print(f"| {' | '.join(group)} | {len(rs)} | {cells[0]} | {cells[1]} |")
 
 
