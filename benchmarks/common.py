@@ -58,6 +58,25 @@ def stage_runner(name: str):
     return importlib.import_module(f"bertforge.stages.{name}").run
 
 
+def latest_run_history(
+    tracking_uri: str, metrics: list[str], stage: str = "pretrain"
+) -> dict[str, list[tuple[int, float]]]:
+    """(step, value) of each metric in the newest run of `stage` in the MLflow store at `tracking_uri`, by step."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(
+        ids, f"attributes.run_name LIKE '{stage}%'", order_by=["attributes.start_time DESC"], max_results=1
+    )
+    if not runs:
+        raise SystemExit(f"no {stage} run in {tracking_uri}")
+    run = runs[0]
+    return {
+        name: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, name)) for name in metrics
+    }
+
+
 def print_header(trainer: str = "auto") -> str:
     """Print (and return) the machine line every benchmark starts with: CPU model, cores, the ISA
     flags that matter, torch, and the precision our side uses (trainer profile `trainer`)."""

@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DEVICES, stage_runner
+from common import DEVICES, latest_run_history, stage_runner
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
@@ -272,8 +272,6 @@ def run_stage(args, overrides: list[str]) -> list[float]:
 
 
 def _stage_windows(args, overrides: list[str], tmp: Path) -> list[float]:
-    import mlflow
-
     from bertforge.config import compose
 
     cfg = compose(
@@ -291,10 +289,8 @@ def _stage_windows(args, overrides: list[str], tmp: Path) -> list[float]:
         ]
     )
     stage_runner("pretrain")(cfg)
-    client = mlflow.MlflowClient()
-    run = client.search_runs([e.experiment_id for e in client.search_experiments()])[0]
-    hist = sorted(client.get_metric_history(run.info.run_id, "train/tokens_per_s"), key=lambda m: m.step)
-    return [m.value for m in hist if m.step > args.warmup]  # the stage's own windows
+    hist = latest_run_history(os.environ["MLFLOW_TRACKING_URI"], ["train/tokens_per_s"])["train/tokens_per_s"]
+    return [v for s, v in hist if s > args.warmup]  # the stage's own windows
 
 
 def main() -> None:
