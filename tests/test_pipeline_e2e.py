@@ -293,12 +293,12 @@ def test_kill_9_mid_pretraining_then_dvc_repro_resumes_to_the_same_weights(repo_
         start_new_session=True,
     )
     deadline = time.time() + 300
-    while time.time() < deadline and not any(int(p.stem[4:]) >= 100 for p in ckpt.glob("step*.ckpt")):
+    while time.time() < deadline and checkpoint_step(ckpt / "last.ckpt") < 100:
         assert proc.poll() is None, "the run ended before it could be killed"
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    killed_at = max(int(p.stem[4:]) for p in ckpt.glob("step*.ckpt"))
+    killed_at = checkpoint_step(ckpt / "last.ckpt")
     assert 100 <= killed_at < 400 and not (out / "model.safetensors").exists()
     assert list(out.parent.glob(".pretrain.tmp-*"))  # the killed run's half-written output
 
@@ -316,6 +316,13 @@ def test_kill_9_mid_pretraining_then_dvc_repro_resumes_to_the_same_weights(repo_
     assert all(r.info.status == "FINISHED" for r in runs)
     steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train/loss")]
     assert min(steps) < killed_at < max(steps)
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step a Lightning checkpoint was saved at; -1 while there is none (files appear whole: written aside, renamed)."""
+    import torch
+
+    return torch.load(path, weights_only=True, map_location="cpu")["global_step"] if path.exists() else -1
 
 
 def torch_equal(a, b) -> bool:

@@ -41,8 +41,9 @@ PHASES = "pretrain.phases=[{steps:25,max_seq_length:32,max_predictions_per_seq:5
             27,
             [PHASES, "pretrain.checkpoint_every_n_steps=5"],
         ),  # the last checkpoint is the phase boundary (an epoch's end)
+        (27, ["trainer.async_checkpoint=true"]),  # written by a background thread, as on a GPU
     ],
-    ids=["one-phase", "two-phase", "two-phase-boundary-checkpoint"],
+    ids=["one-phase", "two-phase", "two-phase-boundary-checkpoint", "async-checkpoint"],
 )
 def test_interrupted_run_resumes_to_identical_weights(
     tmp_path, demo_prepared, tracking, pretrain_run, crash_step, extra
@@ -63,12 +64,38 @@ def test_interrupted_run_resumes_to_identical_weights(
     _, uninterrupted = pretrain_run(tmp_path, prepared, "full", over)
     with pytest.raises(_Crash):
         pretrain_run(tmp_path, prepared, "resumed", over, callbacks=[CrashAt()])
-    assert (tmp_path / "resumed/ckpt/last.ckpt").exists()
+    assert sorted(p.name for p in (tmp_path / "resumed/ckpt").glob("*.ckpt")) == ["last.ckpt"]  # one file per save
+    every = compose(over).pretrain.checkpoint_every_n_steps
+    assert (
+        torch.load(tmp_path / "resumed/ckpt/last.ckpt", weights_only=True)["global_step"] == crash_step // every * every
+    )
     metrics, resumed = pretrain_run(tmp_path, prepared, "resumed", over)
     assert metrics["steps"] == 40
     assert all(torch.equal(uninterrupted[k], resumed[k]) for k in uninterrupted)
     rows = (tmp_path / "resumed/plots/train.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(10, 41, 10))  # no duplicated steps
+
+
+def test_async_checkpoints_by_default_on_a_gpu_only():
+    from pytorch_lightning.plugins.io import AsyncCheckpointIO
+
+    from bertforge.hardware import detect, place
+    from bertforge.pretraining.loop import checkpoint_io
+
+    hw = detect()
+    gpu, cpu = place("cpu", "32-true", 0, hw), place("cpu", "32-true", 0, hw)
+    gpu = type(gpu)(
+        "gpu", *[getattr(gpu, f) for f in ("precision", "requested_precision", "reason", "num_workers")], hw
+    )
+    for profile, where, expected in [
+        ("auto", gpu, True),
+        ("auto", cpu, False),
+        ("cpu", gpu, True),  # null in every profile but fsdp: the device decides
+        ("fsdp", gpu, False),
+    ]:
+        io = checkpoint_io(compose([f"trainer={profile}"]).trainer, where)
+        assert [type(p) for p in io] == ([AsyncCheckpointIO] if expected else []), (profile, where.accelerator)
+    assert checkpoint_io(compose(["trainer.async_checkpoint=true"]).trainer, cpu)
 
 
 def test_checkpoint_fingerprint_covers_config_data_and_code(monkeypatch):

@@ -105,6 +105,7 @@ class Trainer:
     precision: str = MISSING
     compile: bool = MISSING
     unpad: bool = MISSING
+    async_checkpoint: Optional[bool] = MISSING
     num_workers: Optional[int] = MISSING
     num_threads: Optional[int] = MISSING
     progress_every_s: int = MISSING

@@ -90,6 +90,18 @@ def check_pretrain_config(cfg, prepared: Path):
     return tokenizer, config
 
 
+def checkpoint_io(tcfg, place: Placement) -> list:
+    """Lightning's AsyncCheckpointIO where `trainer.async_checkpoint` (null: on a GPU) asks for
+    it: it snapshots the state on the training thread, then writes in the background; each file
+    still appears whole (written aside, then renamed), so a kill leaves the previous last.ckpt."""
+    on = tcfg.async_checkpoint
+    if not (place.accelerator == "gpu" if on is None else on):
+        return []
+    from pytorch_lightning.plugins.io import AsyncCheckpointIO
+
+    return [AsyncCheckpointIO()]
+
+
 def pretrain(
     cfg,
     prepared: Path,
@@ -138,13 +150,9 @@ def pretrain(
     val_names = val_keys(module.pair_task)
     # the directory holds our state.json and curves on purpose (resume protocol), not stale checkpoints
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    # last.ckpt alone: a numbered copy beside it would double every save's cost
     checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir,
-        filename="step{step}",
-        every_n_train_steps=pc.checkpoint_every_n_steps,
-        save_last=True,
-        save_top_k=1,
-        auto_insert_metric_name=False,
+        dirpath=ckpt_dir, every_n_train_steps=pc.checkpoint_every_n_steps, save_last=True, save_top_k=0
     )
     curves = CurveWriter(ckpt_dir / "curves", list(TRAIN_KEYS), val_names)
     trainer = build_trainer(
@@ -163,6 +171,7 @@ def pretrain(
         reload_dataloaders_every_n_epochs=1,
         callbacks=[timer, checkpoint, curves, *callbacks],
         enable_checkpointing=True,
+        plugins=checkpoint_io(cfg.trainer, place),
     )
     last = ckpt_dir / "last.ckpt"
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None, weights_only=True)
