@@ -1,6 +1,7 @@
 """Statistical properties of the pre-training examples, with stated tolerances."""
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,11 +190,14 @@ def test_the_next_epochs_pairs_built_ahead_in_a_helper_process_are_the_same(part
     data = PretrainData(demo_prepared[1] / "shards", special, cfg.pretrain, seed=5, num_workers=1)
     try:
         assert data._pairs_ahead(cfg.pretrain, 0) is None  # nothing was built ahead of the first epoch
+        spill = Path(data._spill)
         ahead = data._pairs_ahead(cfg.pretrain, 1)
+        assert isinstance(ahead.tokens, np.memmap)  # handed over as files, mapped, not through a pipe
         other = OmegaConf.merge(cfg.pretrain, {"max_seq_length": 32})
         assert data._pairs_ahead(other, 2) is None  # a phase switch: the prediction is dropped
     finally:
         data.teardown("fit")
+    assert not spill.exists()  # the helper's files go with it
     here = build_pairs(shard, special, cfg.pretrain, 5, 1)
     assert np.array_equal(ahead.tokens, here.tokens) and np.array_equal(ahead.labels, here.labels)
     assert np.array_equal(ahead.len_a, here.len_a) and np.array_equal(ahead.len_b, here.len_b)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
+import shutil
+import tempfile
 from functools import partial
 from pathlib import Path
 
@@ -144,8 +147,10 @@ def validation_settings(cfg):
     return OmegaConf.merge(cfg, dict(cfg.val_settings or {}))
 
 
-def _build_pairs(shard_dir: str, special: SpecialIds, cfg: dict, seed: int, epoch: int) -> Pairs:
-    return build_pairs(Shard(Path(shard_dir)), special, OmegaConf.create(cfg), seed, epoch)
+def _build_pairs(shard_dir: str, special: SpecialIds, cfg: dict, seed: int, epoch: int, out: str) -> str:
+    """In the helper process: build an epoch's pairs and leave them in `out` (a path crosses the
+    process boundary; tens of MB through a pipe stalled the training thread when they arrived)."""
+    return build_pairs(Shard(Path(shard_dir)), special, OmegaConf.create(cfg), seed, epoch).save(out)
 
 
 class PretrainData(pl.LightningDataModule):
@@ -171,7 +176,7 @@ class PretrainData(pl.LightningDataModule):
         self.pin_memory = pin_memory  # GPU: page-locked batches, copied without blocking the host
         self._collate = partial(collate, pad_id=special.pad)
         self._epoch, self.epoch_start_step, self.epoch_phase, self._resumed_start = 0, 0, None, None
-        self._shard_dir, self._builder, self._ahead = shard_dir, None, None
+        self._shard_dir, self._builder, self._ahead, self._spill = shard_dir, None, None, None
 
     @property
     def budget_phases(self) -> bool:
@@ -243,11 +248,17 @@ class PretrainData(pl.LightningDataModule):
             return None
         settings = json.dumps(to_plain(cfg), sort_keys=True)
         ahead, self._ahead = self._ahead, None
-        pairs = ahead[1].get() if ahead is not None and ahead[0] == (epoch, settings) else None
+        pairs = None
+        if ahead is not None and ahead[0] == (epoch, settings):  # (after a phase switch: not waited for)
+            path = ahead[1].get()
+            pairs = Pairs.load(path)
+            shutil.rmtree(path)  # the mapping outlives the files (and forked workers inherit it)
         if self._builder is None:  # spawn, not fork: this process may hold CUDA and Rayon threads
             self._builder = mp.get_context("spawn").Pool(1)
+            self._spill = tempfile.mkdtemp(prefix="bertforge-pairs-")
+        out = os.path.join(self._spill, f"epoch{epoch + 1}")
         job = self._builder.apply_async(
-            _build_pairs, (str(self._shard_dir / "train"), self.special, to_plain(cfg), self.seed, epoch + 1)
+            _build_pairs, (str(self._shard_dir / "train"), self.special, to_plain(cfg), self.seed, epoch + 1, out)
         )
         self._ahead = ((epoch + 1, settings), job)
         return pairs
@@ -256,7 +267,8 @@ class PretrainData(pl.LightningDataModule):
         if self._builder is not None:  # the last epoch's look-ahead is not needed: stop it, do not wait
             self._builder.terminate()
             self._builder.join()
-            self._builder, self._ahead = None, None
+            shutil.rmtree(self._spill, ignore_errors=True)
+            self._builder, self._ahead, self._spill = None, None, None
 
     def val_dataloader(self) -> DataLoader:
         # fixed pairs and masks: validation numbers are comparable across steps and runs
