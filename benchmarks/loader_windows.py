@@ -9,7 +9,7 @@ masks are built. Prints the median, the slowest window over the median and every
     python benchmarks/loader_windows.py --read sqlite:///mlflow.db --from-step 100   # the latest
         # pretrain run already in that store (e.g. a `+budget=gpu5` run), nothing trained
 
-Windows are as long as `--window` steps (default 50); the first `--warmup` steps (default 100:
+Windows are as long as `--window` steps (default 50); those before `--from-step` (default 100:
 compilation, lazy kernel loading) are left out.
 """
 
@@ -48,8 +48,11 @@ def train(args, tmp: Path) -> None:
     stage_runner("pretrain")(cfg)
 
 
-def report(history: dict[str, list[tuple[int, float]]], args) -> float:
-    """Print the windows' summary; return the slowest window over the median."""
+METRICS = ["train/tokens_per_s", "epoch"]
+
+
+def report(history: dict[str, list[tuple[int, float]]], args) -> None:
+    """Print the windows' summary."""
     epochs = dict(history.get("epoch", []))
     rates = [(s, v) for s, v in history["train/tokens_per_s"] if args.from_step <= s <= args.to_step]
     if len(rates) < 3:
@@ -66,7 +69,6 @@ def report(history: dict[str, list[tuple[int, float]]], args) -> float:
         if v < 0.8 * median or started:
             print(f"  step {s}: {v:,.0f} tokens/s ({v / median:.0%}){', an epoch started' if started else ''}")
         prev = s
-    return worst
 
 
 def main() -> None:
@@ -80,11 +82,11 @@ def main() -> None:
     ap.add_argument("--to-step", type=int, default=10**12, help="last window counted (e.g. before a phase switch)")
     args = ap.parse_args()
     if args.read:
-        return report(latest_run_history(args.read, ["train/tokens_per_s", "epoch"]), args)
+        return report(latest_run_history(args.read, METRICS), args)
     print_header(DEVICES[args.device])
     with tempfile.TemporaryDirectory() as d:
         train(args, Path(d))
-        report(latest_run_history(os.environ["MLFLOW_TRACKING_URI"], ["train/tokens_per_s", "epoch"]), args)
+        report(latest_run_history(os.environ["MLFLOW_TRACKING_URI"], METRICS), args)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
 
 
+def checkpoint_step(path: Path) -> int:
+    """The step a Lightning checkpoint was saved at; -1 while there is none (files appear whole: written aside, renamed)."""
+    import torch
+
+    return torch.load(path, weights_only=True, map_location="cpu")["global_step"] if path.exists() else -1
+
+
 def needs_shared(path: str) -> Path:
     p = SHARED_DATA / path
     if not p.exists():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, checkpoint_step
 
 TINY = [
     "corpus.num_documents=240",
@@ -316,13 +316,6 @@ def test_kill_9_mid_pretraining_then_dvc_repro_resumes_to_the_same_weights(repo_
     assert all(r.info.status == "FINISHED" for r in runs)
     steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train/loss")]
     assert min(steps) < killed_at < max(steps)
-
-
-def checkpoint_step(path: Path) -> int:
-    """The step a Lightning checkpoint was saved at; -1 while there is none (files appear whole: written aside, renamed)."""
-    import torch
-
-    return torch.load(path, weights_only=True, map_location="cpu")["global_step"] if path.exists() else -1
 
 
 def torch_equal(a, b) -> bool:

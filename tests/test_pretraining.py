@@ -1,9 +1,11 @@
+import dataclasses
 import math
 
 import pytest
 import torch
 
 from bertforge.config import compose
+from conftest import checkpoint_step
 
 
 def test_pretraining_is_reproducible(tmp_path, demo_prepared, tracking, pretrain_run):
@@ -66,9 +68,7 @@ def test_interrupted_run_resumes_to_identical_weights(
         pretrain_run(tmp_path, prepared, "resumed", over, callbacks=[CrashAt()])
     assert sorted(p.name for p in (tmp_path / "resumed/ckpt").glob("*.ckpt")) == ["last.ckpt"]  # one file per save
     every = compose(over).pretrain.checkpoint_every_n_steps
-    assert (
-        torch.load(tmp_path / "resumed/ckpt/last.ckpt", weights_only=True)["global_step"] == crash_step // every * every
-    )
+    assert checkpoint_step(tmp_path / "resumed/ckpt/last.ckpt") == crash_step // every * every
     metrics, resumed = pretrain_run(tmp_path, prepared, "resumed", over)
     assert metrics["steps"] == 40
     assert all(torch.equal(uninterrupted[k], resumed[k]) for k in uninterrupted)
@@ -79,14 +79,11 @@ def test_interrupted_run_resumes_to_identical_weights(
 def test_async_checkpoints_by_default_on_a_gpu_only():
     from pytorch_lightning.plugins.io import AsyncCheckpointIO
 
-    from bertforge.hardware import detect, place
+    from bertforge.hardware import place
     from bertforge.pretraining.loop import checkpoint_io
 
-    hw = detect()
-    gpu, cpu = place("cpu", "32-true", 0, hw), place("cpu", "32-true", 0, hw)
-    gpu = type(gpu)(
-        "gpu", *[getattr(gpu, f) for f in ("precision", "requested_precision", "reason", "num_workers")], hw
-    )
+    cpu = place("cpu", "32-true", 0)
+    gpu = dataclasses.replace(cpu, accelerator="gpu")
     for profile, where, expected in [
         ("auto", gpu, True),
         ("auto", cpu, False),
