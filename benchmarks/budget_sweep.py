@@ -4,6 +4,7 @@ the same held-out set (pairs of <= 128 tokens, 15% masking, 20 predictions), the
 fine-tuned on GLUE next to the same architecture from random initialisation.
 
     benchmarks/pretraining_value.sh prepare                      # once: 16k vocabulary + shards
+    python benchmarks/budget_sweep.py prepare --corpus books_wiki  # another corpus (then --corpus on each)
     python benchmarks/budget_sweep.py pretrain --minutes 5         # every candidate, 5 min each
     python benchmarks/budget_sweep.py pretrain --minutes 15 --only preset:cpu15
     python benchmarks/budget_sweep.py finetune --minutes 15 --only preset:cpu15 --tasks rte mrpc stsb cola sst2
@@ -28,15 +29,21 @@ from pathlib import Path
 from common import ROOT, append_jsonl, finetune_label, finetune_lr, mean_sd, print_header, read_jsonl, run_stage
 
 RESULTS = ROOT / "benchmarks" / "results" / "budget_sweep.jsonl"
-DATA = [
-    "corpus=wikipedia_en",
-    "tokenizer.vocab_size=16000",
-    "paths.prepared=outputs/real/prepare",
-    # one held-out set for every candidate (the time_to_quality run's), whatever it trains on
-    "pretrain.val_settings={max_seq_length:128,max_predictions_per_seq:20,masked_lm_prob:0.15}",
-    "pretrain.val_every_n_steps=100000",  # validate at the end only: the budget is for training
-    "pretrain.checkpoint_every_n_steps=1000",
-]
+DEFAULT_CORPUS = "wikipedia_en"  # the sweep's; `--corpus books_wiki` adds Gutenberg books (BERT's mix)
+
+
+def data(corpus: str) -> list[str]:
+    return [
+        f"corpus={corpus}",
+        "tokenizer.vocab_size=16000",
+        f"paths.prepared=outputs/real/{'prepare' if corpus == DEFAULT_CORPUS else f'prepare_{corpus}'}",
+        # one held-out set for every candidate on a corpus (the time_to_quality run's on Wikipedia)
+        "pretrain.val_settings={max_seq_length:128,max_predictions_per_seq:20,masked_lm_prob:0.15}",
+        "pretrain.val_every_n_steps=100000",  # validate at the end only: the budget is for training
+        "pretrain.checkpoint_every_n_steps=1000",
+    ]
+
+
 SEQ128 = ["pretrain.max_seq_length=128", "pretrain.max_predictions_per_seq=20"]
 # 90% of the budget on pairs of <= 64 tokens, the rest at the base settings (<= 128)
 SEQ64_FIRST = "pretrain.phases=[{fraction:0.9,max_seq_length:64,max_predictions_per_seq:10},{fraction:0.1}]"
@@ -58,12 +65,17 @@ CANDIDATES = {
 }
 
 
-def run_overrides(name: str, minutes: float, common: list[str]) -> list[str]:
+def label(name: str, corpus: str) -> str:
+    """The run's name in the results: the candidate, with the corpus when it is not the sweep's."""
+    return name if corpus == DEFAULT_CORPUS else f"{name}@{corpus}"
+
+
+def run_overrides(name: str, minutes: float, common: list[str], corpus: str) -> list[str]:
     if name.startswith("preset:"):
         recipe = [f"+budget={name.split(':', 1)[1]}"]
     else:
         recipe = [*CANDIDATES[name], f"pretrain.budget_minutes={minutes:g}"]
-    out = f"outputs/real/budget/{name.replace(':', '-')}-{minutes:g}min"
+    out = f"outputs/real/budget/{label(name, corpus).replace(':', '-').replace('@', '-')}-{minutes:g}min"
     paths = [
         f"paths.checkpoints={out}/ckpt",
         f"paths.pretrained={out}/model",
@@ -72,22 +84,22 @@ def run_overrides(name: str, minutes: float, common: list[str]) -> list[str]:
         f"paths.finetuned={out}/finetune",
         f"paths.evaluated={out}/eval",
     ]
-    return [*DATA, *recipe, *paths, *common]
+    return [*data(corpus), *recipe, *paths, *common]
 
 
 def _out(overrides: list[str], key: str) -> Path:
     return ROOT / next(o.split("=", 1)[1] for o in overrides if o.startswith(f"paths.{key}="))
 
 
-def pretrain(name: str, minutes: float, machine: str, common: list[str]) -> None:
-    over = run_overrides(name, minutes, common)
+def pretrain(name: str, minutes: float, machine: str, common: list[str], corpus: str) -> None:
+    over = run_overrides(name, minutes, common, corpus)
     t0 = time.perf_counter()
     run_stage("pretrain", over)
     m = json.loads((_out(over, "metrics") / "pretrain.json").read_text())
     keep = ("mlm_accuracy", "unigram_accuracy", "nsp_accuracy", "mlm_loss", "steps", "tokens", "train_minutes")
     record = {
         "kind": "pretrain",
-        "name": name,
+        "name": label(name, corpus),
         "minutes": minutes,
         "stage_wall_minutes": (time.perf_counter() - t0) / 60,
     }
@@ -95,9 +107,16 @@ def pretrain(name: str, minutes: float, machine: str, common: list[str]) -> None
 
 
 def finetune(
-    name: str, minutes: float, tasks: list[str], seeds: list[int], machine: str, sets: list[str], common: list[str]
+    name: str,
+    minutes: float,
+    tasks: list[str],
+    seeds: list[int],
+    machine: str,
+    sets: list[str],
+    common: list[str],
+    corpus: str,
 ) -> None:
-    over = run_overrides(name, minutes, common)
+    over = run_overrides(name, minutes, common, corpus)
     for task in tasks:
         for seed in seeds:
             extra = [f"task={task}", "task.random_init_control=true", f"seed={seed}", *sets]
@@ -110,7 +129,7 @@ def finetune(
                 RESULTS,
                 {
                     "kind": "finetune",
-                    "name": name,
+                    "name": label(name, corpus),
                     "minutes": minutes,
                     "task": task,
                     "seed": seed,
@@ -167,22 +186,26 @@ def search_summary(ft: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=["pretrain", "finetune", "report"])
+    ap.add_argument("action", choices=["prepare", "pretrain", "finetune", "report"])
     ap.add_argument("--minutes", type=float, default=5)
     ap.add_argument("--only", nargs="*", help=f"candidates ({', '.join(CANDIDATES)}) or preset:<name>")
     ap.add_argument("--tasks", nargs="*", default=["rte", "mrpc", "stsb", "cola", "sst2"])
     ap.add_argument("--seeds", nargs="*", type=int, default=[42])
     ap.add_argument("--set", nargs="*", default=[], help="fine-tuning overrides, e.g. finetune.lr=3e-4")
+    ap.add_argument("--corpus", default=DEFAULT_CORPUS, help="a conf/corpus profile, e.g. books_wiki")
     ap.add_argument("--set-all", nargs="*", default=[], help="overrides for every stage, e.g. paths.shared_data=DIR")
     args = ap.parse_args()
     if args.action == "report":
         return report()
+    if args.action == "prepare":  # the corpus's 16k vocabulary and shards, once per corpus
+        logs = [f"paths.{k}=outputs/real/budget/prepare-{args.corpus}/{k}" for k in ("metrics", "plots")]
+        return run_stage("prepare", [*data(args.corpus), *logs, *args.set_all])
     machine = print_header(next((o.split("=", 1)[1] for o in args.set_all if o.startswith("trainer=")), "auto"))
     for name in args.only or list(CANDIDATES):
         if args.action == "pretrain":
-            pretrain(name, args.minutes, machine, args.set_all)
+            pretrain(name, args.minutes, machine, args.set_all, args.corpus)
         else:
-            finetune(name, args.minutes, args.tasks, args.seeds, machine, args.set, args.set_all)
+            finetune(name, args.minutes, args.tasks, args.seeds, machine, args.set, args.set_all, args.corpus)
     report()
 
 

@@ -75,7 +75,8 @@ def prepare(tokenizer: str, machine: str) -> None:
 
 def finetune(tokenizer: str, seeds: list[int], inits: list[str], sets: list[str], machine: str) -> None:
     out = out_dir(tokenizer)
-    pre = json.loads((ROOT / out / "metrics" / "pretrain.json").read_text())
+    # MiniLM alone needs no Korean pre-training run; its rows carry none
+    pre = json.loads((ROOT / out / "metrics" / "pretrain.json").read_text()) if "pretrained" in inits else {}
     choices = {"pretrained": ["finetune.init=pretrained"], "minilm": [f"finetune.init={minilm_dir()}"]}
     for name in inits:
         for seed in seeds:
