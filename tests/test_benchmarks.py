@@ -54,6 +54,7 @@ def test_finetune_steps_benchmark_compares_stage_and_bare_loop(demo_prepared):
     assert ratio == f"{float(stage) / float(bare):.0%}" or abs(int(ratio[:-1]) - 100 * float(stage) / float(bare)) <= 1
 
 
+@pytest.mark.slow  # builds a large shard's pairs both ways (22 s on a 2-core AVX2 CPU)
 def test_epoch_start_benchmark_prints_both_sides(demo_prepared):
     _, prepared, _ = demo_prepared
     r = subprocess.run(

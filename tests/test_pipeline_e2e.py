@@ -190,6 +190,7 @@ def _exp_metrics(shown: list) -> dict:
     return found
 
 
+@pytest.mark.slow  # a second `dvc exp run` (61 s on a 2-core AVX2 CPU)
 def test_exp_show_compares_the_metrics_of_experiments(repo_copy):
     """Moves the copy's workspace to a new experiment: after the tests that read the first one.
     Metrics files are tracked in git, so every experiment commit carries its metrics."""
@@ -208,6 +209,7 @@ def test_exp_show_compares_the_metrics_of_experiments(repo_copy):
     assert "tasks.demo.finetune.epochs" in json.dumps(diff["params"])
 
 
+@pytest.mark.slow  # two queued experiments in their own workspaces (161 s on a 2-core AVX2 CPU)
 def test_queued_and_temporary_experiments_run_in_their_own_workspace(repo_copy):
     """`dvc exp run --queue` + `dvc queue start -j 2` (and `--temp`, the same executor) run each
     stage in a temporary workspace while $DVC_ROOT names the checkout: outputs stay in the

@@ -125,6 +125,7 @@ def test_demo_agreement_task_flips_verb_number():
         assert (plural_subject != singular_verb) == (e.label == "grammatical"), e.text_a
 
 
+@pytest.mark.slow  # four fine-tuning jobs (40 s on a 2-core AVX2 CPU); the e2e Hydra sweep test stays fast
 def test_finetune_sweep_gives_each_job_a_directory_and_ranks_them(tmp_path):
     """`-m` over learning rates: one directory per job, leaderboard.json best first, main output untouched."""
     import os

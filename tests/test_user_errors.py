@@ -246,13 +246,16 @@ def test_entry_point_prints_one_line_without_traceback(tmp_path, stage, args, ex
     lines = r.stderr.strip().splitlines()
     assert lines[-1].startswith(expected) and not any("Traceback" in line for line in lines), r.stderr
     assert not (tmp_path / "ckpt").exists() and not (tmp_path / "mlflow.db").exists()
-    # with the debug switch the traceback is back
+
+
+def test_debug_switch_brings_the_traceback_back(tmp_path):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "BERTFORGE_DEBUG": "1"}
     r = subprocess.run(
-        [sys.executable, f"pipelines/{stage}.py", *args],
+        [sys.executable, "pipelines/pretrain.py", "pretrain.lr=-1"],
         cwd=REPO,
         capture_output=True,
         text=True,
-        env={**env, "BERTFORGE_DEBUG": "1"},
+        env=env,
         timeout=300,
     )
-    assert r.returncode != 0 and "Traceback" in r.stderr
+    assert r.returncode != 0 and "Traceback" in r.stderr and "pretrain.lr=-1: must be > 0" in r.stderr
