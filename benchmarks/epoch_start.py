@@ -29,7 +29,7 @@ def main() -> None:
     print_header()
     from bertforge.config import compose
     from bertforge.data.masking import SpecialIds
-    from bertforge.data.pretraining_examples import PretrainingDataset
+    from bertforge.data.pretraining_examples import Pairs, PretrainingDataset
     from bertforge.data.shards import Shard
     from bertforge.data.tokenization import load_tokenizer
     from bertforge.pretraining.datamodule import PretrainData
@@ -44,13 +44,12 @@ def main() -> None:
         here.append(time.perf_counter() - t)
     data = PretrainData(args.prepared / "shards", special, cfg.pretrain, cfg.seed, num_workers=1)
     try:
-        data._pairs_ahead(cfg.pretrain, 0)
+        data._epoch_directory(cfg.pretrain, 0)
         for epoch in range(1, args.epochs + 1):
             data._ahead[1].wait()  # the previous epoch trained at least this long
             t = time.perf_counter()
-            ds = PretrainingDataset(
-                shard, special, cfg.pretrain, cfg.seed, epoch, pairs=data._pairs_ahead(cfg.pretrain, epoch)
-            )
+            # what `train_dataloader` does with loader workers: take the helper's files, map them
+            ds = Pairs.load(data._epoch_directory(cfg.pretrain, epoch))
             ahead.append(time.perf_counter() - t)
     finally:
         data.teardown("fit")

@@ -45,8 +45,10 @@ PHASES = "pretrain.phases=[{steps:25,max_seq_length:32,max_predictions_per_seq:5
             [PHASES, "pretrain.checkpoint_every_n_steps=5"],
         ),  # the last checkpoint is the phase boundary (an epoch's end)
         (27, ["trainer.async_checkpoint=true"]),  # written by a background thread, as on a GPU
+        # loader workers that persist across epochs, as on a GPU
+        pytest.param(27, ["trainer.num_workers=2"], marks=pytest.mark.slow),
     ],
-    ids=["one-phase", "two-phase", "two-phase-boundary-checkpoint", "async-checkpoint"],
+    ids=["one-phase", "two-phase", "two-phase-boundary-checkpoint", "async-checkpoint", "loader-workers"],
 )
 def test_interrupted_run_resumes_to_identical_weights(
     tmp_path, demo_prepared, tracking, pretrain_run, crash_step, extra
@@ -75,6 +77,30 @@ def test_interrupted_run_resumes_to_identical_weights(
     assert all(torch.equal(uninterrupted[k], resumed[k]) for k in uninterrupted)
     rows = (tmp_path / "resumed/plots/train.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(10, 41, 10))  # no duplicated steps
+
+
+def test_loader_workers_start_once_and_change_nothing(tmp_path, demo_prepared, tracking, pretrain_run):
+    """With loader workers (the GPU profiles) the same worker processes serve every epoch, each
+    epoch's pairs built ahead by a helper process (or, after a phase switch, in the training
+    process); training ends bit-identical to a run without workers."""
+    import pytorch_lightning as pl
+
+    _, prepared, _ = demo_prepared
+    pids: dict[int, list[int]] = {}
+
+    class Workers(pl.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            iterator = trainer.train_dataloader._iterator
+            pids.setdefault(trainer.current_epoch, sorted(w.pid for w in iterator._workers))
+
+    # 10 steps at 32 tokens (an epoch cut at the phase switch), then at 64 tokens 14 batches per epoch
+    phases = "{steps:10,max_seq_length:32,max_predictions_per_seq:5},{steps:20,max_seq_length:64,batch_size:64}"
+    over = ["pretrain.max_steps=30", f"pretrain.phases=[{phases}]"]
+    _, plain = pretrain_run(tmp_path, prepared, "plain", over)
+    _, workers = pretrain_run(tmp_path, prepared, "workers", [*over, "trainer.num_workers=1"], callbacks=[Workers()])
+    assert sorted(pids) == [0, 1, 2], pids  # one epoch cut at the phase switch, one whole, one cut by max_steps
+    assert all(p == pids[0] for p in pids.values()) and len(pids[0]) == 1
+    assert all(torch.equal(plain[k], workers[k]) for k in plain)
 
 
 def test_async_checkpoints_by_default_on_a_gpu_only():

@@ -1,5 +1,6 @@
 """Statistical properties of the pre-training examples, with stated tolerances."""
 
+import json
 import random
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from bertforge.data.pretraining_examples import (
+    Pairs,
     PretrainingDataset,
     collate,
     create_instances,
@@ -165,8 +167,6 @@ def test_impossible_example_settings_name_the_key(parts, override, key):
 
 
 def test_flat_pairs_hold_exactly_the_instances(parts):
-    from bertforge.data.pretraining_examples import Pairs
-
     rng = random.Random(3)
     listed = create_instances(parts[1], 64, 0.1, rng, "nsp")
     listed.append((np.array([7, 8], np.int32), None, -100))  # a packed sentence has no segment B
@@ -182,22 +182,32 @@ def test_flat_pairs_hold_exactly_the_instances(parts):
 
 def test_the_next_epochs_pairs_built_ahead_in_a_helper_process_are_the_same(parts, demo_prepared):
     """With loader workers (GPU profiles) epoch e+1's pairs are built in another process while
-    epoch e trains; they must be exactly the ones the main process would build."""
+    epoch e trains; they must be exactly the ones the main process would build. The workers read
+    each epoch's pairs from files; the last two epochs' files are kept (workers may still finish
+    batches of the previous one), older ones are removed."""
     from bertforge.data.pretraining_examples import build_pairs
-    from bertforge.pretraining.datamodule import PretrainData
+    from bertforge.pretraining.datamodule import EPOCH_META, PretrainData
 
     cfg, shard, special, _ = parts
     data = PretrainData(demo_prepared[1] / "shards", special, cfg.pretrain, seed=5, num_workers=1)
+    other = OmegaConf.merge(cfg.pretrain, {"max_seq_length": 32})
     try:
-        assert data._pairs_ahead(cfg.pretrain, 0) is None  # nothing was built ahead of the first epoch
-        spill = Path(data._spill)
-        ahead = data._pairs_ahead(cfg.pretrain, 1)
-        assert isinstance(ahead.tokens, np.memmap)  # handed over as files, mapped, not through a pipe
-        other = OmegaConf.merge(cfg.pretrain, {"max_seq_length": 32})
-        assert data._pairs_ahead(other, 2) is None  # a phase switch: the prediction is dropped
+        first = Path(data._epoch_directory(cfg.pretrain, 0))
+        assert first.name.startswith("here")  # nothing was built ahead of the first epoch
+        spill = first.parent
+        second = Path(data._epoch_directory(cfg.pretrain, 1))
+        assert second.name.startswith("ahead")  # handed over as files, mapped, not through a pipe
+        assert json.loads((second / EPOCH_META).read_text())["epoch"] == 1
+        ahead = Pairs.load(str(second))
+        assert isinstance(ahead.tokens, np.memmap)
+        switched = Path(data._epoch_directory(other, 2))
+        assert switched.name.startswith("here")  # a phase switch: the prediction is dropped, built here
+        switched_pairs = Pairs.load(str(switched))
+        assert not first.exists() and second.exists()
     finally:
         data.teardown("fit")
     assert not spill.exists()  # the helper's files go with it
     here = build_pairs(shard, special, cfg.pretrain, 5, 1)
     assert np.array_equal(ahead.tokens, here.tokens) and np.array_equal(ahead.labels, here.labels)
     assert np.array_equal(ahead.len_a, here.len_a) and np.array_equal(ahead.len_b, here.len_b)
+    assert np.array_equal(switched_pairs.tokens, build_pairs(shard, special, other, 5, 2).tokens)

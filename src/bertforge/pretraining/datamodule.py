@@ -7,13 +7,14 @@ import multiprocessing as mp
 import os
 import shutil
 import tempfile
+import weakref
 from functools import partial
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bertforge.config import to_plain
 from bertforge.data.masking import SpecialIds
@@ -55,6 +56,50 @@ class EpochBatches(Sampler):
 
     def __len__(self) -> int:
         return len(self.batches)
+
+
+class TaggedBatches(Sampler):
+    """The batch sampler of a loader whose workers outlive the epoch: the current epoch's batches
+    (replaced at each epoch start), each index tagged with the directory of that epoch's pairs, so
+    a worker knows which pairs an index refers to without being restarted."""
+
+    def __init__(self):
+        self.batches, self.directory = EpochBatches(0, 1, 0, shuffle=False, drop_last=False), ""
+
+    @property
+    def start(self) -> int:
+        return self.batches.start
+
+    @start.setter
+    def start(self, value: int) -> None:
+        self.batches.start = value
+
+    def __iter__(self):
+        for batch in self.batches:
+            yield [(self.directory, i) for i in batch]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class EpochFiles(Dataset):
+    """In a persistent loader worker: examples of whichever epoch an index is tagged with, its
+    pairs mapped from that epoch's directory (and masked as `PretrainingDataset` masks them)."""
+
+    def __init__(self, special: SpecialIds, seed: int):
+        self.special, self.seed, self._directory, self._epoch = special, seed, None, None
+
+    def __getitem__(self, item: tuple[str, int]) -> dict:
+        directory, index = item
+        if directory != self._directory:
+            meta = json.loads(Path(directory, EPOCH_META).read_text())
+            cfg, pairs = OmegaConf.create(meta["cfg"]), Pairs.load(directory)
+            self._epoch = PretrainingDataset(None, self.special, cfg, self.seed, meta["epoch"], pairs=pairs)
+            self._directory = directory
+        return self._epoch[index]
+
+
+EPOCH_META = "epoch.json"  # beside an epoch's pair arrays: its example settings and epoch number
 
 
 class ResumableLoader(DataLoader):
@@ -177,6 +222,7 @@ class PretrainData(pl.LightningDataModule):
         self._collate = partial(collate, pad_id=special.pad)
         self._epoch, self.epoch_start_step, self.epoch_phase, self._resumed_start = 0, 0, None, None
         self._shard_dir, self._builder, self._ahead, self._spill = shard_dir, None, None, None
+        self._train, self._generation, self._done = None, 0, []  # the loader whose workers persist
 
     @property
     def budget_phases(self) -> bool:
@@ -188,12 +234,12 @@ class PretrainData(pl.LightningDataModule):
     def load_state_dict(self, state: dict) -> None:
         self._resumed_start = (state.get("epoch"), state.get("epoch_start_step"), state.get("epoch_phase"))
 
-    def _loader(
-        self, ds, shuffle: bool, epoch: int, batch_size: int, limit: int | None = None, multiple_of: int = 1
-    ) -> DataLoader:
+    def _batches(
+        self, n: int, shuffle: bool, epoch: int, batch_size: int, limit: int | None = None, multiple_of: int = 1
+    ) -> EpochBatches:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        batches = EpochBatches(
-            len(ds),
+        return EpochBatches(
+            n,
             batch_size,
             self.seed * 1000 + epoch,
             shuffle,
@@ -203,6 +249,8 @@ class PretrainData(pl.LightningDataModule):
             world_size=world,
             multiple_of=multiple_of,
         )
+
+    def _new_loader(self, ds, batches: Sampler, epoch: int, persistent: bool = False) -> ResumableLoader:
         position = lambda: self.trainer.fit_loop.epoch_loop.batch_progress.current.processed  # noqa: E731
         return ResumableLoader(
             ds,
@@ -212,6 +260,7 @@ class PretrainData(pl.LightningDataModule):
             collate_fn=self._collate,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
+            persistent_workers=persistent,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -233,45 +282,61 @@ class PretrainData(pl.LightningDataModule):
         while self.budget_phases and len(self.clock.phase_starts) <= phase:
             self.clock.phase_starts.append(start)
         cfg = phase_settings(self.cfg, phase)
-        ds = PretrainingDataset(
-            self.train_shard, self.special, cfg, self.seed, epoch, pairs=self._pairs_ahead(cfg, epoch)
-        )
-        return self._loader(ds, True, epoch, cfg.batch_size, limit, multiple_of=accumulate)
+        if self.num_workers == 0:  # (on a CPU: built here, between epochs; workers would take a core)
+            ds = PretrainingDataset(self.train_shard, self.special, cfg, self.seed, epoch)
+            return self._new_loader(ds, self._batches(len(ds), True, epoch, cfg.batch_size, limit, accumulate), epoch)
+        # loader workers (GPU profiles) start once and serve every epoch: starting them anew each
+        # epoch (forking a process that holds CUDA) paused the GPU at every epoch start
+        directory = self._epoch_directory(cfg, epoch)
+        if self._train is None:
+            self._train = self._new_loader(EpochFiles(self.special, self.seed), TaggedBatches(), epoch, persistent=True)
+        n = len(Pairs.load(directory))
+        self._train.batch_sampler.batches = self._batches(n, True, epoch, cfg.batch_size, limit, accumulate)
+        self._train.batch_sampler.directory, self._train.epoch = directory, epoch
+        return self._train
 
-    def _pairs_ahead(self, cfg, epoch: int) -> Pairs | None:
-        """This epoch's pairs if a helper process built them while the last epoch trained, and
-        start building the next epoch's (with these settings; after a phase switch they are built
-        here instead). Building pairs is pure Python, seconds for a large shard: in the main
-        process it stalls the GPU at every epoch start. Only with loader workers (GPU profiles);
-        on a CPU the helper would take a core from the maths."""
-        if self.num_workers == 0:
-            return None
+    def _epoch_directory(self, cfg, epoch: int) -> str:
+        """The directory of this epoch's pairs for the loader workers: built by a helper process
+        while the last epoch trained, or here (the first epoch; after a phase switch); and start
+        building the next epoch's with these settings. Building pairs is pure Python, seconds for
+        a large shard: in this process it stalls the GPU at every epoch start."""
         settings = json.dumps(to_plain(cfg), sort_keys=True)
         ahead, self._ahead = self._ahead, None
-        pairs = None
-        if ahead is not None and ahead[0] == (epoch, settings):  # (after a phase switch: not waited for)
-            path = ahead[1].get()
-            pairs = Pairs.load(path)
-            shutil.rmtree(path)  # the mapping outlives the files (and forked workers inherit it)
         if self._builder is None:  # spawn, not fork: this process may hold CUDA and Rayon threads
             self._builder = mp.get_context("spawn").Pool(1)
             self._spill = tempfile.mkdtemp(prefix="bertforge-pairs-")
-        out = os.path.join(self._spill, f"epoch{epoch + 1}")
+            # also when training ends in an exception (Lightning then skips teardown) or at exit
+            self._forget_spill = weakref.finalize(self, shutil.rmtree, self._spill, ignore_errors=True)
+        self._generation += 1  # a fresh name per epoch start, whatever was built or dropped before
+        if ahead is not None and ahead[0] == (epoch, settings):  # (after a phase switch: not waited for)
+            directory = ahead[1].get()
+        else:
+            here = os.path.join(self._spill, f"here{self._generation}")
+            directory = build_pairs(self.train_shard, self.special, cfg, self.seed, epoch).save(here)
+        Path(directory, EPOCH_META).write_text(json.dumps({"cfg": to_plain(cfg), "epoch": epoch}))
+        # the workers may still finish batches of the last epoch (prefetched when it was cut short)
+        self._done, stale = [*self._done[-1:], directory], self._done[:-1]
+        for old in stale:
+            shutil.rmtree(old, ignore_errors=True)
+        out = os.path.join(self._spill, f"ahead{self._generation}")
         job = self._builder.apply_async(
             _build_pairs, (str(self._shard_dir / "train"), self.special, to_plain(cfg), self.seed, epoch + 1, out)
         )
         self._ahead = ((epoch + 1, settings), job)
-        return pairs
+        return directory
 
     def teardown(self, stage: str) -> None:
+        if self._train is not None and self._train._iterator is not None:
+            self._train._iterator._shutdown_workers()
+        self._train, self._done = None, []
         if self._builder is not None:  # the last epoch's look-ahead is not needed: stop it, do not wait
             self._builder.terminate()
             self._builder.join()
-            shutil.rmtree(self._spill, ignore_errors=True)
+            self._forget_spill()
             self._builder, self._ahead, self._spill = None, None, None
 
     def val_dataloader(self) -> DataLoader:
         # fixed pairs and masks: validation numbers are comparable across steps and runs
         cfg = validation_settings(self.cfg)
         ds = PretrainingDataset(self.valid_shard, self.special, cfg, self.seed, VALID_EPOCH, cfg.val_max_examples)
-        return self._loader(ds, False, 0, cfg.batch_size)
+        return self._new_loader(ds, self._batches(len(ds), False, 0, cfg.batch_size), 0)
