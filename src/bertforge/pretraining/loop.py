@@ -150,6 +150,9 @@ def pretrain(
     val_names = val_keys(module.pair_task)
     # the directory holds our state.json and curves on purpose (resume protocol), not stale checkpoints
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    # the data module hands Lightning the same training loader at every reload, so its workers and
+    # pin-memory thread are never re-created (the open-file leak in pytorch#91252 needs new loaders)
+    warnings.filterwarnings("ignore", message=r"The combination of `DataLoader\(`pin_memory=True`, `persistent_workers")
     # last.ckpt alone: a numbered copy beside it would double every save's cost
     checkpoint = ModelCheckpoint(
         dirpath=ckpt_dir, every_n_train_steps=pc.checkpoint_every_n_steps, save_last=True, save_top_k=0
