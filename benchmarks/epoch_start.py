@@ -46,7 +46,8 @@ def main() -> None:
     try:
         data._epoch_directory(cfg.pretrain, 0)
         for epoch in range(1, args.epochs + 1):
-            data._ahead[1].wait()  # the previous epoch trained at least this long
+            data._build_ahead(epoch, [cfg.pretrain])
+            data._ahead[0][1].wait()  # the previous epoch trained at least this long
             t = time.perf_counter()
             # what `train_dataloader` does with loader workers: take the helper's files, map them
             ds = Pairs.load(data._epoch_directory(cfg.pretrain, epoch))

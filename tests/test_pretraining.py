@@ -81,17 +81,22 @@ def test_interrupted_run_resumes_to_identical_weights(
 
 def test_loader_workers_start_once_and_change_nothing(tmp_path, demo_prepared, tracking, pretrain_run):
     """With loader workers (the GPU profiles) the same worker processes serve every epoch, each
-    epoch's pairs built ahead by a helper process (or, after a phase switch, in the training
-    process); training ends bit-identical to a run without workers."""
+    epoch's pairs built ahead by a helper process (after the first, a phase switch's too);
+    training ends bit-identical to a run without workers."""
+    from pathlib import Path
+
     import pytorch_lightning as pl
 
     _, prepared, _ = demo_prepared
     pids: dict[int, list[int]] = {}
+    built: dict[int, str] = {}  # where each epoch's pairs were built: "here" or "ahead" (the helper)
 
     class Workers(pl.Callback):
         def on_train_batch_start(self, trainer, *args):
             iterator = trainer.train_dataloader._iterator
             pids.setdefault(trainer.current_epoch, sorted(w.pid for w in iterator._workers))
+            name = Path(trainer.train_dataloader.batch_sampler.directory).name
+            built.setdefault(trainer.current_epoch, name.rstrip("0123456789-"))
 
     # 10 steps at 32 tokens (an epoch cut at the phase switch), then at 64 tokens 14 batches per epoch
     phases = "{steps:10,max_seq_length:32,max_predictions_per_seq:5},{steps:20,max_seq_length:64,batch_size:64}"
@@ -100,6 +105,7 @@ def test_loader_workers_start_once_and_change_nothing(tmp_path, demo_prepared, t
     _, workers = pretrain_run(tmp_path, prepared, "workers", [*over, "trainer.num_workers=1"], callbacks=[Workers()])
     assert sorted(pids) == [0, 1, 2], pids  # one epoch cut at the phase switch, one whole, one cut by max_steps
     assert all(p == pids[0] for p in pids.values()) and len(pids[0]) == 1
+    assert built == {0: "here", 1: "ahead", 2: "ahead"}  # the phase switch's pairs too were built ahead
     assert all(torch.equal(plain[k], workers[k]) for k in plain)
 
 

@@ -184,7 +184,7 @@ def test_the_next_epochs_pairs_built_ahead_in_a_helper_process_are_the_same(part
     """With loader workers (GPU profiles) epoch e+1's pairs are built in another process while
     epoch e trains; they must be exactly the ones the main process would build. The workers read
     each epoch's pairs from files; the last two epochs' files are kept (workers may still finish
-    batches of the previous one), older ones are removed."""
+    batches of the previous one), older ones and look-aheads not taken are removed."""
     from bertforge.data.pretraining_examples import build_pairs
     from bertforge.pretraining.datamodule import EPOCH_META, PretrainData
 
@@ -195,15 +195,21 @@ def test_the_next_epochs_pairs_built_ahead_in_a_helper_process_are_the_same(part
         first = Path(data._epoch_directory(cfg.pretrain, 0))
         assert first.name.startswith("here")  # nothing was built ahead of the first epoch
         spill = first.parent
+        data._build_ahead(1, [cfg.pretrain])
         second = Path(data._epoch_directory(cfg.pretrain, 1))
         assert second.name.startswith("ahead")  # handed over as files, mapped, not through a pipe
         assert json.loads((second / EPOCH_META).read_text())["epoch"] == 1
         ahead = Pairs.load(str(second))
         assert isinstance(ahead.tokens, np.memmap)
+        data._build_ahead(2, [cfg.pretrain, other])  # a phase switch that may come: both settings
         switched = Path(data._epoch_directory(other, 2))
-        assert switched.name.startswith("here")  # a phase switch: the prediction is dropped, built here
+        assert switched.name.startswith("ahead")
+        assert sorted(p.name for p in spill.iterdir()) == sorted([second.name, switched.name])  # the other went
         switched_pairs = Pairs.load(str(switched))
-        assert not first.exists() and second.exists()
+        data._build_ahead(3, [other])
+        unforeseen = Path(data._epoch_directory(cfg.pretrain, 3))
+        assert unforeseen.name.startswith("here")  # a switch nobody foresaw: built here
+        assert not first.exists() and not second.exists() and switched.exists()
     finally:
         data.teardown("fit")
     assert not spill.exists()  # the helper's files go with it
@@ -211,3 +217,39 @@ def test_the_next_epochs_pairs_built_ahead_in_a_helper_process_are_the_same(part
     assert np.array_equal(ahead.tokens, here.tokens) and np.array_equal(ahead.labels, here.labels)
     assert np.array_equal(ahead.len_a, here.len_a) and np.array_equal(ahead.len_b, here.len_b)
     assert np.array_equal(switched_pairs.tokens, build_pairs(shard, special, other, 5, 2).tokens)
+
+
+def test_the_look_ahead_foresees_phase_switches(parts, demo_prepared):
+    """Which settings the helper builds the next epoch's pairs with: by steps, exactly the phase
+    where this epoch ends; with a budget, the next phase's too once the switch may come before
+    this epoch ends, judged by the last epoch's share of the budget (doubled)."""
+    from bertforge.pretraining.budget import TrainingClock
+    from bertforge.pretraining.datamodule import PretrainData
+
+    cfg, _, special, _ = parts
+    shards = demo_prepared[1] / "shards"
+
+    def lengths(settings):
+        return [s.max_seq_length for s in settings]
+
+    by_steps = OmegaConf.merge(
+        cfg.pretrain, {"max_steps": 30, "phases": [{"steps": 10, "max_seq_length": 32}, {"steps": 20}]}
+    )
+    data = PretrainData(shards, special, by_steps, seed=5, num_workers=1)
+    base = cfg.pretrain.max_seq_length
+    assert lengths(data._next_settings(0, 9)) == [32]
+    assert lengths(data._next_settings(0, 10)) == [base]  # the epoch is cut at the switch
+    assert lengths(data._next_settings(1, 30)) == [base]  # the end of training: nothing to switch to
+
+    budget = OmegaConf.merge(
+        cfg.pretrain,
+        {"budget_minutes": 1, "phases": [{"fraction": 0.9, "max_seq_length": 32}, {"fraction": 0.1}]},
+    )
+    clock = TrainingClock(minutes=1)
+    data = PretrainData(shards, special, budget, seed=5, num_workers=1, clock=clock)
+    seen = []
+    for fraction, phase in [(0.0, 0), (0.2, 0), (0.4, 0), (0.6, 0), (0.75, 0), (0.9, 1)]:
+        clock.fraction = fraction
+        seen.append(lengths(data._next_settings(phase, 0)))
+    # no estimate yet; 0.2 + 2 x 0.2 < 0.9; 0.4 + 0.4 < 0.9; 0.6 + 0.4 >= 0.9; 0.75 + 0.3 >= 0.9; the last phase
+    assert seen == [[32, base], [32], [32], [32, base], [32, base], [base]]

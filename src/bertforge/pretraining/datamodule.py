@@ -192,6 +192,11 @@ def validation_settings(cfg):
     return OmegaConf.merge(cfg, dict(cfg.val_settings or {}))
 
 
+def _settings_key(cfg) -> str:
+    """Example settings as a comparable string: which look-ahead an epoch start can take."""
+    return json.dumps(to_plain(cfg), sort_keys=True)
+
+
 def _build_pairs(shard_dir: str, special: SpecialIds, cfg: dict, seed: int, epoch: int, out: str) -> str:
     """In the helper process: build an epoch's pairs and leave them in `out` (a path crosses the
     process boundary; tens of MB through a pipe stalled the training thread when they arrived)."""
@@ -221,8 +226,10 @@ class PretrainData(pl.LightningDataModule):
         self.pin_memory = pin_memory  # GPU: page-locked batches, copied without blocking the host
         self._collate = partial(collate, pad_id=special.pad)
         self._epoch, self.epoch_start_step, self.epoch_phase, self._resumed_start = 0, 0, None, None
-        self._shard_dir, self._builder, self._ahead, self._spill = shard_dir, None, None, None
+        self._shard_dir, self._builder, self._spill = shard_dir, None, None
+        self._ahead, self._unused = [], []  # look-ahead jobs: ((epoch, settings), job, directory)
         self._train, self._generation, self._done = None, 0, []  # the loader whose workers persist
+        self._last_start_fraction: float | None = None  # of the budget, at the last epoch start
 
     @property
     def budget_phases(self) -> bool:
@@ -290,26 +297,45 @@ class PretrainData(pl.LightningDataModule):
         directory = self._epoch_directory(cfg, epoch)
         if self._train is None:
             self._train = self._new_loader(EpochFiles(self.special, self.seed), TaggedBatches(), epoch, persistent=True)
-        n = len(Pairs.load(directory))
-        self._train.batch_sampler.batches = self._batches(n, True, epoch, cfg.batch_size, limit, accumulate)
+        batches = self._batches(len(Pairs.load(directory)), True, epoch, cfg.batch_size, limit, accumulate)
+        self._train.batch_sampler.batches = batches
         self._train.batch_sampler.directory, self._train.epoch = directory, epoch
+        self._build_ahead(epoch + 1, self._next_settings(phase, start + len(batches) // accumulate))
         return self._train
+
+    def _next_settings(self, phase: int | None, end_step: int) -> list:
+        """The example settings the next epoch may start with, likeliest first. By steps exactly
+        one: the phase in force where this epoch ends. With a budget the switch time is not known
+        ahead: this phase's, and also the next phase's once the budget may cross into it before
+        this epoch ends (judged by the last epoch's length, doubled for safety)."""
+        if not self.budget_phases:
+            following = phase_at(self.cfg, end_step)[0]
+            return [phase_settings(self.cfg, phase if following is None else following)]
+        now, last, self._last_start_fraction = self.clock.fraction, self._last_start_fraction, self.clock.fraction
+        likely = [phase]
+        if phase + 1 < len(self.cfg.phases):
+            switch = sum(float(p.fraction) for p in self.cfg.phases[: phase + 1])
+            if last is None or now + 2 * (now - last) >= switch:
+                likely.append(phase + 1)
+        return [phase_settings(self.cfg, i) for i in likely]
 
     def _epoch_directory(self, cfg, epoch: int) -> str:
         """The directory of this epoch's pairs for the loader workers: built by a helper process
-        while the last epoch trained, or here (the first epoch; after a phase switch); and start
-        building the next epoch's with these settings. Building pairs is pure Python, seconds for
-        a large shard: in this process it stalls the GPU at every epoch start."""
-        settings = json.dumps(to_plain(cfg), sort_keys=True)
-        ahead, self._ahead = self._ahead, None
+        while the last epoch trained (also for a phase switch `_next_settings` foresaw), or here
+        (the first epoch; a switch it did not). Building pairs is pure Python, seconds for a large
+        shard: in this process it stalls the GPU at every epoch start."""
         if self._builder is None:  # spawn, not fork: this process may hold CUDA and Rayon threads
             self._builder = mp.get_context("spawn").Pool(1)
             self._spill = tempfile.mkdtemp(prefix="bertforge-pairs-")
             # also when training ends in an exception (Lightning then skips teardown) or at exit
             self._forget_spill = weakref.finalize(self, shutil.rmtree, self._spill, ignore_errors=True)
         self._generation += 1  # a fresh name per epoch start, whatever was built or dropped before
-        if ahead is not None and ahead[0] == (epoch, settings):  # (after a phase switch: not waited for)
-            directory = ahead[1].get()
+        key = (epoch, _settings_key(cfg))
+        match = next((job for k, job, _ in self._ahead if k == key), None)
+        self._unused += [(job, out) for _, job, out in self._ahead if job is not match]
+        self._ahead = []
+        if match is not None:
+            directory = match.get()
         else:
             here = os.path.join(self._spill, f"here{self._generation}")
             directory = build_pairs(self.train_shard, self.special, cfg, self.seed, epoch).save(here)
@@ -318,12 +344,23 @@ class PretrainData(pl.LightningDataModule):
         self._done, stale = [*self._done[-1:], directory], self._done[:-1]
         for old in stale:
             shutil.rmtree(old, ignore_errors=True)
-        out = os.path.join(self._spill, f"ahead{self._generation}")
-        job = self._builder.apply_async(
-            _build_pairs, (str(self._shard_dir / "train"), self.special, to_plain(cfg), self.seed, epoch + 1, out)
-        )
-        self._ahead = ((epoch + 1, settings), job)
+        pending = []
+        for job, out in self._unused:  # look-aheads not taken: removed once their helper is done
+            if job.ready():
+                shutil.rmtree(out, ignore_errors=True)
+            else:
+                pending.append((job, out))
+        self._unused = pending
         return directory
+
+    def _build_ahead(self, epoch: int, settings: list) -> None:
+        """Have the helper build epoch `epoch`'s pairs for each of `settings`, in that order."""
+        for i, cfg in enumerate(settings):
+            out = os.path.join(self._spill, f"ahead{self._generation}-{i}")
+            job = self._builder.apply_async(
+                _build_pairs, (str(self._shard_dir / "train"), self.special, to_plain(cfg), self.seed, epoch, out)
+            )
+            self._ahead.append(((epoch, _settings_key(cfg)), job, out))
 
     def teardown(self, stage: str) -> None:
         if self._train is not None and self._train._iterator is not None:
@@ -333,7 +370,7 @@ class PretrainData(pl.LightningDataModule):
             self._builder.terminate()
             self._builder.join()
             self._forget_spill()
-            self._builder, self._ahead, self._spill = None, None, None
+            self._builder, self._ahead, self._unused, self._spill = None, [], [], None
 
     def val_dataloader(self) -> DataLoader:
         # fixed pairs and masks: validation numbers are comparable across steps and runs
