@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -142,8 +143,15 @@ def finetune(
             )
 
 
+def machine_class(line: str) -> str:
+    """The hardware a result belongs to, from its machine line: the GPU, else the CPU class."""
+    gpu = re.search(r"; GPU ([^;]+);", line)
+    return gpu[1] if gpu else re.search(r"cores, ([^;(]+?) \(", line)[1]
+
+
 def report() -> None:
-    rows = read_jsonl(RESULTS)
+    # the same recipe on another machine class is another run (bf16 autocast vs fp32, other speed)
+    rows = [{**r, "name": f"{r['name']} ({machine_class(r['machine'])})"} for r in read_jsonl(RESULTS)]
     print("| run | budget | held-out MLM acc | NSP acc | steps | tokens | train min |\n|---|---|---|---|---|---|---|")
     for r in (r for r in rows if r["kind"] == "pretrain"):
         print(
