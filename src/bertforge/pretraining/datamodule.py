@@ -313,10 +313,11 @@ class PretrainData(pl.LightningDataModule):
             return [phase_settings(self.cfg, phase if following is None else following)]
         now, last, self._last_start_fraction = self.clock.fraction, self._last_start_fraction, self.clock.fraction
         likely = [phase]
-        if phase + 1 < len(self.cfg.phases):
-            switch = sum(float(p.fraction) for p in self.cfg.phases[: phase + 1])
-            if last is None or now + 2 * (now - last) >= switch:
-                likely.append(phase + 1)
+        # the same boundary rule the module switches by
+        if phase + 1 < len(self.cfg.phases) and (
+            last is None or budget_phase(self.cfg, now + 2 * (now - last)) > phase
+        ):
+            likely.append(phase + 1)
         return [phase_settings(self.cfg, i) for i in likely]
 
     def _epoch_directory(self, cfg, epoch: int) -> str:
