@@ -3,7 +3,9 @@
 Both train the same classifier (a BERT of `--size` with the prepared tokenizer and random
 weights) on the same task's training batches (the stage's own loader: length-grouped, padded
 per batch), in the precision `trainer.precision=auto` picks, with fused AdamW and the same
-learning-rate schedule shape. The bare loop holds the batches on the device ahead of time and
+learning-rate schedule shape, and the same training forward (`trainer.unpad`: real tokens only,
+the default; `--set trainer.unpad=false`: transformers' padded forward), so that only the loop
+around the step differs. The bare loop holds the batches on the device ahead of time and
 does only forward, backward and the optimizer step, timed on its second pass over them (the
 first loads each batch shape's GPU kernels, which the stage then finds loaded); the stage is `finetune_one` itself
 (Lightning, its loader, logging, the non-finite check), timed from its own train-batch starts, so
@@ -59,16 +61,16 @@ def bare_loop(args, cfg, init: Path, place) -> list[float]:
 
     from bertforge.data.tokenization import load_tokenizer
     from bertforge.finetuning.loop import finetune_settings
-    from bertforge.finetuning.module import encode, load_classifier, make_loader
+    from bertforge.finetuning.module import encode, load_classifier, make_loader, unpadded_loss
     from bertforge.finetuning.tasks import load_task
     from bertforge.pretraining.optim import optimizer_with_schedule
 
     fc, data, tok = finetune_settings(cfg), load_task(cfg.task), load_tokenizer(init)
     pl.seed_everything(cfg.seed, verbose=False)
     model = load_classifier(init, data.num_labels, data.labels, False).to(place.device)
-    loader = make_loader(
-        tok, encode(tok, data.splits["train"], data, fc.max_seq_length), fc.batch_size, True, cfg.seed, True
-    )
+    unpad = bool(cfg.trainer.unpad)  # the stage's own training forward, so that only the loop around it differs
+    items = encode(tok, data.splits["train"], data, fc.max_seq_length)
+    loader = make_loader(tok, items, fc.batch_size, True, cfg.seed, True, unpad=unpad)
     batches = [{k: v.to(place.device) for k, v in b.items()} for _ in range(fc.epochs) for b in loader]
     o = optimizer_with_schedule(
         model, fc.lr, fc.weight_decay, (0.9, 0.999), 1e-6, int(fc.warmup_ratio * len(batches)), 2 * len(batches)
@@ -83,7 +85,7 @@ def bare_loop(args, cfg, init: Path, place) -> list[float]:
                 sync(place.device)
                 stamps.append(time.perf_counter())
             with place.autocast():
-                loss = model(**batch).loss
+                loss = unpadded_loss(model, batch) if unpad else model(**batch).loss
             loss.backward()
             opt.step()
             sched.step()
@@ -158,7 +160,7 @@ def main() -> None:
     )
     print("| task | model | bare PyTorch loop | our finetune stage | stage / bare |")
     print("|---|---|---|---|---|")
-    print(f"| {args.task} | {args.size} | {b:.1f} | {s:.1f} | {s / b:.0%} |")
+    print(f"| {args.task} | {args.size} | {b:.2f} | {s:.2f} | {s / b:.0%} |")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ def settings(args, task: str, seed: int, tmp: Path) -> list[str]:
         f"paths.finetuned={tmp / 'ft'}",
         f"trainer={args.trainer}",
         "tracking.log_model=false",
+        *args.set,
     ] + ([f"task.max_examples={{train: {args.max_train}}}"] if args.max_train else [])
 
 
@@ -165,6 +166,9 @@ def main() -> None:
         choices=["ours", "hf"],
         help="e.g. --recipes ours --seeds 2 3 for our seed-to-seed noise alone",
     )
+    ap.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for our stage, e.g. trainer.unpad=false"
+    )
     ap.add_argument("--table-from", default=None, help="print the table from an --out file instead of running")
     ap.add_argument("--out", default=None, help="append one JSON line per run here")
     args = ap.parse_args()
@@ -179,6 +183,8 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as d:
                     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(d) / 'mlflow.db'}"
                     res = {"task": task, "seed": seed, "recipe": name, **fn(args, task, seed, Path(d))}
+                if name == "ours" and args.set:
+                    res["set"] = args.set
                 print(json.dumps(res), flush=True)
                 rows.append(res)
                 if args.out:

@@ -105,3 +105,39 @@ def test_cpu_dropout_keeps_the_rate_scale_and_seed():
     assert dropout(x, 0.1, False) is x and dropout(x, 0.0, True) is x
     # columns and rows are masked independently (no stripes from the generator's layout)
     assert (a != 0).float().mean(0).std() < 0.02 and (a != 0).float().mean(1).std() < 0.02
+
+
+@pytest.mark.parametrize("num_labels, with_types", [(3, True), (1, True), (2, False)])
+def test_unpadded_fine_tuning_loss_and_gradients_equal_transformers(num_labels, with_types):
+    """Fine-tuning's unpadded loss is `BertForSequenceClassification(**batch).loss`: classification,
+    regression, and inputs without token types; dropout off so both draw nothing (tolerance: fp32
+    reassociation)."""
+    from transformers import BertForSequenceClassification
+
+    from bertforge.finetuning.module import unpadded_loss
+    from bertforge.pretraining.model import unpad_indices
+
+    torch.manual_seed(0)
+    config = bert_config(compose().model, 300, 0)
+    config.num_labels = num_labels
+    model = BertForSequenceClassification._from_config(config, attn_implementation="sdpa").eval()
+    batch = {k: v for k, v in _ragged_batch(300, [14, 3, 9, 14]).items() if k in ("input_ids", "attention_mask")}
+    if with_types:
+        batch["token_type_ids"] = _ragged_batch(300, [14, 3, 9, 14])["token_type_ids"]
+    batch["labels"] = torch.tensor([0.5, 2.0, 4.5, 1.0]) if num_labels == 1 else torch.tensor([0, 1, 1, 0]) % num_labels
+
+    def grads(loss):
+        model.zero_grad()
+        loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    ours = unpadded_loss(model, {**batch, **unpad_indices(batch["attention_mask"])})
+    ours_grads = grads(ours)
+    ref = model(**batch).loss
+    ref_grads = grads(ref)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    assert ours_grads.keys() == ref_grads.keys() and len(ours_grads) == len(list(model.parameters()))
+    for name, g in ref_grads.items():
+        torch.testing.assert_close(ours_grads[name], g, atol=1e-5, rtol=1e-4, msg=name)
+    # the comparison can fail: attending to the padding changes the loss well beyond the tolerance
+    assert (model(**{**batch, "attention_mask": torch.ones_like(batch["attention_mask"])}).loss - ref).abs() > 1e-4

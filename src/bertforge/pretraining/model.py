@@ -134,27 +134,40 @@ def _unpadded_layer(layer, x: torch.Tensor, index: torch.Tensor, b: int, s: int,
     return out.LayerNorm(dropout(out.dense(layer.intermediate(attended)), out.dropout.p, training) + attended)
 
 
-def unpadded_pretraining_forward(model: BertForPreTraining, batch: dict[str, torch.Tensor]) -> PretrainingOutput:
-    """The same maths as `sparse_pretraining_forward`, computed on real tokens only: embeddings,
-    every dense layer, LayerNorm and the heads never see padding (about a fifth of the positions
-    of pairs <= 128 tokens); attention runs on the padded layout with padded keys masked. Uses
-    BertForPreTraining's own modules and parameters, so checkpoints and exports are unchanged."""
-    ids, types, mask = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
-    if "token_index" not in batch:
-        batch = {**batch, **unpad_indices(mask, batch["labels"])}
-    index = batch["token_index"]
+def unpadded_encoder(bert, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """`BertModel`'s last hidden states for the real tokens only, [N, H] in `batch["token_index"]`
+    order: embeddings, every dense layer and LayerNorm skip the padding; attention runs on the
+    padded layout with padded keys masked. Uses the model's own modules and parameters."""
+    ids, mask, index = batch["input_ids"], batch["attention_mask"], batch["token_index"]
+    types = batch.get("token_type_ids")
     b, s = ids.shape
-    bert, emb = model.bert, model.bert.embeddings
+    emb = bert.embeddings
     positions = torch.arange(s, device=ids.device).repeat(b).index_select(0, index)
-    x = (
-        emb.word_embeddings(ids.flatten().index_select(0, index))
-        + emb.token_type_embeddings(types.flatten().index_select(0, index))
-        + emb.position_embeddings(positions)
+    segments = (  # without token types BertModel puts every token in segment 0
+        emb.token_type_embeddings(types.flatten().index_select(0, index))
+        if types is not None
+        else emb.token_type_embeddings.weight[0]
     )
+    x = emb.word_embeddings(ids.flatten().index_select(0, index)) + segments + emb.position_embeddings(positions)
     x = dropout(emb.LayerNorm(x), emb.dropout.p, emb.training)
     key_mask = mask.bool()[:, None, None, :]
     for layer in bert.encoder.layer:
         x = _unpadded_layer(layer, x, index, b, s, key_mask)
-    pooled = bert.pooler.activation(bert.pooler.dense(x.index_select(0, batch["row_starts"])))
+    return x
+
+
+def pooled(bert, x: torch.Tensor, row_starts: torch.Tensor) -> torch.Tensor:
+    """The pooler (dense + tanh) over each row's [CLS], from `unpadded_encoder`'s output."""
+    return bert.pooler.activation(bert.pooler.dense(x.index_select(0, row_starts)))
+
+
+def unpadded_pretraining_forward(model: BertForPreTraining, batch: dict[str, torch.Tensor]) -> PretrainingOutput:
+    """The same maths as `sparse_pretraining_forward`, computed on real tokens only
+    (`unpadded_encoder`: about a fifth of the positions of pairs <= 128 tokens are padding), and
+    the heads at the [CLS] and masked positions. Checkpoints and exports are unchanged."""
+    if "token_index" not in batch:
+        batch = {**batch, **unpad_indices(batch["attention_mask"], batch["labels"])}
+    x = unpadded_encoder(model.bert, batch)
     mlm_logits = model.cls.predictions(x.index_select(0, batch["mlm_index"]))
-    return PretrainingOutput(mlm_logits, batch["mlm_labels"], model.cls.seq_relationship(pooled))
+    nsp_logits = model.cls.seq_relationship(pooled(model.bert, x, batch["row_starts"]))
+    return PretrainingOutput(mlm_logits, batch["mlm_labels"], nsp_logits)
