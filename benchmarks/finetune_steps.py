@@ -61,16 +61,16 @@ def bare_loop(args, cfg, init: Path, place) -> list[float]:
 
     from bertforge.data.tokenization import load_tokenizer
     from bertforge.finetuning.loop import finetune_settings
-    from bertforge.finetuning.module import encode, load_classifier, make_loader, unpadded_loss
+    from bertforge.finetuning.module import encode, load_classifier, make_loader, training_loss
     from bertforge.finetuning.tasks import load_task
     from bertforge.pretraining.optim import optimizer_with_schedule
 
     fc, data, tok = finetune_settings(cfg), load_task(cfg.task), load_tokenizer(init)
     pl.seed_everything(cfg.seed, verbose=False)
     model = load_classifier(init, data.num_labels, data.labels, False).to(place.device)
-    unpad = bool(cfg.trainer.unpad)  # the stage's own training forward, so that only the loop around it differs
     items = encode(tok, data.splits["train"], data, fc.max_seq_length)
-    loader = make_loader(tok, items, fc.batch_size, True, cfg.seed, True, unpad=unpad)
+    # the stage's own batches and training forward, so that only the loop around the step differs
+    loader = make_loader(tok, items, fc.batch_size, True, cfg.seed, True, unpad=bool(cfg.trainer.unpad))
     batches = [{k: v.to(place.device) for k, v in b.items()} for _ in range(fc.epochs) for b in loader]
     o = optimizer_with_schedule(
         model, fc.lr, fc.weight_decay, (0.9, 0.999), 1e-6, int(fc.warmup_ratio * len(batches)), 2 * len(batches)
@@ -85,7 +85,7 @@ def bare_loop(args, cfg, init: Path, place) -> list[float]:
                 sync(place.device)
                 stamps.append(time.perf_counter())
             with place.autocast():
-                loss = unpadded_loss(model, batch) if unpad else model(**batch).loss
+                loss = training_loss(model, batch)
             loss.backward()
             opt.step()
             sched.step()

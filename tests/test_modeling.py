@@ -121,9 +121,8 @@ def test_unpadded_fine_tuning_loss_and_gradients_equal_transformers(num_labels, 
     config = bert_config(compose().model, 300, 0)
     config.num_labels = num_labels
     model = BertForSequenceClassification._from_config(config, attn_implementation="sdpa").eval()
-    batch = {k: v for k, v in _ragged_batch(300, [14, 3, 9, 14]).items() if k in ("input_ids", "attention_mask")}
-    if with_types:
-        batch["token_type_ids"] = _ragged_batch(300, [14, 3, 9, 14])["token_type_ids"]
+    keep = ("input_ids", "attention_mask", "token_type_ids")[: 3 if with_types else 2]
+    batch = {k: v for k, v in _ragged_batch(300, [14, 3, 9, 14]).items() if k in keep}
     batch["labels"] = torch.tensor([0.5, 2.0, 4.5, 1.0]) if num_labels == 1 else torch.tensor([0, 1, 1, 0]) % num_labels
 
     def grads(loss):

@@ -137,6 +137,11 @@ def unpadded_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits.float().view(-1, model.num_labels), labels.view(-1))
 
 
+def training_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The training step's loss: on the real tokens when the loader marked them, else transformers'."""
+    return unpadded_loss(model, batch) if "token_index" in batch else model(**batch).loss
+
+
 @torch.no_grad()
 def predict(model, loader: DataLoader, regression: bool) -> tuple[np.ndarray, np.ndarray]:
     """Predictions (label ids or scores) and the raw logits for every example, in order."""
@@ -158,7 +163,7 @@ class FinetuneModule(pl.LightningModule):
         self._preds, self._gold = [], []
 
     def training_step(self, batch, batch_idx):
-        loss = unpadded_loss(self.model, batch) if "token_index" in batch else self.model(**batch).loss
+        loss = training_loss(self.model, batch)
         log_now = self.trainer._logger_connector.should_update_logs  # as in pre-training: no sync, little logging
         if (log_now or self.device.type == "cpu") and not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite fine-tuning loss at step {self.global_step}")
