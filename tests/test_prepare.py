@@ -1,9 +1,8 @@
 """The prepare stage: worker-count invariance, deterministic vocabularies, reused tokenizers,
-shards that match what users' tokenizers produce, and no half-written output on bad input."""
+shards that match what users' tokenizers produce (bad input: tests/test_user_errors.py)."""
 
 import hashlib
 import lzma
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,6 @@ import pytest
 from bertforge.config import ConfigError, compose
 from bertforge.data.preparation import prepare
 from bertforge.data.shards import Shard
-from conftest import REPO
 
 
 def _digests(out: Path) -> dict[str, str]:
@@ -91,38 +89,6 @@ def test_missing_tokenizer_package_names_the_key(tmp_path):
     cfg = compose(["corpus.num_documents=20", "tokenizer.pretrained=pkg:no_such_package_xyz/model"])
     with pytest.raises(ConfigError, match="tokenizer.pretrained: package 'no_such_package_xyz' is not installed"):
         prepare(cfg, tmp_path, workers=1)
-
-
-@pytest.mark.parametrize(
-    "content, message",
-    [
-        ("", "no text found"),
-        ("one.\ntwo.\n", "too few for a train/valid split"),
-        ("ok\n\xff\xfe\n", "bad.txt:2:1: not valid UTF-8"),
-    ],
-)
-def test_bad_corpus_fails_the_stage_and_leaves_no_output(tmp_path, content, message):
-    bad = tmp_path / "bad.txt"
-    bad.write_bytes(content.encode("latin-1") if "\xff" in content else content.encode())
-    out = tmp_path / "prepared"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
-    r = subprocess.run(
-        [
-            sys.executable,
-            "pipelines/prepare.py",
-            "corpus=text",
-            f"corpus.files=[{bad}]",
-            f"paths.prepared={out}",
-            f"paths.metrics={tmp_path}/m",
-            f"paths.plots={tmp_path}/p",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode != 0 and message in r.stderr
-    assert not out.exists() and not list(tmp_path.glob(".prepared.tmp-*"))
 
 
 def test_gutenberg_profile_strips_every_licence():

@@ -69,6 +69,10 @@ def CORPUS(tmp):
     return ["corpus=jsonl", f"corpus.files=[{tmp}/data/*.jsonl]", "tokenizer.vocab_size=200"]
 
 
+def TEXT(tmp):
+    return ["corpus=text", f"corpus.files=[{tmp}/data/bad.txt]"]
+
+
 # (id, stage, overrides (tmp -> list), files under tmp, expected fragment of the one line)
 CASES = [
     ("pretrain-negative-lr", "pretrain", lambda t: ["pretrain.lr=-1"], {}, "pretrain.lr=-1"),
@@ -114,6 +118,9 @@ CASES = [
         "no column 'text' (corpus.text_column)",
     ),
     ("corpus-empty", "prepare", CORPUS, {"data/a.jsonl": "\n\n"}, "a.jsonl"),
+    ("text-empty", "prepare", TEXT, {"data/bad.txt": ""}, "no text found"),
+    ("text-too-short", "prepare", TEXT, {"data/bad.txt": "one.\ntwo.\n"}, "too few for a train/valid split"),
+    ("text-not-utf8", "prepare", TEXT, {"data/bad.txt": b"ok\n\xff\xfe\n"}, "bad.txt:2:1: not valid UTF-8"),
     ("finetune-no-task", "finetune", lambda t: [], {}, "task: choose a task"),
     (
         "finetune-init-missing",
