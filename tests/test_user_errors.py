@@ -144,6 +144,13 @@ CASES = [
         "finetune.lr=0",
     ),
     (
+        "task-finetune-epochs",
+        "finetune",
+        lambda t: [*_custom(t), "+task.finetune.epochs=0"],
+        {"data/train.jsonl": GOOD_JSONL},
+        "task.finetune.epochs=0: must be >= 1",
+    ),
+    (
         "task-regression-accuracy",
         "finetune",
         lambda t: _custom(t, problem="regression", metrics="[accuracy]"),
@@ -212,9 +219,9 @@ def test_bad_input_gives_one_line_and_leaves_nothing(case, tmp_path, tracking, d
     over = overrides(tmp_path)
     settings = [f"paths.{k}={v}" for k, v in paths.items() if not any(o.startswith(f"paths.{k}=") for o in over)]
     settings += ["trainer=cpu32", f"finetune.init={_minilm()}"] + over
-    cfg = compose(settings)
-    with pytest.raises(SystemExit) as exit_info:
-        report_user_errors(importlib.import_module(f"bertforge.stages.{stage}").run)(cfg)
+    run = importlib.import_module(f"bertforge.stages.{stage}").run
+    with pytest.raises(SystemExit) as exit_info:  # as the entry point: the schema's checks, then the stage
+        report_user_errors(lambda s: run(compose(s)))(settings)
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == EXIT_USER_ERROR
     # progress lines may come first; the error is one line, the last, with no traceback

@@ -1,8 +1,10 @@
-"""The typed shape of the whole configuration: every key, its type, whether it may be null.
+"""The typed shape of the whole configuration: every key, its type, whether it may be null, and
+the ranges of the training numbers (`pretrain.lr > 0`, ...).
 
 Checked once, when a stage starts (both under DVC and as a Hydra app), so a misspelt key, a
-missing one or a value of the wrong type is one error naming the key before any work; the code
-then reads the keys directly, with no defaults of its own.
+missing one, a value of the wrong type or out of its range is one error naming the key before
+any work (and within seconds: before torch is imported); the code then reads the keys directly,
+with no defaults of its own.
 
 Where the values live: the fixed groups' and the corpus profiles' in `conf/<group>/*.yaml` (every
 key spelled there: a corpus profile starts from `text.yaml`), which DVC composes into
@@ -24,6 +26,18 @@ from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from bertforge.config import ConfigError
+
+
+def _bounded(want: str, ok: Any) -> Any:
+    """A field without a default whose value must satisfy `ok` ("must be {want}"): checked with
+    the types, so a stage rejects it before importing torch or opening an MLflow run."""
+    return field(default=MISSING, metadata={"want": want, "ok": ok})
+
+
+POSITIVE = ("> 0", lambda v: v > 0)
+AT_LEAST_ONE = (">= 1", lambda v: v >= 1)
+NON_NEGATIVE = (">= 0", lambda v: v >= 0)
+FRACTION = ("in [0, 1)", lambda v: 0 <= v < 1)
 
 
 @dataclass
@@ -55,43 +69,43 @@ class Tokenizer:
 @dataclass
 class Pretrain:
     objective: str = MISSING
-    max_seq_length: int = MISSING
+    max_seq_length: int = _bounded(">= 8", lambda v: v >= 8)
     short_seq_prob: float = MISSING
     masked_lm_prob: float = MISSING
     max_predictions_per_seq: int = MISSING
     whole_word_masking: bool = MISSING
     masking: str = MISSING
     dupe_factor: int = MISSING
-    batch_size: int = MISSING
-    max_steps: int = MISSING
+    batch_size: int = _bounded(*AT_LEAST_ONE)
+    max_steps: int = _bounded(*AT_LEAST_ONE)
     budget_minutes: Optional[float] = MISSING
     warmup_fraction: float = MISSING
     phases: List[Any] = MISSING
     optimizer: str = MISSING
-    lr: float = MISSING
-    weight_decay: float = MISSING
-    adam_betas: List[float] = MISSING
-    adam_eps: float = MISSING
-    warmup_steps: int = MISSING
+    lr: float = _bounded(*POSITIVE)
+    weight_decay: float = _bounded(*NON_NEGATIVE)
+    adam_betas: List[float] = _bounded("two numbers in [0, 1)", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v))
+    adam_eps: float = _bounded(*POSITIVE)
+    warmup_steps: int = _bounded(*NON_NEGATIVE)
     schedule: str = MISSING
     accumulate_grad_batches: int = MISSING
-    grad_clip: float = MISSING
-    log_every_n_steps: int = MISSING
-    val_every_n_steps: int = MISSING
+    grad_clip: float = _bounded(*NON_NEGATIVE)
+    log_every_n_steps: int = _bounded(*AT_LEAST_ONE)
+    val_every_n_steps: int = _bounded(*AT_LEAST_ONE)
     val_max_examples: int = MISSING
     val_settings: Optional[Dict[str, Any]] = MISSING
-    checkpoint_every_n_steps: int = MISSING
+    checkpoint_every_n_steps: int = _bounded(*AT_LEAST_ONE)
 
 
 @dataclass
 class Finetune:
     init: str = MISSING
-    lr: float = MISSING
-    batch_size: int = MISSING
-    epochs: int = MISSING
-    max_seq_length: int = MISSING
-    warmup_ratio: float = MISSING
-    weight_decay: float = MISSING
+    lr: float = _bounded(*POSITIVE)
+    batch_size: int = _bounded(*AT_LEAST_ONE)
+    epochs: int = _bounded(*AT_LEAST_ONE)
+    max_seq_length: int = _bounded("in [8, 4096]", lambda v: 8 <= v <= 4096)
+    warmup_ratio: float = _bounded(*FRACTION)
+    weight_decay: float = _bounded(*NON_NEGATIVE)
     group_by_length: bool = MISSING
     early_stopping_patience: Optional[int] = MISSING
 
@@ -345,6 +359,14 @@ def _check_node(node: DictConfig, schema: type, key: str, missing_hint: str = ""
                 setattr(typed, f.name, value)
             except OmegaConfBaseException as e:
                 raise ConfigError(f"{where}: {_reason(e)}") from None
+            ok = f.metadata.get("ok")  # on the typed value ("1e-3" is a float by now), not an interpolation
+            if (
+                ok
+                and value is not None
+                and not (OmegaConf.is_interpolation(node, f.name) or OmegaConf.is_missing(node, f.name))
+            ):
+                if not ok(getattr(typed, f.name)):
+                    raise ConfigError(f"{where}={node[f.name]}: must be {f.metadata['want']}")
 
 
 def check_corpus(node: Any, key: str = "corpus") -> None:

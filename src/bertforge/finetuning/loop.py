@@ -38,20 +38,6 @@ def init_dir(cfg) -> tuple[Path, bool]:
     return path, False
 
 
-def check_finetune_config(fc) -> None:
-    """Settings that would fail (or silently do nothing) mid-run, checked before anything starts."""
-    for key, ok, want in (
-        ("lr", fc.lr > 0, "> 0"),
-        ("batch_size", fc.batch_size >= 1, ">= 1"),
-        ("epochs", fc.epochs >= 1, ">= 1"),
-        ("warmup_ratio", 0 <= fc.warmup_ratio < 1, "in [0, 1)"),
-        ("weight_decay", fc.weight_decay >= 0, ">= 0"),
-        ("max_seq_length", 8 <= fc.max_seq_length <= 4096, "in [8, 4096]"),
-    ):
-        if not ok:
-            raise ConfigError(f"finetune.{key}={fc[key]}: must be {want}")
-
-
 def finetune_settings(cfg):
     """`finetune` with the task's own overrides (`task.finetune`, e.g. more epochs for small tasks)."""
     from omegaconf import OmegaConf
@@ -70,7 +56,6 @@ def finetune_one(
 ) -> dict:
     """Train on the task's train split, keep the best dev epoch, save model + tokenizer to `out_dir`."""
     task, fc = cfg.task, finetune_settings(cfg)
-    check_finetune_config(fc)
     place = place or placement(cfg.trainer)
     data = data if data is not None else load_task(task)
     tokenizer = load_tokenizer(init)

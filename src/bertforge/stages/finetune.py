@@ -18,7 +18,7 @@ def run(cfg):
         raise ConfigError(
             "task: choose a task, e.g. `python pipelines/finetune.py task=rte` (or run the suite with `dvc repro`)"
         )
-    from bertforge.finetuning.loop import check_finetune_config, finetune_one, finetune_settings, init_dir
+    from bertforge.finetuning.loop import finetune_one, init_dir
     from bertforge.finetuning.tasks import load_task
     from bertforge.hardware import placement
     from bertforge.model_card import classifier_card, write_card
@@ -27,7 +27,6 @@ def run(cfg):
     place = placement(cfg.trainer)
     name = cfg.task.name
     init, random_init = init_dir(cfg)
-    check_finetune_config(finetune_settings(cfg))
     data = load_task(cfg.task)
     print(place.line(), flush=True)
     job = sweep_job()
