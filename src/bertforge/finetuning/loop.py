@@ -2,40 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pytorch_lightning as pl
 
-from bertforge.config import ConfigError, resolve_path
+from bertforge.config import ConfigError
 from bertforge.data.tokenization import load_tokenizer, save_tokenizer_dir
 from bertforge.finetuning.module import FinetuneModule, encode, load_classifier, make_loader
 from bertforge.finetuning.tasks import load_task
 from bertforge.hardware import Placement, placement
 from bertforge.trainer import build_trainer
-
-
-def init_dir(cfg) -> tuple[Path, bool]:
-    """(model directory, random_init) for `finetune.init`: pretrained | random | a BERT directory."""
-    init = str(cfg.finetune.init)
-    if init in ("pretrained", "random"):
-        path = resolve_path(cfg.paths.pretrained)
-        if not (path / "config.json").is_file():
-            raise ConfigError(
-                f"finetune.init={init}: {path} holds no pre-trained model yet; run the pretrain stage "
-                "first (dvc repro pretrain), or set finetune.init to a BERT directory"
-            )
-        return path, init == "random"
-    path = resolve_path(init)
-    if not path.exists():
-        raise ConfigError(f"finetune.init: {path} does not exist")
-    if not (path / "config.json").is_file():
-        raise ConfigError(f"finetune.init: {path} is not a model directory (no config.json)")
-    model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
-    if model_type != "bert":
-        raise ConfigError(f"finetune.init: {path} holds a {model_type!r} model, not BERT")
-    return path, False
 
 
 def finetune_settings(cfg):

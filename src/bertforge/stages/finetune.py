@@ -1,6 +1,9 @@
 """Stage `finetune@<task>`: fine-tune the pre-trained BERT (and, if the task asks, the same
 architecture from random init as a control) -> HF-format classifier directories."""
 
+import json
+from pathlib import Path
+
 from bertforge.config import ConfigError, resolve_path, stage_main, to_plain
 from bertforge.outputs import atomic_dir, read_json, write_json
 from bertforge.tracking import (
@@ -13,12 +16,35 @@ from bertforge.tracking import (
 )
 
 
+def init_dir(cfg) -> tuple[Path, bool]:
+    """(model directory, random_init) for `finetune.init`: pretrained | random | a BERT directory."""
+    init = str(cfg.finetune.init)
+    if init in ("pretrained", "random"):
+        path = resolve_path(cfg.paths.pretrained)
+        if not (path / "config.json").is_file():
+            raise ConfigError(
+                f"finetune.init={init}: {path} holds no pre-trained model yet; run the pretrain stage "
+                "first (dvc repro pretrain), or set finetune.init to a BERT directory"
+            )
+        return path, init == "random"
+    path = resolve_path(init)
+    if not path.exists():
+        raise ConfigError(f"finetune.init: {path} does not exist")
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"finetune.init: {path} is not a model directory (no config.json)")
+    model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    if model_type != "bert":
+        raise ConfigError(f"finetune.init: {path} holds a {model_type!r} model, not BERT")
+    return path, False
+
+
 def run(cfg):
     if cfg.get("task") is None:
         raise ConfigError(
             "task: choose a task, e.g. `python pipelines/finetune.py task=rte` (or run the suite with `dvc repro`)"
         )
-    from bertforge.finetuning.loop import finetune_one, init_dir
+    init, random_init = init_dir(cfg)  # before torch and Lightning load: a wrong path fails in seconds
+    from bertforge.finetuning.loop import finetune_one
     from bertforge.finetuning.tasks import load_task
     from bertforge.hardware import placement
     from bertforge.model_card import classifier_card, write_card
@@ -26,7 +52,6 @@ def run(cfg):
     # every check and the data before the MLflow run and the output exist: a bad input leaves nothing behind
     place = placement(cfg.trainer)
     name = cfg.task.name
-    init, random_init = init_dir(cfg)
     data = load_task(cfg.task)
     print(place.line(), flush=True)
     job = sweep_job()
