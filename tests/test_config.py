@@ -192,6 +192,9 @@ def test_every_option_of_every_group_fits_the_schema(group):
         ),
         (["task=demo", "+task.finetune.lrr=0.1"], r"task.finetune.lrr: not a setting of task.finetune"),
         (["tasks=glue", "+tasks.cola.binary_threshold=high"], r"tasks.cola.binary_threshold: Value 'high'"),
+        (["pretrain.adam_betas=[0.9,0.99,0.5]"], r"pretrain.adam_betas=\[0.9, 0.99, 0.5\]: must be two numbers in"),
+        (["finetune.warmup_ratio=1"], r"finetune.warmup_ratio=1: must be in \[0, 1\)"),
+        (["tasks=glue", "+tasks.rte.finetune.epochs=0"], r"tasks.rte.finetune.epochs=0: must be >= 1"),
     ],
 )
 def test_the_schema_names_the_bad_key(overrides, message):
@@ -199,6 +202,15 @@ def test_the_schema_names_the_bad_key(overrides, message):
 
     with pytest.raises(ConfigError, match=message):
         check_config(compose(overrides))
+
+
+def test_ranges_are_checked_on_the_typed_value_and_leave_interpolations_to_the_reader():
+    from bertforge.schema import check_config
+
+    cfg = compose(["pretrain.lr=1e-3", "finetune.lr=${pretrain.lr}"])  # 1e-3 and an interpolation pass
+    cfg.pretrain.lr = "0.0"  # a string edited in after composing is converted before its range is checked
+    with pytest.raises(ConfigError, match=r"^pretrain.lr=0.0: must be > 0$"):
+        check_config(cfg)
 
 
 def test_params_file_overrides_are_checked_like_hydra_ones(tmp_path):
