@@ -359,14 +359,11 @@ def _check_node(node: DictConfig, schema: type, key: str, missing_hint: str = ""
                 setattr(typed, f.name, value)
             except OmegaConfBaseException as e:
                 raise ConfigError(f"{where}: {_reason(e)}") from None
-            ok = f.metadata.get("ok")  # on the typed value ("1e-3" is a float by now), not an interpolation
-            if (
-                ok
-                and value is not None
-                and not (OmegaConf.is_interpolation(node, f.name) or OmegaConf.is_missing(node, f.name))
-            ):
-                if not ok(getattr(typed, f.name)):
-                    raise ConfigError(f"{where}={node[f.name]}: must be {f.metadata['want']}")
+            # a range on the typed value ("1e-3" is a float by now); interpolations are the reader's
+            ok = f.metadata.get("ok")
+            unset = value is None or OmegaConf.is_interpolation(node, f.name) or OmegaConf.is_missing(node, f.name)
+            if ok and not unset and not ok(getattr(typed, f.name)):
+                raise ConfigError(f"{where}={node[f.name]}: must be {f.metadata['want']}")
 
 
 def check_corpus(node: Any, key: str = "corpus") -> None:
