@@ -135,9 +135,10 @@ def test_budget_phases_switch_at_their_fraction_of_the_budget(tmp_path, demo_pre
 def test_impossible_budget_settings_fail_before_training(tmp_path, demo_prepared, tracking, overrides, message):
     from bertforge.pretraining.loop import check_pretrain_config
 
-    cfg = compose(["corpus.num_documents=300", "tokenizer.vocab_size=3000", *overrides])
-    with pytest.raises(ConfigError, match=message):
-        check_pretrain_config(cfg, demo_prepared[1])
+    with pytest.raises(ConfigError, match=message):  # the schema's ranges, then the stage's own checks
+        check_pretrain_config(
+            compose(["corpus.num_documents=300", "tokenizer.vocab_size=3000", *overrides]), demo_prepared[1]
+        )
 
 
 @pytest.mark.parametrize("preset", ["cpu15", "cpu60", "gpu5"])

@@ -62,10 +62,13 @@ def test_warmup_then_decay(schedule, expected):
     ],
 )
 def test_bad_optimizer_settings_name_the_key(key, value, message):
-    pc = compose([]).pretrain
-    OmegaConf.update(pc, key, value)
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        check_optim_config(pc)
+    from bertforge.schema import check_config
+
+    cfg = compose([])
+    OmegaConf.update(cfg.pretrain, key, value)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):  # as a stage checks: schema, then optimizer
+        check_config(cfg)
+        check_optim_config(cfg.pretrain)
 
 
 def test_lamb_cosine_and_accumulation_in_the_stage(tmp_path, demo_prepared, monkeypatch):

@@ -79,7 +79,7 @@ class Pretrain:
     batch_size: int = _bounded(*AT_LEAST_ONE)
     max_steps: int = _bounded(*AT_LEAST_ONE)
     budget_minutes: Optional[float] = MISSING
-    warmup_fraction: float = MISSING
+    warmup_fraction: float = _bounded(*FRACTION)
     phases: List[Any] = MISSING
     optimizer: str = MISSING
     lr: float = _bounded(*POSITIVE)
@@ -88,7 +88,7 @@ class Pretrain:
     adam_eps: float = _bounded(*POSITIVE)
     warmup_steps: int = _bounded(*NON_NEGATIVE)
     schedule: str = MISSING
-    accumulate_grad_batches: int = MISSING
+    accumulate_grad_batches: int = _bounded(*AT_LEAST_ONE)
     grad_clip: float = _bounded(*NON_NEGATIVE)
     log_every_n_steps: int = _bounded(*AT_LEAST_ONE)
     val_every_n_steps: int = _bounded(*AT_LEAST_ONE)

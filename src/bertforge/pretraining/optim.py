@@ -89,10 +89,6 @@ def check_optim_config(pc) -> None:
         raise ConfigError(
             f"pretrain.budget_minutes={budget}: must be a number of minutes > 0, or null (train by steps)"
         )
-    if not 0 <= float(pc.warmup_fraction) < 1:
-        raise ConfigError(f"pretrain.warmup_fraction={pc.warmup_fraction}: must be in [0, 1)")
-    if int(pc.accumulate_grad_batches) < 1:
-        raise ConfigError(f"pretrain.accumulate_grad_batches={pc.accumulate_grad_batches}: must be >= 1")
 
 
 def optimizer_with_schedule(
