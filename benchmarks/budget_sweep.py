@@ -63,6 +63,10 @@ CANDIDATES = {
     "tiny-lr4e-3": ["model=tiny", *SEQ128, "pretrain.lr=4e-3"],
     "tiny-lr2e-3-seq64": ["model=tiny", *SEQ128, "pretrain.lr=2e-3", SEQ64_FIRST],
     "small-lr5e-4": ["model=small", *SEQ128, "pretrain.lr=5e-4"],
+    # the CPU presets' recipe (at any budget) without dropout while pre-training (Cramming), and
+    # with MLM alone on packed full sentences instead of MLM + NSP pairs (RoBERTa)
+    "tiny-lr2e-3-seq64-dropout0": ["+budget=cpu15", "pretrain.dropout=0"],
+    "tiny-lr2e-3-seq64-mlm": ["+budget=cpu15", "pretrain.objective=mlm"],
 }
 
 

@@ -194,6 +194,7 @@ def test_every_option_of_every_group_fits_the_schema(group):
         (["tasks=glue", "+tasks.cola.binary_threshold=high"], r"tasks.cola.binary_threshold: Value 'high'"),
         (["pretrain.adam_betas=[0.9,0.99,0.5]"], r"pretrain.adam_betas=\[0.9, 0.99, 0.5\]: must be two numbers in"),
         (["finetune.warmup_ratio=1"], r"finetune.warmup_ratio=1: must be in \[0, 1\)"),
+        (["pretrain.dropout=1"], r"pretrain.dropout=1: must be in \[0, 1\)"),
         (["tasks=glue", "+tasks.rte.finetune.epochs=0"], r"tasks.rte.finetune.epochs=0: must be >= 1"),
     ],
 )

@@ -89,6 +89,24 @@ def test_unpadded_training_step_reaches_every_parameter_the_padded_one_does():
     assert no_grad == []
 
 
+@pytest.mark.parametrize("forward", ["padded", "unpadded"])
+def test_pretraining_dropout_overrides_the_rates_in_training_only(forward):
+    from bertforge.pretraining.model import unpadded_pretraining_forward
+
+    run = sparse_pretraining_forward if forward == "padded" else unpadded_pretraining_forward
+    batch = _ragged_batch(300, [12, 5, 9])
+    config = bert_config(compose().model, 300, 0)
+    torch.manual_seed(0)
+    off = build_pretraining_model(config, dropout=0.0)
+    a, b = run(off, batch), run(off, batch)
+    assert off.training and torch.equal(a.mlm_logits, b.mlm_logits) and torch.equal(a.nsp_logits, b.nsp_logits)
+    # the rates travel in config.json: exports keep the model's 0.1 for fine-tuning
+    assert off.config.hidden_dropout_prob == off.config.attention_probs_dropout_prob == 0.1
+    torch.manual_seed(0)
+    on = build_pretraining_model(config)
+    assert not torch.equal(run(on, batch).mlm_logits, run(on, batch).mlm_logits)
+
+
 def test_cpu_dropout_keeps_the_rate_scale_and_seed():
     from bertforge.pretraining.model import dropout
 

@@ -158,6 +158,26 @@ def test_sequence_length_phases_switch_at_the_configured_step(tmp_path, demo_pre
     assert max(widths[s] for s in range(25)) <= 32 < max(widths[s] for s in range(25, 40)) <= 64
 
 
+def test_pretraining_dropout_trains_without_it_and_exports_the_models_rates(
+    tmp_path, demo_prepared, tracking, pretrain_run
+):
+    import json
+
+    import pytorch_lightning as pl
+
+    rates: set[float] = set()
+
+    class Rates(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            rates.update(m.p for m in module.modules() if isinstance(m, torch.nn.Dropout))
+
+    over = ["pretrain.max_steps=10", "pretrain.dropout=0"]
+    pretrain_run(tmp_path, demo_prepared[1], "nodrop", over, callbacks=[Rates()])
+    assert rates == {0.0}
+    config = json.loads((tmp_path / "nodrop" / "model" / "config.json").read_text())
+    assert config["hidden_dropout_prob"] == config["attention_probs_dropout_prob"] == 0.1
+
+
 @pytest.mark.parametrize(
     "phases, message",
     [

@@ -76,6 +76,7 @@ class Pretrain:
     whole_word_masking: bool = MISSING
     masking: str = MISSING
     dupe_factor: int = MISSING
+    dropout: Optional[float] = _bounded(*FRACTION)
     batch_size: int = _bounded(*AT_LEAST_ONE)
     max_steps: int = _bounded(*AT_LEAST_ONE)
     budget_minutes: Optional[float] = MISSING

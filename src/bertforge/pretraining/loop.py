@@ -107,7 +107,7 @@ def pretrain(
     import pytorch_lightning as pl
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # reproducible initialisation
-    model = build_pretraining_model(config)
+    model = build_pretraining_model(config, pc.dropout)
     budget = pc.budget_minutes
     timer = TrainingClock(budget, pc.warmup_fraction, clock=clock)
     data = PretrainData(

@@ -54,8 +54,17 @@ def bert_config(model_cfg, vocab_size: int, pad_token_id: int) -> BertConfig:
     return BertConfig(vocab_size=vocab_size, pad_token_id=pad_token_id, **kwargs)
 
 
-def build_pretraining_model(config: BertConfig) -> BertForPreTraining:
-    return BertForPreTraining._from_config(config, attn_implementation="sdpa").train()
+def build_pretraining_model(config: BertConfig, dropout: float | None = None) -> BertForPreTraining:
+    """`dropout`: every dropout rate while pre-training, when it should differ from the model's
+    (Cramming trains without: a model that underfits its budget gains nothing from it). Only the
+    modules change, not `config`, so the exported directory keeps the model's rates for
+    fine-tuning."""
+    model = BertForPreTraining._from_config(config, attn_implementation="sdpa").train()
+    if dropout is not None:
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = dropout
+    return model
 
 
 @dataclass
