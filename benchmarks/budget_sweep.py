@@ -108,7 +108,9 @@ def pretrain(name: str, minutes: float, machine: str, common: list[str], corpus:
         "minutes": minutes,
         "stage_wall_minutes": (time.perf_counter() - t0) / 60,
     }
-    append_jsonl(RESULTS, {**record, **{k: m[k] for k in keep}, "replay": m.get("replay"), "machine": machine})
+    append_jsonl(
+        RESULTS, {**record, **{k: m[k] for k in keep if k in m}, "replay": m.get("replay"), "machine": machine}
+    )
 
 
 def finetune(

@@ -206,6 +206,9 @@ def test_other_objectives_train_and_log_their_curves(tmp_path, demo_prepared, tr
     rows = list(csv.DictReader(open(tmp_path / objective / "plots" / "valid.csv")))
     assert [int(r["step"]) for r in rows] == [15, 30]
     assert float(rows[1]["val/mlm_loss"]) < float(rows[0]["val/mlm_loss"])
+    train = list(csv.DictReader(open(tmp_path / objective / "plots" / "train.csv")))
+    nsp = {r["train/nsp_loss"] for r in train}
+    assert (nsp == {"0"}) == (objective == "mlm")  # MLM alone trains no pair head: 0, never -0
     assert "cls.seq_relationship.weight" in weights  # BertForPreTraining's names, whatever the objective
 
 

@@ -67,8 +67,9 @@ class PretrainModule(pl.LightningModule):
             mlm = F.cross_entropy(out.mlm_logits.float(), out.mlm_labels)
         if self.pair_task:
             nsp = F.cross_entropy(out.nsp_logits.float(), batch["next_sentence_label"])
-        else:  # zero, but the head stays in the graph (DDP expects every parameter to get a gradient)
-            nsp = out.nsp_logits.float().sum() * 0.0
+        else:  # zero, but the head stays in the graph (DDP expects every parameter to get a gradient);
+            # + 0.0 turns the -0.0 of a negative sum into 0.0 in train.csv and MLflow
+            nsp = out.nsp_logits.float().sum() * 0.0 + 0.0
         return out, mlm, nsp
 
     def training_step(self, batch, batch_idx):
@@ -102,7 +103,8 @@ class PretrainModule(pl.LightningModule):
         return loss
 
     def _log_step(self, loss, mlm, nsp) -> None:
-        self.log_dict(dict(zip(TRAIN_KEYS[:3], (loss, mlm, nsp))), prog_bar=True)
+        self.log_dict(dict(zip(TRAIN_KEYS[:2], (loss, mlm))), prog_bar=True)
+        self.log(TRAIN_KEYS[2], nsp, prog_bar=self.pair_task)  # the progress line shows only a trained loss
         self.log(TRAIN_KEYS[3], self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def log_last_step(self) -> None:
