@@ -79,7 +79,7 @@ class Pretrain:
     dropout: Optional[float] = _bounded(*FRACTION)
     batch_size: int = _bounded(*AT_LEAST_ONE)
     max_steps: int = _bounded(*AT_LEAST_ONE)
-    budget_minutes: Optional[float] = MISSING
+    budget_minutes: Optional[float] = _bounded("a number of minutes > 0, or null (train by steps)", lambda v: v > 0)
     warmup_fraction: float = _bounded(*FRACTION)
     phases: List[Any] = MISSING
     optimizer: str = MISSING

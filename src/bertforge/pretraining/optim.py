@@ -84,11 +84,6 @@ def check_optim_config(pc) -> None:
     """Fail before training, not at the first optimizer step."""
     optimizer_class(pc.optimizer)
     warmup_decay(pc.warmup_steps, pc.max_steps, pc.schedule)
-    budget = pc.budget_minutes
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
-        raise ConfigError(
-            f"pretrain.budget_minutes={budget}: must be a number of minutes > 0, or null (train by steps)"
-        )
 
 
 def optimizer_with_schedule(
