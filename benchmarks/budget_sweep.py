@@ -5,6 +5,7 @@ fine-tuned on GLUE next to the same architecture from random initialisation.
 
     benchmarks/pretraining_value.sh prepare                      # once: 16k vocabulary + shards
     python benchmarks/budget_sweep.py prepare --corpus books_wiki  # another corpus (then --corpus on each)
+    python benchmarks/budget_sweep.py prepare --vocab 4000         # another vocabulary size (then --vocab on each)
     python benchmarks/budget_sweep.py pretrain --minutes 5         # every candidate, 5 min each
     python benchmarks/budget_sweep.py pretrain --minutes 15 --only preset:cpu15
     python benchmarks/budget_sweep.py finetune --minutes 15 --only preset:cpu15 --tasks rte mrpc stsb cola sst2
@@ -25,19 +26,33 @@ import argparse
 import json
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from common import ROOT, append_jsonl, finetune_label, finetune_lr, mean_sd, print_header, read_jsonl, run_stage
 
 RESULTS = ROOT / "benchmarks" / "results" / "budget_sweep.jsonl"
 DEFAULT_CORPUS = "wikipedia_en"  # the sweep's; `--corpus books_wiki` adds Gutenberg books (BERT's mix)
+DEFAULT_VOCAB = 16000  # the sweep's; `--vocab 4000` is the tokenizer's default
 
 
-def data(corpus: str) -> list[str]:
+@dataclass(frozen=True)
+class Data:
+    corpus: str = DEFAULT_CORPUS
+    vocab: int = DEFAULT_VOCAB
+
+    @property
+    def variant(self) -> str:
+        """How this data differs from the sweep's (Wikipedia, 16k vocabulary); '' for the sweep's."""
+        parts = [self.corpus] if self.corpus != DEFAULT_CORPUS else []
+        return "-".join([*parts, *([f"vocab{self.vocab // 1000}k"] if self.vocab != DEFAULT_VOCAB else [])])
+
+
+def data(d: Data) -> list[str]:
     return [
-        f"corpus={corpus}",
-        "tokenizer.vocab_size=16000",
-        f"paths.prepared=outputs/real/{'prepare' if corpus == DEFAULT_CORPUS else f'prepare_{corpus}'}",
+        f"corpus={d.corpus}",
+        f"tokenizer.vocab_size={d.vocab}",
+        f"paths.prepared=outputs/real/{f'prepare_{d.variant}' if d.variant else 'prepare'}",
         # one held-out set for every candidate on a corpus (the time_to_quality run's on Wikipedia)
         "pretrain.val_settings={max_seq_length:128,max_predictions_per_seq:20,masked_lm_prob:0.15}",
         "pretrain.val_every_n_steps=100000",  # validate at the end only: the budget is for training
@@ -69,20 +84,24 @@ CANDIDATES = {
     "tiny-lr2e-3-seq64-mlm": ["+budget=cpu15", "pretrain.objective=mlm"],
     # the CPU presets' recipe with the next size up, at BERT-Mini's best rate in the 5-minute sweep
     "mini-lr1e-3-seq64-preset": ["+budget=cpu15", "model=mini", "pretrain.lr=1e-3"],
+    # the CPU presets' recipe at other batch sizes (peak rate scaled by the square root of the batch)
+    "tiny-b16-lr1.5e-3-seq64": ["+budget=cpu15", "pretrain.batch_size=16", "pretrain.lr=1.5e-3"],
+    "tiny-b64-lr3e-3-seq64": ["+budget=cpu15", "pretrain.batch_size=64", "pretrain.lr=3e-3"],
+    "tiny-b128-lr4e-3-seq64": ["+budget=cpu15", "pretrain.batch_size=128", "pretrain.lr=4e-3"],
 }
 
 
-def label(name: str, corpus: str) -> str:
-    """The run's name in the results: the candidate, with the corpus when it is not the sweep's."""
-    return name if corpus == DEFAULT_CORPUS else f"{name}@{corpus}"
+def label(name: str, d: Data) -> str:
+    """The run's name in the results: the candidate, with corpus and vocabulary when not the sweep's."""
+    return f"{name}@{d.variant}" if d.variant else name
 
 
-def run_overrides(name: str, minutes: float, common: list[str], corpus: str) -> list[str]:
+def run_overrides(name: str, minutes: float, common: list[str], d: Data) -> list[str]:
     if name.startswith("preset:"):
         recipe = [f"+budget={name.split(':', 1)[1]}"]
     else:
         recipe = [*CANDIDATES[name], f"pretrain.budget_minutes={minutes:g}"]
-    out = f"outputs/real/budget/{label(name, corpus).replace(':', '-').replace('@', '-')}-{minutes:g}min"
+    out = f"outputs/real/budget/{label(name, d).replace(':', '-').replace('@', '-')}-{minutes:g}min"
     paths = [
         f"paths.checkpoints={out}/ckpt",
         f"paths.pretrained={out}/model",
@@ -91,22 +110,22 @@ def run_overrides(name: str, minutes: float, common: list[str], corpus: str) -> 
         f"paths.finetuned={out}/finetune",
         f"paths.evaluated={out}/eval",
     ]
-    return [*data(corpus), *recipe, *paths, *common]
+    return [*data(d), *recipe, *paths, *common]
 
 
 def _out(overrides: list[str], key: str) -> Path:
     return ROOT / next(o.split("=", 1)[1] for o in overrides if o.startswith(f"paths.{key}="))
 
 
-def pretrain(name: str, minutes: float, machine: str, common: list[str], corpus: str) -> None:
-    over = run_overrides(name, minutes, common, corpus)
+def pretrain(name: str, minutes: float, machine: str, common: list[str], d: Data) -> None:
+    over = run_overrides(name, minutes, common, d)
     t0 = time.perf_counter()
     run_stage("pretrain", over)
     m = json.loads((_out(over, "metrics") / "pretrain.json").read_text())
     keep = ("mlm_accuracy", "unigram_accuracy", "nsp_accuracy", "mlm_loss", "steps", "tokens", "train_minutes")
     record = {
         "kind": "pretrain",
-        "name": label(name, corpus),
+        "name": label(name, d),
         "minutes": minutes,
         "stage_wall_minutes": (time.perf_counter() - t0) / 60,
     }
@@ -123,9 +142,9 @@ def finetune(
     machine: str,
     sets: list[str],
     common: list[str],
-    corpus: str,
+    d: Data,
 ) -> None:
-    over = run_overrides(name, minutes, common, corpus)
+    over = run_overrides(name, minutes, common, d)
     for task in tasks:
         for seed in seeds:
             extra = [f"task={task}", "task.random_init_control=true", f"seed={seed}", *sets]
@@ -138,7 +157,7 @@ def finetune(
                 RESULTS,
                 {
                     "kind": "finetune",
-                    "name": label(name, corpus),
+                    "name": label(name, d),
                     "minutes": minutes,
                     "task": task,
                     "seed": seed,
@@ -209,19 +228,21 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="*", type=int, default=[42])
     ap.add_argument("--set", nargs="*", default=[], help="fine-tuning overrides, e.g. finetune.lr=3e-4")
     ap.add_argument("--corpus", default=DEFAULT_CORPUS, help="a conf/corpus profile, e.g. books_wiki")
+    ap.add_argument("--vocab", type=int, default=DEFAULT_VOCAB, help="WordPiece vocabulary size")
     ap.add_argument("--set-all", nargs="*", default=[], help="overrides for every stage, e.g. paths.shared_data=DIR")
     args = ap.parse_args()
     if args.action == "report":
         return report()
-    if args.action == "prepare":  # the corpus's 16k vocabulary and shards, once per corpus
-        logs = [f"paths.{k}=outputs/real/budget/prepare-{args.corpus}/{k}" for k in ("metrics", "plots")]
-        return run_stage("prepare", [*data(args.corpus), *logs, *args.set_all])
+    d = Data(args.corpus, args.vocab)
+    if args.action == "prepare":  # the vocabulary and shards, once per corpus and vocabulary size
+        logs = [f"paths.{k}=outputs/real/budget/prepare-{d.variant or d.corpus}/{k}" for k in ("metrics", "plots")]
+        return run_stage("prepare", [*data(d), *logs, *args.set_all])
     machine = print_header(next((o.split("=", 1)[1] for o in args.set_all if o.startswith("trainer=")), "auto"))
     for name in args.only or list(CANDIDATES):
         if args.action == "pretrain":
-            pretrain(name, args.minutes, machine, args.set_all, args.corpus)
+            pretrain(name, args.minutes, machine, args.set_all, d)
         else:
-            finetune(name, args.minutes, args.tasks, args.seeds, machine, args.set, args.set_all, args.corpus)
+            finetune(name, args.minutes, args.tasks, args.seeds, machine, args.set, args.set_all, d)
     report()
 
 

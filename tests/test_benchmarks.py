@@ -94,3 +94,34 @@ def test_budget_sweep_summary_takes_each_init_at_its_own_best_learning_rate(caps
     assert "| p | t | lr 3e-4 | 3 | 0.600 ± 0.000 | 0.200 ± 0.000 |" in out
     assert "| p | t | lr 1e-3 | 2 | 0.900 ± 0.000 | 0.900 ± 0.000 |" in out
     assert out.rstrip().endswith("| p | t | 0.600 ± 0.000 (lr 3e-4) | 0.700 ± 0.100 (lr 1e-4) |")
+
+
+def test_budget_sweep_keeps_each_corpus_and_vocabulary_apart(monkeypatch):
+    """The sweep's own data (Wikipedia, 16k) keeps its unsuffixed names; another corpus or vocabulary
+    size gets its own prepared shards, run directory and result name."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from budget_sweep import Data, label, run_overrides
+
+    def paths(d: Data) -> tuple[str, str, str, str]:
+        over = run_overrides("preset:cpu60", 60, [], d)
+        get = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in over}
+        return label("preset:cpu60", d), get["tokenizer.vocab_size"], get["paths.prepared"], get["paths.pretrained"]
+
+    assert paths(Data()) == (
+        "preset:cpu60",
+        "16000",
+        "outputs/real/prepare",
+        "outputs/real/budget/preset-cpu60-60min/model",
+    )
+    assert paths(Data("books_wiki")) == (
+        "preset:cpu60@books_wiki",
+        "16000",
+        "outputs/real/prepare_books_wiki",
+        "outputs/real/budget/preset-cpu60-books_wiki-60min/model",
+    )
+    assert paths(Data(vocab=4000)) == (
+        "preset:cpu60@vocab4k",
+        "4000",
+        "outputs/real/prepare_vocab4k",
+        "outputs/real/budget/preset-cpu60-vocab4k-60min/model",
+    )
