@@ -45,7 +45,9 @@ class Data:
     def variant(self) -> str:
         """How this data differs from the sweep's (Wikipedia, 16k vocabulary); '' for the sweep's."""
         parts = [self.corpus] if self.corpus != DEFAULT_CORPUS else []
-        return "-".join([*parts, *([f"vocab{self.vocab // 1000}k"] if self.vocab != DEFAULT_VOCAB else [])])
+        if self.vocab != DEFAULT_VOCAB:  # exact, so that 4000 and 4500 never share shards
+            parts.append(f"vocab{self.vocab // 1000}k" if self.vocab % 1000 == 0 else f"vocab{self.vocab}")
+        return "-".join(parts)
 
 
 def data(d: Data) -> list[str]:

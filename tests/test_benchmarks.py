@@ -125,3 +125,4 @@ def test_budget_sweep_keeps_each_corpus_and_vocabulary_apart(monkeypatch):
         "outputs/real/prepare_vocab4k",
         "outputs/real/budget/preset-cpu60-vocab4k-60min/model",
     )
+    assert paths(Data(vocab=4500))[2] == "outputs/real/prepare_vocab4500"
