@@ -81,11 +81,16 @@ def test_impossible_settings_name_the_key(accelerator, precision, hw, message):
 def test_cpuinfo_flags_are_read(monkeypatch, tmp_path):
     info = tmp_path / "cpuinfo"
     info.write_text(
-        "processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n\n"
-        "processor\t: 1\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n"
+        "processor\t: 0\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC 9B14\n"
+        "flags\t\t: fpu sse avx2 avx512f avx512_bf16\n\n"
+        "processor\t: 1\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC 9B14\n"
+        "flags\t\t: fpu sse avx2 avx512f avx512_bf16\n"
     )
     model, flags = hardware._cpuinfo(str(info))
-    assert model == "AMD EPYC 9B14" and {"avx2", "avx512f", "avx512_bf16"} <= flags and "amx_bf16" not in flags
+    assert model == "AMD EPYC 9B14 (family 25, model 17)"
+    assert {"avx2", "avx512f", "avx512_bf16"} <= flags and "amx_bf16" not in flags
+    info.write_text("processor\t: 0\nmodel name\t: Neoverse\nFeatures\t: fp asimd\n")  # no x86 ids: the name alone
+    assert hardware._cpuinfo(str(info))[0] == "Neoverse"
 
 
 def test_this_machine_resolves_consistently():

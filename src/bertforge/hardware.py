@@ -55,7 +55,7 @@ class Hardware:
 
 
 def _cpuinfo(path: str = "/proc/cpuinfo") -> tuple[str, set[str]]:
-    model, flags = "", set()
+    model, flags, ids = "", set(), {}
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             for line in fh:
@@ -65,8 +65,12 @@ def _cpuinfo(path: str = "/proc/cpuinfo") -> tuple[str, set[str]]:
                     model = value.strip()
                 elif key in ("flags", "features") and not flags:
                     flags = set(value.split())
+                elif key in ("cpu family", "model"):
+                    ids.setdefault(key, value.strip())
     except OSError:  # not Linux: no flags, so no claim of native bf16
         pass
+    if model and len(ids) == 2:  # a cloud VM's bare "AMD EPYC" hides the generation; x86 family/model name it
+        model += f" (family {ids['cpu family']}, model {ids['model']})"
     return model or platform.processor() or platform.machine(), flags
 
 
