@@ -109,6 +109,7 @@ class Finetune:
     weight_decay: float = _bounded(*NON_NEGATIVE)
     group_by_length: bool = MISSING
     early_stopping_patience: Optional[int] = MISSING
+    reinit_word_embeddings: bool = MISSING
 
 
 @dataclass

@@ -37,7 +37,7 @@ def finetune_one(
     data = data if data is not None else load_task(task)
     tokenizer = load_tokenizer(init)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    model = load_classifier(init, data.num_labels, data.labels, random_init)
+    model = load_classifier(init, data.num_labels, data.labels, random_init, fc.reinit_word_embeddings)
     check_tokenizer_matches(tokenizer, model, init)
     regression = data.labels is None
     train = make_loader(

@@ -98,8 +98,11 @@ def make_loader(
     )
 
 
-def load_classifier(init: str | Path, num_labels: int, labels: list[str] | None, random_init: bool):
-    """From any BERT directory (ours, an HF checkpoint on disk); `random_init` keeps only its architecture."""
+def load_classifier(
+    init: str | Path, num_labels: int, labels: list[str] | None, random_init: bool, reinit_word_embeddings: bool = False
+):
+    """From any BERT directory (ours, an HF checkpoint on disk); `random_init` keeps only its architecture,
+    `reinit_word_embeddings` all but the word embeddings (drawn as BERT initialises them, from torch's seed)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     init = Path(init)
@@ -122,6 +125,12 @@ def load_classifier(init: str | Path, num_labels: int, labels: list[str] | None,
             config=config,
             attn_implementation="sdpa",
         )
+        if reinit_word_embeddings:
+            words = model.bert.embeddings.word_embeddings
+            with torch.no_grad():
+                words.weight.normal_(0.0, config.initializer_range)
+                if words.padding_idx is not None:
+                    words.weight[words.padding_idx].zero_()
     return model.train()  # from_pretrained returns eval mode, and Lightning keeps modules' modes: dropout off
 
 
