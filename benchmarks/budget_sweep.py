@@ -29,7 +29,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import ROOT, append_jsonl, finetune_label, finetune_lr, mean_sd, print_header, read_jsonl, run_stage
+from common import (
+    ROOT,
+    append_jsonl,
+    finetune_label,
+    finetune_lr,
+    fresh_words,
+    mean_sd,
+    print_header,
+    read_jsonl,
+    run_stage,
+)
 
 RESULTS = ROOT / "benchmarks" / "results" / "budget_sweep.jsonl"
 DEFAULT_CORPUS = "wikipedia_en"  # the sweep's; `--corpus books_wiki` adds Gutenberg books (BERT's mix)
@@ -167,15 +177,21 @@ def finetune(
                     "random_init_score": m["random_init_score"],
                     **({"finetune_overrides": sets} if sets else {}),
                     "finetune_lr": finetune_lr([*over, *extra]),
+                    "reinit_word_embeddings": fresh_words([*over, *extra]),
                     "machine": machine,
                 },
             )
 
 
 def machine_class(line: str) -> str:
-    """The hardware a result belongs to, from its machine line: the GPU, else the CPU class."""
+    """The hardware a result belongs to, from its machine line: the GPU, else the CPU class and,
+    where the line names them, the x86 family and model (two bf16 CPUs can differ 1.6x in speed)."""
     gpu = re.search(r"; GPU ([^;]+);", line)
-    return gpu[1] if gpu else re.search(r"cores, ([^;(]+?) \(", line)[1]
+    if gpu:
+        return gpu[1]
+    ids = re.search(r"\(family (\d+), model (\d+)\)", line)
+    cls = re.search(r"cores, ([^;(]+?) \(", line)[1]
+    return f"{cls}, family {ids[1]} model {ids[2]}" if ids else cls
 
 
 def report() -> None:

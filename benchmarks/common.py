@@ -27,6 +27,13 @@ def finetune_lr(overrides: list[str]) -> float:
     return float(compose(overrides).finetune.lr)
 
 
+def fresh_words(overrides: list[str]) -> bool:
+    """Whether a stage run with `overrides` fine-tunes from fresh word embeddings."""
+    from bertforge.config import compose
+
+    return bool(compose(overrides).finetune.reinit_word_embeddings)
+
+
 def mean_sd(values: list[float]) -> tuple[float, str]:
     """The mean, and "mean ± sd" over seeds as the result tables print it (sd 0 for one seed)."""
     mean = statistics.mean(values)
@@ -39,7 +46,9 @@ def finetune_label(record: dict) -> str:
     sets = record.get("finetune_overrides", [])
     lrs = [float(s.split("=", 1)[1]) for s in sets if s.startswith("finetune.lr=")]
     lr = record.get("finetune_lr") or (lrs[-1] if lrs else 1e-4)
-    return " ".join([f"lr {lr:.0e}".replace("e-0", "e-"), *(s for s in sets if not s.startswith("finetune.lr="))])
+    fresh = record.get("reinit_word_embeddings") or "finetune.reinit_word_embeddings=true" in sets
+    rest = [s for s in sets if not s.startswith(("finetune.lr=", "finetune.reinit_word_embeddings="))]
+    return " ".join([f"lr {lr:.0e}".replace("e-0", "e-"), *(["fresh word embeddings"] if fresh else []), *rest])
 
 
 def append_jsonl(path: Path, record: dict) -> None:

@@ -83,6 +83,11 @@ def test_budget_sweep_summary_takes_each_init_at_its_own_best_learning_rate(caps
         finetune_label({"finetune_overrides": ["finetune.lr=1e-3", "finetune.epochs=8"]}) == "lr 1e-3 finetune.epochs=8"
     )
     assert finetune_label({"finetune_lr": 3e-4}) == "lr 3e-4"
+    fresh = "lr 3e-4 fresh word embeddings"  # recorded from the composed config, or an override
+    assert finetune_label({"finetune_lr": 3e-4, "reinit_word_embeddings": True}) == fresh
+    assert (
+        finetune_label({"finetune_lr": 3e-4, "finetune_overrides": ["finetune.reinit_word_embeddings=true"]}) == fresh
+    )
     row = {"name": "p", "task": "t"}
     rows = [{**row, "seed": 1, "score": 0.1, "random_init_score": 0.1, "finetune_lr": 3e-4}]  # replaced below
     for seed, (pre, rnd) in enumerate([(0.5, 0.7), (0.5, 0.8), (0.5, 0.6)], start=1):
@@ -126,3 +131,46 @@ def test_budget_sweep_keeps_each_corpus_and_vocabulary_apart(monkeypatch):
         "outputs/real/budget/preset-cpu60-vocab4k-60min/model",
     )
     assert paths(Data(vocab=4500))[2] == "outputs/real/prepare_vocab4500"
+
+
+def test_budget_sweep_tells_machines_apart(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from budget_sweep import machine_class
+
+    line = "# machine: AMD EPYC{}, 2 cores, bf16 CPU (AVX-512-BF16); ISA avx2 avx512f avx512_bf16; torch 2.13.0+cpu"
+    assert machine_class(line.format("")) == "bf16 CPU"  # lines written before the family was recorded
+    assert machine_class(line.format(" (family 26, model 2)")) == "bf16 CPU, family 26 model 2"
+    gpu = "# machine: Intel Xeon (family 6, model 143), 16 cores, AVX-512 CPU (no native bf16); ISA avx2; GPU NVIDIA H200; p"
+    assert machine_class(gpu) == "NVIDIA H200"
+
+
+@pytest.mark.parametrize("variant", ["word-embeddings-fresh", "encoder-fresh", "word-embeddings-rescaled"])
+def test_init_ablation_reinitialises_only_its_part(tmp_path, monkeypatch, variant):
+    """The hybrid keeps every pre-trained tensor outside the variant's part bit for bit, replaces
+    every tensor inside it (a rescaled one keeps its direction), and stays a BERT directory that
+    AutoModel loads."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import torch
+    from init_ablation import FRESH, RESCALED, hybrid
+    from safetensors.torch import load_file
+    from transformers import AutoModel, BertConfig, BertForPreTraining
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
+    pre = BertForPreTraining(cfg)
+    pre.bert.embeddings.word_embeddings.weight.data.mul_(9)  # as large as the hour's word vectors
+    pre.save_pretrained(tmp_path / "pre")
+    (tmp_path / "pre" / "vocab.txt").write_text("[PAD]\n")  # stands for the tokenizer files: copied as they are
+    out = hybrid(tmp_path / "pre", variant, 7, tmp_path / "hybrid")
+    before, after = load_file(tmp_path / "pre" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert before.keys() == after.keys()
+    fresh = [k for k in before if k.startswith(FRESH.get(variant) or RESCALED[variant])]
+    for k in fresh if variant in RESCALED else []:
+        assert abs(after[k].std().item() - cfg.initializer_range) < 1e-4
+        torch.testing.assert_close(after[k] / after[k].norm(), before[k] / before[k].norm())
+    assert fresh and all(
+        not torch.equal(before[k], after[k]) for k in fresh if "LayerNorm" not in k and "bias" not in k
+    )
+    assert all(torch.equal(before[k], after[k]) for k in before if k not in fresh)
+    assert (out / "vocab.txt").read_text() == "[PAD]\n"
+    assert AutoModel.from_pretrained(out).config.hidden_size == 16
