@@ -101,8 +101,9 @@ def make_loader(
 def load_classifier(
     init: str | Path, num_labels: int, labels: list[str] | None, random_init: bool, reinit_word_embeddings: bool = False
 ):
-    """From any BERT directory (ours, an HF checkpoint on disk); `random_init` keeps only its architecture,
-    `reinit_word_embeddings` all but the word embeddings (drawn as BERT initialises them, from torch's seed)."""
+    """From any BERT directory (ours, an HF checkpoint on disk); `random_init` keeps only its architecture;
+    `reinit_word_embeddings` loads every weight but draws the word vectors anew, as BERT initialises them
+    (from torch's seed)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     init = Path(init)
