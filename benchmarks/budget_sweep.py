@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +32,8 @@ from common import (
     ROOT,
     append_jsonl,
     finetune_label,
-    finetune_lr,
-    fresh_words,
+    finetune_settings,
+    machine_class,
     mean_sd,
     print_header,
     read_jsonl,
@@ -176,22 +175,10 @@ def finetune(
                     "score": m["score"],
                     "random_init_score": m["random_init_score"],
                     **({"finetune_overrides": sets} if sets else {}),
-                    "finetune_lr": finetune_lr([*over, *extra]),
-                    "reinit_word_embeddings": fresh_words([*over, *extra]),
+                    **finetune_settings([*over, *extra]),
                     "machine": machine,
                 },
             )
-
-
-def machine_class(line: str) -> str:
-    """The hardware a result belongs to, from its machine line: the GPU, else the CPU class and,
-    where the line names them, the x86 family and model (two bf16 CPUs can differ 1.6x in speed)."""
-    gpu = re.search(r"; GPU ([^;]+);", line)
-    if gpu:
-        return gpu[1]
-    ids = re.search(r"\(family (\d+), model (\d+)\)", line)
-    cls = re.search(r"cores, ([^;(]+?) \(", line)[1]
-    return f"{cls}, family {ids[1]} model {ids[2]}" if ids else cls
 
 
 def report() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -20,18 +21,29 @@ def run_stage(name: str, overrides: list[str]) -> None:
     subprocess.run([sys.executable, f"pipelines/{name}.py", *overrides], cwd=ROOT, check=True, env=os.environ)
 
 
+def finetune_settings(overrides: list[str]) -> dict:
+    """What a result records of how a stage run with `overrides` fine-tunes (a budget preset sets
+    its own rate), from one composition of the config."""
+    from bertforge.config import compose
+
+    ft = compose(overrides).finetune
+    return {"finetune_lr": float(ft.lr), "reinit_word_embeddings": bool(ft.reinit_word_embeddings)}
+
+
 def finetune_lr(overrides: list[str]) -> float:
-    """The fine-tuning learning rate a stage run with `overrides` uses (a budget preset sets its own)."""
-    from bertforge.config import compose
-
-    return float(compose(overrides).finetune.lr)
+    """The fine-tuning learning rate a stage run with `overrides` uses."""
+    return finetune_settings(overrides)["finetune_lr"]
 
 
-def fresh_words(overrides: list[str]) -> bool:
-    """Whether a stage run with `overrides` fine-tunes from fresh word embeddings."""
-    from bertforge.config import compose
-
-    return bool(compose(overrides).finetune.reinit_word_embeddings)
+def machine_class(line: str) -> str:
+    """The hardware a result belongs to, from its machine line: the GPU, else the CPU class and,
+    where the line names them, the x86 family and model (a Zen 5 bf16 CPU made 2.3x a Zen 4's steps)."""
+    gpu = re.search(r"; GPU ([^;]+);", line)
+    if gpu:
+        return gpu[1]
+    ids = re.search(r"\(family (\d+), model (\d+)\)", line)
+    cls = re.search(r"cores, ([^;(]+?) \(", line)[1]
+    return f"{cls}, family {ids[1]} model {ids[2]}" if ids else cls
 
 
 def mean_sd(values: list[float]) -> tuple[float, str]:

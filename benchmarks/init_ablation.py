@@ -24,7 +24,7 @@ import json
 import shutil
 from pathlib import Path
 
-from common import ROOT, append_jsonl, finetune_lr, mean_sd, print_header, read_jsonl, run_stage
+from common import ROOT, append_jsonl, finetune_lr, machine_class, mean_sd, print_header, read_jsonl, run_stage
 
 RESULTS = ROOT / "benchmarks" / "results" / "init_ablation.jsonl"
 WORDS = ("bert.embeddings.word_embeddings.",)
@@ -33,6 +33,7 @@ FRESH = {  # which weights a variant re-initialises, by name prefix
     "encoder-fresh": ("bert.encoder.", "bert.pooler."),
 }
 RESCALED = {"word-embeddings-rescaled": WORDS}  # which weights a variant scales to initializer_range
+PARTS = {**FRESH, **RESCALED}
 
 
 def hybrid(model_dir: Path, variant: str, seed: int, out: Path) -> Path:
@@ -43,7 +44,7 @@ def hybrid(model_dir: Path, variant: str, seed: int, out: Path) -> Path:
 
     weights = load_file(model_dir / "model.safetensors")
     config = AutoConfig.from_pretrained(model_dir)
-    prefixes = FRESH.get(variant) or RESCALED[variant]
+    prefixes = PARTS[variant]
     replaced = [k for k in weights if k.startswith(prefixes)]
     if not replaced:
         raise SystemExit(f"{model_dir / 'model.safetensors'}: no weights under {prefixes}")
@@ -65,7 +66,7 @@ def hybrid(model_dir: Path, variant: str, seed: int, out: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, required=True, help="a pre-trained BERT directory (our export)")
-    ap.add_argument("--variants", nargs="*", default=[*FRESH, *RESCALED], choices=[*FRESH, *RESCALED])
+    ap.add_argument("--variants", nargs="*", default=list(PARTS), choices=list(PARTS))
     ap.add_argument("--tasks", nargs="*", default=["sst2", "cola"])
     ap.add_argument("--seeds", nargs="*", type=int, default=[42, 13, 7])
     ap.add_argument("--set", nargs="*", default=[], help="overrides for every stage, e.g. +budget=cpu60")
@@ -110,8 +111,9 @@ def main() -> None:
 
 def report() -> None:
     groups: dict[tuple, list[float]] = {}
-    for r in read_jsonl(RESULTS):
-        groups.setdefault((r["model"], r["variant"], r["task"], r["finetune_lr"]), []).append(r["score"])
+    for r in read_jsonl(RESULTS):  # the same model path on another machine is another model
+        key = (f"{r['model']} ({machine_class(r['machine'])})", r["variant"], r["task"], r["finetune_lr"])
+        groups.setdefault(key, []).append(r["score"])
     print("| model | variant | task | fine-tuning lr | seeds | score |\n|---|---|---|---|---|---|")
     for (model, variant, task, lr), scores in groups.items():
         print(f"| {model} | {variant} | {task} | {lr:g} | {len(scores)} | {mean_sd(scores)[1]} |")

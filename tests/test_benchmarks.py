@@ -135,7 +135,7 @@ def test_budget_sweep_keeps_each_corpus_and_vocabulary_apart(monkeypatch):
 
 def test_budget_sweep_tells_machines_apart(monkeypatch):
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
-    from budget_sweep import machine_class
+    from common import machine_class
 
     line = "# machine: AMD EPYC{}, 2 cores, bf16 CPU (AVX-512-BF16); ISA avx2 avx512f avx512_bf16; torch 2.13.0+cpu"
     assert machine_class(line.format("")) == "bf16 CPU"  # lines written before the family was recorded
@@ -151,7 +151,7 @@ def test_init_ablation_reinitialises_only_its_part(tmp_path, monkeypatch, varian
     AutoModel loads."""
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import torch
-    from init_ablation import FRESH, RESCALED, hybrid
+    from init_ablation import PARTS, RESCALED, hybrid
     from safetensors.torch import load_file
     from transformers import AutoModel, BertConfig, BertForPreTraining
 
@@ -164,7 +164,7 @@ def test_init_ablation_reinitialises_only_its_part(tmp_path, monkeypatch, varian
     out = hybrid(tmp_path / "pre", variant, 7, tmp_path / "hybrid")
     before, after = load_file(tmp_path / "pre" / "model.safetensors"), load_file(out / "model.safetensors")
     assert before.keys() == after.keys()
-    fresh = [k for k in before if k.startswith(FRESH.get(variant) or RESCALED[variant])]
+    fresh = [k for k in before if k.startswith(PARTS[variant])]
     for k in fresh if variant in RESCALED else []:
         assert abs(after[k].std().item() - cfg.initializer_range) < 1e-4
         torch.testing.assert_close(after[k] / after[k].norm(), before[k] / before[k].norm())
