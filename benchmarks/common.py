@@ -23,16 +23,15 @@ def run_stage(name: str, overrides: list[str]) -> None:
 
 def finetune_settings(overrides: list[str]) -> dict:
     """What a result records of how a stage run with `overrides` fine-tunes (a budget preset sets
-    its own rate), from one composition of the config."""
+    its own rate and epochs), from one composition of the config."""
     from bertforge.config import compose
 
     ft = compose(overrides).finetune
-    return {"finetune_lr": float(ft.lr), "reinit_word_embeddings": bool(ft.reinit_word_embeddings)}
-
-
-def finetune_lr(overrides: list[str]) -> float:
-    """The fine-tuning learning rate a stage run with `overrides` uses."""
-    return finetune_settings(overrides)["finetune_lr"]
+    return {
+        "finetune_lr": float(ft.lr),
+        "finetune_epochs": int(ft.epochs),
+        "reinit_word_embeddings": bool(ft.reinit_word_embeddings),
+    }
 
 
 def machine_class(line: str) -> str:
@@ -53,14 +52,29 @@ def mean_sd(values: list[float]) -> tuple[float, str]:
 
 
 def finetune_label(record: dict) -> str:
-    """How a fine-tuning result was trained: its lr, then any other override. Rows written before
-    the lr was recorded ran at their `finetune.lr=` override or else the default of the time, 1e-4."""
+    """How a fine-tuning result was trained: its lr, epochs where not the default 4, then any other
+    override. Rows written before the lr and epochs were recorded ran at their `finetune.lr=` /
+    `finetune.epochs=` override or else the defaults of the time, 1e-4 and 4 epochs."""
     sets = record.get("finetune_overrides", [])
-    lrs = [float(s.split("=", 1)[1]) for s in sets if s.startswith("finetune.lr=")]
-    lr = record.get("finetune_lr") or (lrs[-1] if lrs else 1e-4)
-    fresh = record.get("reinit_word_embeddings") or "finetune.reinit_word_embeddings=true" in sets
-    rest = [s for s in sets if not s.startswith(("finetune.lr=", "finetune.reinit_word_embeddings="))]
-    return " ".join([f"lr {lr:.0e}".replace("e-0", "e-"), *(["fresh word embeddings"] if fresh else []), *rest])
+
+    def overridden(key: str, default):
+        values = [s.split("=", 1)[1] for s in sets if s.startswith(f"finetune.{key}=")]
+        return values[-1] if values else default
+
+    lr = record.get("finetune_lr") or float(overridden("lr", 1e-4))
+    epochs = record.get("finetune_epochs") or int(overridden("epochs", 4))
+    fresh = record.get("reinit_word_embeddings") or overridden("reinit_word_embeddings", "false") == "true"
+    rest = [
+        s for s in sets if not s.startswith(("finetune.lr=", "finetune.epochs=", "finetune.reinit_word_embeddings="))
+    ]
+    return " ".join(
+        [
+            f"lr {lr:.0e}".replace("e-0", "e-"),
+            *([f"{epochs} epochs"] if epochs != 4 else []),
+            *(["fresh word embeddings"] if fresh else []),
+            *rest,
+        ]
+    )
 
 
 def append_jsonl(path: Path, record: dict) -> None:

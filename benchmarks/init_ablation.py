@@ -24,7 +24,17 @@ import json
 import shutil
 from pathlib import Path
 
-from common import ROOT, append_jsonl, finetune_lr, machine_class, mean_sd, print_header, read_jsonl, run_stage
+from common import (
+    ROOT,
+    append_jsonl,
+    finetune_label,
+    finetune_settings,
+    machine_class,
+    mean_sd,
+    print_header,
+    read_jsonl,
+    run_stage,
+)
 
 RESULTS = ROOT / "benchmarks" / "results" / "init_ablation.jsonl"
 WORDS = ("bert.embeddings.word_embeddings.",)
@@ -101,7 +111,7 @@ def main() -> None:
                         "task": task,
                         "seed": seed,
                         "score": m["score"],
-                        "finetune_lr": finetune_lr(over),
+                        **finetune_settings(over),
                         "sets": args.set,
                         "machine": machine,
                     },
@@ -112,11 +122,11 @@ def main() -> None:
 def report() -> None:
     groups: dict[tuple, list[float]] = {}
     for r in read_jsonl(RESULTS):  # the same model path on another machine is another model
-        key = (f"{r['model']} ({machine_class(r['machine'])})", r["variant"], r["task"], r["finetune_lr"])
+        key = (f"{r['model']} ({machine_class(r['machine'])})", r["variant"], r["task"], finetune_label(r))
         groups.setdefault(key, []).append(r["score"])
-    print("| model | variant | task | fine-tuning lr | seeds | score |\n|---|---|---|---|---|---|")
-    for (model, variant, task, lr), scores in groups.items():
-        print(f"| {model} | {variant} | {task} | {lr:g} | {len(scores)} | {mean_sd(scores)[1]} |")
+    print("| model | variant | task | fine-tuning | seeds | score |\n|---|---|---|---|---|---|")
+    for (model, variant, task, sets), scores in groups.items():
+        print(f"| {model} | {variant} | {task} | {sets} | {len(scores)} | {mean_sd(scores)[1]} |")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, append_jsonl, finetune_label, finetune_lr, mean_sd, print_header, read_jsonl, run_stage
+from common import ROOT, append_jsonl, finetune_label, finetune_settings, mean_sd, print_header, read_jsonl, run_stage
 
 RESULTS = ROOT / "benchmarks" / "results" / "korean_value.jsonl"
 TOKENIZERS = ("korean", "korean_morpheme")
@@ -100,7 +100,7 @@ def finetune(tokenizer: str, seeds: list[int], inits: list[str], sets: list[str]
                         "spearman": dev["spearman"],
                         "pretrain": {k: pre.get(k) for k in ("mlm_accuracy", "steps", "tokens", "train_minutes")},
                         **({"finetune_overrides": sets} if sets else {}),
-                        "finetune_lr": finetune_lr(over),
+                        **finetune_settings(over),
                         "machine": machine,
                     },
                 )

@@ -79,10 +79,10 @@ def test_budget_sweep_summary_takes_each_init_at_its_own_best_learning_rate(caps
     from common import finetune_label
 
     assert finetune_label({}) == "lr 1e-4"
-    assert (
-        finetune_label({"finetune_overrides": ["finetune.lr=1e-3", "finetune.epochs=8"]}) == "lr 1e-3 finetune.epochs=8"
-    )
-    assert finetune_label({"finetune_lr": 3e-4}) == "lr 3e-4"
+    assert finetune_label({"finetune_overrides": ["finetune.lr=1e-3", "finetune.epochs=8"]}) == "lr 1e-3 8 epochs"
+    # epochs recorded from the composed config (a preset's) group with the same number given as an override
+    assert finetune_label({"finetune_lr": 3e-4, "finetune_epochs": 8}) == "lr 3e-4 8 epochs"
+    assert finetune_label({"finetune_lr": 3e-4, "finetune_epochs": 4}) == "lr 3e-4"
     fresh = "lr 3e-4 fresh word embeddings"  # recorded from the composed config, or an override
     assert finetune_label({"finetune_lr": 3e-4, "reinit_word_embeddings": True}) == fresh
     assert (

@@ -167,6 +167,8 @@ def test_budget_presets_compose_with_other_choices_and_pass_the_config_checks(pr
         base = compose(["+budget=cpu15", "corpus=korean", "tokenizer=korean", "trainer=cpu32"])
         assert cfg.model == base.model and cfg.model.name == "tiny"
         assert {**cfg.pretrain, "budget_minutes": 15} == {**base.pretrain}
+        # fine-tunes twice as long as the default 4 epochs (measured on the hour's model)
+        assert (cfg.finetune.epochs, base.finetune.epochs, compose([]).finetune.epochs) == (8, 4, 4)
     if preset == "gpu5":  # its own trainer profile unless the command line names one
         gpu = compose(["+budget=gpu5"])
         assert (gpu.model.name, gpu.trainer.accelerator, gpu.trainer.compile) == ("medium", "gpu", False)
