@@ -38,6 +38,32 @@ def test_lamb_excludes_bias_and_layernorm_like_weight_decay():
     assert all(p.ndim == 2 for p in decay["params"])
 
 
+def test_word_embeddings_lr_scale_moves_only_the_word_vectors_faster():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from bertforge.pretraining.optim import optimizer_with_schedule
+
+    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    model = BertForSequenceClassification(cfg)
+    opt = optimizer_with_schedule(model, 1e-3, 0.01, (0.9, 0.999), 1e-6, 0, 10, word_embeddings_lr_scale=8.0)
+    opt, sched = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
+    names = {id(p): n for n, p in model.named_parameters()}
+    words = [g for g in opt.param_groups if any(names[id(p)].endswith("word_embeddings.weight") for p in g["params"])]
+    assert len(words) == 1 and len(words[0]["params"]) == 1 and words[0]["weight_decay"] == 0.01
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-3, 1e-3, 8e-3])
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model(input_ids=torch.tensor([[2, 7, 9, 3]]), labels=torch.tensor([1])).loss.backward()
+    opt.step()
+    sched.step()
+    # Adam's first step is lr * sign(g) (plus decay) for every weight with a gradient: 8x for the words
+    moved = {n: (p.detach() - before[n]).abs().max().item() for n, p in model.named_parameters()}
+    assert moved["bert.embeddings.word_embeddings.weight"] == pytest.approx(8e-3, rel=0.01)
+    assert moved["bert.embeddings.position_embeddings.weight"] == pytest.approx(1e-3, rel=0.01)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([9e-4, 9e-4, 7.2e-3])  # one schedule for all
+    assert len(param_groups(model, 0.01)) == 2  # scale 1: the usual two groups
+
+
 @pytest.mark.parametrize(
     "schedule,expected",
     [

@@ -235,3 +235,29 @@ def test_reinit_word_embeddings_keeps_every_other_pretrained_weight():
     same = [k for k in plain if k != words and not k.startswith("classifier.")]
     assert "bert.embeddings.position_embeddings.weight" in same
     assert all(torch.equal(plain[k], fresh.state_dict()[k]) for k in same)
+
+
+@pytest.mark.parametrize(
+    "sets,shown",
+    [
+        ([], []),
+        (["finetune.reinit_word_embeddings=true"], ["| word embeddings | re-initialised (fresh) |"]),
+        (["finetune.word_embeddings_lr_scale=8"], ["| word-embedding lr scale | 8 |"]),
+    ],
+)
+def test_classifier_card_names_how_the_word_embeddings_were_fine_tuned(sets, shown):
+    from types import SimpleNamespace
+
+    from bertforge.model_card import classifier_card
+
+    cfg = compose(["task=rte", *sets])
+    report = {
+        "best_dev": {"accuracy": 0.6, "epoch": 1},
+        "init": "outputs/pretrain",
+        "train_examples": 10,
+        "dev_examples": 5,
+    }
+    place = SimpleNamespace(precision="32-true", line=lambda: "machine: a CPU")
+    text = classifier_card(cfg, report, ["entailment", "not_entailment"], None, {}, place)
+    rows = [line for line in text.splitlines() if "word" in line and line.startswith("|")]
+    assert rows == shown

@@ -110,6 +110,7 @@ class Finetune:
     group_by_length: bool = MISSING
     early_stopping_patience: Optional[int] = MISSING
     reinit_word_embeddings: bool = MISSING
+    word_embeddings_lr_scale: float = _bounded(*POSITIVE)
 
 
 @dataclass

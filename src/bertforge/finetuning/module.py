@@ -211,6 +211,7 @@ class FinetuneModule(pl.LightningModule):
             warmup,
             self.total_steps,
             fused=not str(self.trainer.precision).startswith("16"),
+            word_embeddings_lr_scale=c.word_embeddings_lr_scale,
         )
 
     def best_model(self):
