@@ -226,7 +226,9 @@ Intended use: predictions on text like the task's data; check the dev results be
                 "warmup ratio": fc.warmup_ratio,
                 "weight decay": fc.weight_decay,
                 **({"word embeddings": "re-initialised (fresh)"} if fc.reinit_word_embeddings else {}),
-                **({"word-embedding lr scale": fc.word_embeddings_lr_scale} if fc.word_embeddings_lr_scale != 1 else {}),
+                **(
+                    {"word-embedding lr scale": fc.word_embeddings_lr_scale} if fc.word_embeddings_lr_scale != 1 else {}
+                ),
                 "max sequence length": fc.max_seq_length,
                 "seed": cfg.seed,
                 "best epoch (kept)": report["best_dev"].get("epoch"),
