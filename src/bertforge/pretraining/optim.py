@@ -15,7 +15,8 @@ def param_groups(
 ) -> list[dict]:
     """`word_embeddings_lr_scale` (with `lr`): the word-embedding matrix in a group of its own at
     `lr` times that scale (Adam's steps are about the same size for every weight, so weights far
-    larger than at initialisation need larger ones to move as much relative to their size)."""
+    larger than at initialisation need larger ones to move as much relative to their size; after
+    cpu60 that did not help: docs/budget.md)."""
     decay, no_decay, words = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
