@@ -10,18 +10,16 @@ import torch
 from bertforge.config import ConfigError
 
 
-def param_groups(
-    model: torch.nn.Module, weight_decay: float, lr: float | None = None, word_embeddings_lr_scale: float = 1.0
-) -> list[dict]:
-    """`word_embeddings_lr_scale` (with `lr`): the word-embedding matrix in a group of its own at
-    `lr` times that scale (Adam's steps are about the same size for every weight, so weights far
-    larger than at initialisation need larger ones to move as much relative to their size; after
-    cpu60 that did not help: docs/budget.md)."""
+def param_groups(model: torch.nn.Module, weight_decay: float, word_embeddings_lr: float | None = None) -> list[dict]:
+    """`word_embeddings_lr`: the word-embedding matrix in a group of its own at that rate (Adam's
+    steps are about the same size for every weight, so weights far larger than at initialisation
+    need larger ones to move as much relative to their size; after cpu60 that did not help:
+    docs/budget.md)."""
     decay, no_decay, words = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if word_embeddings_lr_scale != 1.0 and name.endswith("word_embeddings.weight"):
+        if word_embeddings_lr is not None and name.endswith("word_embeddings.weight"):
             words.append(p)
         else:
             (no_decay if p.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") else decay).append(p)
@@ -31,11 +29,7 @@ def param_groups(
         {"params": no_decay, "weight_decay": 0.0, "adapt": False},
     ]
     if words:
-        if lr is None:
-            raise ValueError("param_groups: word_embeddings_lr_scale needs the base lr")
-        groups.append(
-            {"params": words, "weight_decay": weight_decay, "adapt": True, "lr": lr * word_embeddings_lr_scale}
-        )
+        groups.append({"params": words, "weight_decay": weight_decay, "adapt": True, "lr": word_embeddings_lr})
     return groups
 
 
@@ -119,8 +113,10 @@ def optimizer_with_schedule(
     """`lr_lambda`: the learning-rate factor per step, instead of warmup and decay by steps (a
     time budget's schedule). `fused`: AdamW as one kernel over all tensors (on CPU torch's default is a per-tensor loop,
     measured ~4x slower); the same update. Not with fp16 loss scaling (Lightning then refuses
-    to clip gradients). `word_embeddings_lr_scale`: see `param_groups`."""
-    groups = param_groups(model, weight_decay, lr, word_embeddings_lr_scale)
+    to clip gradients). `word_embeddings_lr_scale`: the word-embedding matrix at `lr` times that
+    (see `param_groups`), on the same schedule."""
+    words_lr = lr * word_embeddings_lr_scale if word_embeddings_lr_scale != 1.0 else None
+    groups = param_groups(model, weight_decay, words_lr)
     kwargs = {}
     if fused and name == "adamw" and all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"]):
         kwargs["fused"] = True
