@@ -99,6 +99,9 @@ CANDIDATES = {
     "tiny-b16-lr1.5e-3-seq64": ["+budget=cpu15", "pretrain.batch_size=16", "pretrain.lr=1.5e-3"],
     "tiny-b64-lr3e-3-seq64": ["+budget=cpu15", "pretrain.batch_size=64", "pretrain.lr=3e-3"],
     "tiny-b128-lr4e-3-seq64": ["+budget=cpu15", "pretrain.batch_size=128", "pretrain.lr=4e-3"],
+    # the CPU presets' recipe with an MLM decoder of its own instead of the word embeddings (Chung
+    # et al., 2021: decoupled output embeddings transfer better)
+    "tiny-lr2e-3-seq64-untied": ["+budget=cpu15", "model.tie_word_embeddings=false"],
 }
 
 

@@ -6,11 +6,15 @@ from bertforge.config import ConfigError, compose
 from bertforge.pretraining.model import bert_config, build_pretraining_model, sparse_pretraining_forward
 
 
-def test_sparse_mlm_matches_dense_bert_for_pretraining(tmp_path):
+@pytest.mark.parametrize("tie", [True, False])
+def test_sparse_mlm_matches_dense_bert_for_pretraining(tmp_path, tie):
+    """Also with `model.tie_word_embeddings=false`: the decoder is a matrix of its own, saved and
+    loaded as such by transformers."""
     from transformers import BertForPreTraining
 
     torch.manual_seed(0)
-    model = build_pretraining_model(bert_config(compose().model, 300, 0)).eval()
+    cfg = OmegaConf.merge(compose().model, {"tie_word_embeddings": tie})
+    model = build_pretraining_model(bert_config(cfg, 300, 0)).eval()
     ids = torch.randint(5, 300, (3, 20))
     labels = torch.full_like(ids, -100)
     labels[:, [2, 7, 11]] = ids[:, [2, 7, 11]]
@@ -26,7 +30,10 @@ def test_sparse_mlm_matches_dense_bert_for_pretraining(tmp_path):
     # tolerance: fp32 reassociation between gathered and full-sequence matmuls
     torch.testing.assert_close(ours.mlm_logits, dense.prediction_logits[labels != -100], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ours.nsp_logits, dense.seq_relationship_logits, atol=1e-5, rtol=1e-5)
-    assert ref.cls.predictions.decoder.weight.data_ptr() == ref.bert.embeddings.word_embeddings.weight.data_ptr()
+    shared = ref.cls.predictions.decoder.weight.data_ptr() == ref.bert.embeddings.word_embeddings.weight.data_ptr()
+    assert shared == tie
+    assert torch.equal(ref.cls.predictions.decoder.weight, model.cls.predictions.decoder.weight)
+    assert tie or not torch.equal(ref.cls.predictions.decoder.weight, ref.bert.embeddings.word_embeddings.weight)
 
 
 def test_impossible_config_fails_before_training():

@@ -45,10 +45,11 @@ PHASES = "pretrain.phases=[{steps:25,max_seq_length:32,max_predictions_per_seq:5
             [PHASES, "pretrain.checkpoint_every_n_steps=5"],
         ),  # the last checkpoint is the phase boundary (an epoch's end)
         (27, ["trainer.async_checkpoint=true"]),  # written by a background thread, as on a GPU
+        (27, ["model.tie_word_embeddings=false"]),  # an MLM decoder of its own: one more matrix to restore
         # loader workers that persist across epochs, as on a GPU
         pytest.param(27, ["trainer.num_workers=2"], marks=pytest.mark.slow),
     ],
-    ids=["one-phase", "two-phase", "two-phase-boundary-checkpoint", "async-checkpoint", "loader-workers"],
+    ids=["one-phase", "two-phase", "two-phase-boundary-checkpoint", "async-checkpoint", "untied", "loader-workers"],
 )
 def test_interrupted_run_resumes_to_identical_weights(
     tmp_path, demo_prepared, tracking, pretrain_run, crash_step, extra
@@ -75,6 +76,8 @@ def test_interrupted_run_resumes_to_identical_weights(
     metrics, resumed = pretrain_run(tmp_path, prepared, "resumed", over)
     assert metrics["steps"] == 40
     assert all(torch.equal(uninterrupted[k], resumed[k]) for k in uninterrupted)
+    # tied, transformers saves the shared matrix once, as the word embeddings
+    assert ("cls.predictions.decoder.weight" in resumed) == ("model.tie_word_embeddings=false" in extra)
     rows = (tmp_path / "resumed/plots/train.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(10, 41, 10))  # no duplicated steps
 

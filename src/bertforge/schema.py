@@ -53,6 +53,7 @@ class Model:
     max_position_embeddings: int = MISSING
     type_vocab_size: int = MISSING
     initializer_range: float = MISSING
+    tie_word_embeddings: bool = MISSING
 
 
 @dataclass

@@ -43,6 +43,7 @@ ARCH_KEYS = (
     "max_position_embeddings",
     "type_vocab_size",
     "initializer_range",
+    "tie_word_embeddings",
 )
 
 
