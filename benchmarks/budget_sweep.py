@@ -100,7 +100,7 @@ CANDIDATES = {
     "tiny-b64-lr3e-3-seq64": ["+budget=cpu15", "pretrain.batch_size=64", "pretrain.lr=3e-3"],
     "tiny-b128-lr4e-3-seq64": ["+budget=cpu15", "pretrain.batch_size=128", "pretrain.lr=4e-3"],
     # the CPU presets' recipe with an MLM decoder of its own instead of the word embeddings (Chung
-    # et al., 2021: decoupled output embeddings transfer better)
+    # et al., 2021: decoupled output embeddings transfer better; on our budgets they did not, docs/budget.md)
     "tiny-lr2e-3-seq64-untied": ["+budget=cpu15", "model.tie_word_embeddings=false"],
 }
 
