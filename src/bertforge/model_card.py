@@ -143,7 +143,7 @@ as a sentence encoder. It is a research artefact: check its results below before
                 "batch size": batch,
                 "steps": metrics["steps"],
                 "weight decay": pc.weight_decay,
-                **({} if m.get("tie_word_embeddings", True) else {"MLM decoder": "a matrix of its own (untied)"}),
+                **({} if m.tie_word_embeddings else {"MLM decoder": "a matrix of its own (untied)"}),
                 "seed": cfg.seed,
                 "precision": place.precision,
                 "hardware": place.line().split(": ", 1)[-1],
