@@ -165,3 +165,18 @@ def test_unpadded_fine_tuning_loss_and_gradients_equal_transformers(num_labels, 
         torch.testing.assert_close(ours_grads[name], g, atol=1e-5, rtol=1e-4, msg=name)
     # the comparison can fail: attending to the padding changes the loss well beyond the tolerance
     assert (model(**{**batch, "attention_mask": torch.ones_like(batch["attention_mask"])}).loss - ref).abs() > 1e-4
+
+
+@pytest.mark.parametrize("tie, shown", [(True, []), (False, ["| MLM decoder | a matrix of its own (untied) |"])])
+def test_pretrained_card_names_an_untied_decoder(tmp_path, tie, shown):
+    from types import SimpleNamespace
+
+    from bertforge.model_card import pretrained_card
+
+    cfg = compose([f"model.tie_word_embeddings={str(tie).lower()}"])
+    metrics = {"steps": 10, "sequences": 320, "perplexity": 900.0}
+    metrics |= {"mlm_accuracy": 0.1, "unigram_accuracy": 0.05, "nsp_accuracy": 0.6}
+    place = SimpleNamespace(precision="32-true", line=lambda: "machine: a CPU")
+    text = pretrained_card(cfg, tmp_path, metrics, None, {}, place)
+    assert "| steps | 10 |" in text
+    assert [line for line in text.splitlines() if line.startswith("| MLM decoder")] == shown
