@@ -85,6 +85,50 @@ def test_unpadded_forward_equals_the_padded_one(dtype, atol):
     assert (full.mlm_logits.float() - padded.mlm_logits.float()).abs().max() > 5 * atol
 
 
+def test_unpad_indices_bound_each_row_for_variable_length_attention():
+    from bertforge.pretraining.model import unpad_indices
+
+    mask = _ragged_batch(50, [3, 5, 1, 5])["attention_mask"]
+    idx = unpad_indices(mask)
+    cu = idx["cu_seqlens"]
+    assert cu.dtype == torch.int32 and cu.tolist() == [0, 3, 8, 9, 14]
+    rows = idx["token_index"] // mask.shape[1]
+    for r in range(4):  # the tokens between row r's bounds are row r's, in order
+        assert rows[cu[r] : cu[r + 1]].tolist() == [r] * int(mask[r].sum())
+    assert torch.equal(idx["row_starts"], cu[:-1].long())
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] < 8, reason="needs a CUDA GPU, sm80+"
+)
+def test_variable_length_attention_matches_the_padded_one_on_a_gpu():
+    """FlashAttention over packed rows gives the padded attention's logits and gradients (bf16
+    autocast, dropout off; tolerance: bf16 rounding), and runs only where `_varlen_ok`."""
+    from bertforge.pretraining import model as modeling
+
+    torch.manual_seed(0)
+    model = build_pretraining_model(bert_config(compose(["model=mini"]).model, 500, 0), dropout=0.0).cuda()
+    batch = _ragged_batch(500, [37, 9, 21, 4, 37, 30])
+    batch = {
+        k: v.cuda() for k, v in {**batch, **modeling.unpad_indices(batch["attention_mask"], batch["labels"])}.items()
+    }
+    outs, grads = {}, {}
+    try:
+        for varlen in (False, True):
+            modeling.VARLEN_ATTENTION = varlen
+            model.zero_grad()
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                outs[varlen] = modeling.unpadded_pretraining_forward(model, batch)
+            (outs[varlen].mlm_logits.float().logsumexp(-1).sum() + outs[varlen].nsp_logits.float().sum()).backward()
+            grads[varlen] = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    finally:
+        modeling.VARLEN_ATTENTION = True
+    for name in ("mlm_logits", "nsp_logits"):
+        a, b = getattr(outs[False], name).float(), getattr(outs[True], name).float()
+        torch.testing.assert_close(b, a, atol=5e-2, rtol=0)
+    assert (grads[True] - grads[False]).norm() / grads[False].norm() < 1e-2
+
+
 def test_unpadded_training_step_reaches_every_parameter_the_padded_one_does():
     from bertforge.pretraining.model import unpadded_pretraining_forward
 

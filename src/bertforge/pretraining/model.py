@@ -91,10 +91,17 @@ def unpad_indices(attention_mask: torch.Tensor, labels: torch.Tensor | None = No
     """Where the real tokens are, for the unpadded forward: `token_index` (flat positions of the
     non-padding tokens, row-major), `row_starts` (each row's [CLS] in that order; rows are
     right-padded) and, with `labels`, `mlm_index` (the masked tokens in that order) and
-    `mlm_labels`. The collator computes them on the host, so the step needs no device sync."""
+    `mlm_labels`; `cu_seqlens`, where each row starts and the last ends in that order (int32,
+    as FlashAttention's variable-length kernels take it). The collator computes them on the
+    host, so the step needs no device sync."""
     token_index = attention_mask.flatten().nonzero().squeeze(1)
     lengths = attention_mask.sum(1)
-    out = {"token_index": token_index, "row_starts": lengths.cumsum(0) - lengths}
+    ends = lengths.cumsum(0)
+    out = {
+        "token_index": token_index,
+        "row_starts": ends - lengths,
+        "cu_seqlens": torch.cat([ends.new_zeros(1), ends]).int(),  # for variable-length attention
+    }
     if labels is not None:
         flat = labels.flatten()[token_index]
         out["mlm_index"] = (flat != -100).nonzero().squeeze(1)
@@ -128,17 +135,64 @@ def _attention(q, k, v, key_mask: torch.Tensor, p: float, training: bool, scale:
     return torch.matmul(dropout(scores.softmax(-1), p, True), v)
 
 
-def _unpadded_layer(layer, x: torch.Tensor, index: torch.Tensor, b: int, s: int, key_mask: torch.Tensor):
-    """One BertLayer on the real tokens only ([N, H]); only attention sees the [B, S] layout."""
+class _FlashVarlen(torch.autograd.Function):
+    """FlashAttention over the real tokens of every row packed end to end ([N, heads, d]; rows
+    bounded by `cu_seqlens`), attention dropout drawn inside the kernel. torch's public
+    `varlen_attn` has no dropout, which BERT's attention needs, so this calls the kernels it wraps."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, cu, max_len: int, p: float, scale: float):
+        out, lse, rng, unused, _ = torch.ops.aten._flash_attention_forward(
+            q, k, v, cu, cu, max_len, max_len, p, False, False, scale=scale
+        )
+        ctx.save_for_backward(q, k, v, out, lse, cu, rng, unused)
+        ctx.max_len, ctx.p, ctx.scale = max_len, p, scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k, v, out, lse, cu, rng, unused = ctx.saved_tensors
+        m = ctx.max_len
+        dq, dk, dv = torch.ops.aten._flash_attention_backward(
+            grad.contiguous(), q, k, v, out, lse, cu, cu, m, m, ctx.p, False, rng, unused, scale=ctx.scale
+        )
+        return dq, dk, dv, None, None, None, None
+
+
+# where variable-length FlashAttention runs (a CUDA GPU of compute capability 8.0 or newer, half
+# precision); the switch is for benchmarks that compare it with padded attention
+VARLEN_ATTENTION = True
+
+
+def _varlen_ok(qkv: torch.Tensor, d: int) -> bool:
+    return (
+        VARLEN_ATTENTION
+        and qkv.is_cuda
+        and qkv.dtype in (torch.bfloat16, torch.float16)
+        and d % 8 == 0
+        and d <= 256
+        and torch.cuda.get_device_properties(qkv.device).major >= 8  # torch.compile folds this call
+    )
+
+
+def _unpadded_layer(layer, x: torch.Tensor, index: torch.Tensor, b: int, s: int, key_mask: torch.Tensor, cu=None):
+    """One BertLayer on the real tokens only ([N, H]). Attention too where the GPU has
+    variable-length FlashAttention and `cu` (`cu_seqlens`) is given; else only attention sees the
+    [B, S] layout, padded keys masked."""
     att, training = layer.attention.self, layer.training
     heads, d = att.num_attention_heads, att.attention_head_size
     weight = torch.cat([att.query.weight, att.key.weight, att.value.weight])
     bias = torch.cat([att.query.bias, att.key.bias, att.value.bias])
     qkv = torch.nn.functional.linear(x, weight, bias)  # one matmul instead of three
-    padded = qkv.new_zeros(b * s, qkv.shape[1]).index_copy(0, index, qkv)
-    q, k, v = padded.view(b, s, 3, heads, d).permute(2, 0, 3, 1, 4)
-    ctx = _attention(q, k, v, key_mask, att.dropout.p, training, att.scaling)
-    ctx = ctx.transpose(1, 2).reshape(b * s, heads * d).index_select(0, index)
+    if cu is not None and _varlen_ok(qkv, d):
+        q, k, v = qkv.view(-1, 3, heads, d).unbind(1)
+        p = att.dropout.p if training else 0.0
+        ctx = _FlashVarlen.apply(q, k, v, cu, s, p, att.scaling).reshape(-1, heads * d)
+    else:
+        padded = qkv.new_zeros(b * s, qkv.shape[1]).index_copy(0, index, qkv)
+        q, k, v = padded.view(b, s, 3, heads, d).permute(2, 0, 3, 1, 4)
+        ctx = _attention(q, k, v, key_mask, att.dropout.p, training, att.scaling)
+        ctx = ctx.transpose(1, 2).reshape(b * s, heads * d).index_select(0, index)
     so, out = layer.attention.output, layer.output
     attended = so.LayerNorm(dropout(so.dense(ctx), so.dropout.p, training) + x)
     return out.LayerNorm(dropout(out.dense(layer.intermediate(attended)), out.dropout.p, training) + attended)
@@ -146,8 +200,9 @@ def _unpadded_layer(layer, x: torch.Tensor, index: torch.Tensor, b: int, s: int,
 
 def unpadded_encoder(bert, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """`BertModel`'s last hidden states for the real tokens only, [N, H] in `batch["token_index"]`
-    order: embeddings, every dense layer and LayerNorm skip the padding; attention runs on the
-    padded layout with padded keys masked. Uses the model's own modules and parameters."""
+    order: embeddings, every dense layer and LayerNorm skip the padding, and so does attention
+    where `_varlen_ok` (else it runs on the padded layout with padded keys masked). Uses the
+    model's own modules and parameters."""
     ids, mask, index = batch["input_ids"], batch["attention_mask"], batch["token_index"]
     types = batch.get("token_type_ids")
     b, s = ids.shape
@@ -161,8 +216,9 @@ def unpadded_encoder(bert, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     x = emb.word_embeddings(ids.flatten().index_select(0, index)) + segments + emb.position_embeddings(positions)
     x = dropout(emb.LayerNorm(x), emb.dropout.p, emb.training)
     key_mask = mask.bool()[:, None, None, :]
+    cu = batch.get("cu_seqlens")
     for layer in bert.encoder.layer:
-        x = _unpadded_layer(layer, x, index, b, s, key_mask)
+        x = _unpadded_layer(layer, x, index, b, s, key_mask, cu)
     return x
 
 
