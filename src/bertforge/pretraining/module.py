@@ -23,6 +23,11 @@ VAL_KEYS = ("val/mlm_loss", "val/mlm_accuracy", "val/unigram_accuracy", "val/nsp
 PAIR_KEY = "val/nsp_accuracy"  # logged only when there is a pair task (objective nsp or sop)
 
 
+def _host(x: float) -> torch.Tensor:
+    """A number to log, as a host tensor (`self.log` would put a float on the module's device)."""
+    return torch.tensor(float(x), dtype=torch.float32)
+
+
 def val_keys(pair_task: bool) -> list[str]:
     return [k for k in VAL_KEYS if pair_task or k != PAIR_KEY]
 
@@ -78,8 +83,8 @@ class PretrainModule(pl.LightningModule):
         if self._micro % self.trainer.log_every_n_steps == 0:
             now = time.perf_counter()
             if self._t0 is not None:
-                self.log("train/tokens_per_s", self._tokens / (now - self._t0))
-                self.log("train/samples_per_s", self._samples / (now - self._t0))
+                self.log("train/tokens_per_s", _host(self._tokens / (now - self._t0)))
+                self.log("train/samples_per_s", _host(self._samples / (now - self._t0)))
             self._t0, self._tokens, self._samples = now, 0, 0
         self._tokens += batch["token_index"].numel()  # real tokens, from a shape: no device sync
         self.tokens_seen += batch["token_index"].numel()
@@ -89,29 +94,39 @@ class PretrainModule(pl.LightningModule):
         loss = mlm + nsp
         self._last = (loss.detach(), mlm.detach(), nsp.detach())
         log_now = self.trainer._logger_connector.should_update_logs
-        # on a GPU the check waits for the step to finish, so only on logging steps there (a
-        # non-finite loss leaves non-finite weights, so the next check still catches it)
-        if (log_now or self.device.type == "cpu") and not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite pre-training loss ({loss.item()}) at step {self.global_step}; "
-                "the last good checkpoint is kept — lower pretrain.lr or use trainer.precision=32-true"
-            )
-        # Lightning writes step metrics only every log_every_n_steps; each self.log costs ~1 ms
-        # (a BERT-Tiny step is ~60 ms on 2 cores), so log just on those steps
-        if log_now:
-            self._log_step(loss, mlm, nsp)
+        # on a GPU reading the loss waits for the step to finish, so only on logging steps there
+        # (a non-finite loss leaves non-finite weights, so the next check still catches it)
+        if log_now or self.device.type == "cpu":
+            values = self._host_losses()
+            if not torch.isfinite(values[0]):
+                raise FloatingPointError(
+                    f"non-finite pre-training loss ({float(values[0])}) at step {self.global_step}; "
+                    "the last good checkpoint is kept — lower pretrain.lr or use trainer.precision=32-true"
+                )
+            # Lightning writes step metrics only every log_every_n_steps; each self.log costs ~1 ms
+            # (a BERT-Tiny step is ~60 ms on 2 cores), so log just on those steps
+            if log_now:
+                self._log_step(values)
         return loss
 
-    def _log_step(self, loss, mlm, nsp) -> None:
+    def _host_losses(self) -> torch.Tensor:
+        """The last step's loss, MLM and NSP losses on the host, in one copy."""
+        return torch.stack(self._last).float().cpu()
+
+    def _log_step(self, values: torch.Tensor) -> None:
+        # host tensors: Lightning turns progress-bar metrics into numbers after every batch, and
+        # for a value on the GPU each of those would wait for the step in flight (measured on an
+        # H200: 3 syncs a step, the host no longer running ahead of the GPU)
+        loss, mlm, nsp = values
         self.log_dict(dict(zip(TRAIN_KEYS[:2], (loss, mlm))), prog_bar=True)
         self.log(TRAIN_KEYS[2], nsp, prog_bar=self.pair_task)  # the progress line shows only a trained loss
-        self.log(TRAIN_KEYS[3], self.trainer.optimizers[0].param_groups[0]["lr"])
+        self.log(TRAIN_KEYS[3], _host(self.trainer.optimizers[0].param_groups[0]["lr"]))
 
     def log_last_step(self) -> None:
         """Log the step that ended training (a spent time budget), whatever the logging interval:
         its losses and the learning rate the schedule has now reached."""
         if self._last is not None:
-            self._log_step(*self._last)
+            self._log_step(self._host_losses())
 
     def on_train_batch_start(self, batch, batch_idx):
         data = self.trainer.datamodule
