@@ -37,6 +37,31 @@ def test_pretrain_benchmark_on_cpu_prints_throughput_mfu_and_memory(demo_prepare
     assert all(float(x) > 0 for x in windows.split(":")[-1].split(","))  # the warm run's windows, listed
 
 
+@pytest.mark.slow  # compiles the bare step and runs the pretrain stage twice (~1 min)
+def test_gpu_step_probe_on_cpu_compares_steps_and_reads_the_stage(demo_prepared):
+    _, prepared, _ = demo_prepared
+    args = ["--device", "cpu", "--prepared", str(prepared), "--size", "tiny", "--batch-size", "4", "--quick"]
+    r = subprocess.run(
+        [sys.executable, "benchmarks/gpu_step_probe.py", *args, "--steps", "4", "--warmup", "1", "--window", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0 and "FAILED" not in r.stdout, (r.stdout + r.stderr)[-3000:]
+    rows = {
+        x.split("|")[1].strip(): x for x in r.stdout.splitlines() if x.startswith("| stock") or x.startswith("| ours")
+    }
+    assert set(rows) == {
+        "stock HF bf16 autocast",
+        "ours, varlen attention, compiled",
+        "stock HF bf16 autocast, batch 8",
+        "ours, varlen attention, compiled, batch 8",
+    }
+    assert rows["stock HF bf16 autocast"].split("|")[3].strip() == "1.00x"  # the baseline of every ratio
+    stage = [x for x in r.stdout.splitlines() if x.startswith("stage windows, tokens/s: ")]
+    assert len(stage) == 2 and all(float(x.rsplit("median ", 1)[1]) > 0 for x in stage)  # batch 4 and 8
+
+
 @pytest.mark.slow  # a bare loop and the finetune stage on the demo task, BERT-Tiny (~30 s)
 def test_finetune_steps_benchmark_compares_stage_and_bare_loop(demo_prepared):
     _, prepared, _ = demo_prepared
