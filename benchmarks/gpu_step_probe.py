@@ -42,10 +42,13 @@ SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize
 
 
 def busy(events) -> float:
-    """Seconds the GPU ran kernels (and copies): device events only, not the ops that launched them."""
+    """Seconds the GPU ran kernels (and copies): device events only, neither the ops that launched
+    them nor annotated ranges (`record_function`, Lightning's hooks), as torch's own table counts."""
     import torch
 
-    return sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA) / 1e6
+    cuda = torch.autograd.DeviceType.CUDA
+    device = (e for e in events if e.device_type == cuda and not getattr(e, "is_user_annotation", False))
+    return sum(e.self_device_time_total for e in device) / 1e6
 
 
 class SyncLog:
