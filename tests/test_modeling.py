@@ -101,11 +101,15 @@ def test_unpad_indices_bound_each_row_for_variable_length_attention():
 @pytest.mark.skipif(
     not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] < 8, reason="needs a CUDA GPU, sm80+"
 )
-def test_variable_length_attention_matches_the_padded_one_on_a_gpu():
+def test_variable_length_attention_matches_the_padded_one_on_a_gpu(monkeypatch):
     """FlashAttention over packed rows gives the padded attention's logits and gradients (bf16
-    autocast, dropout off; tolerance: bf16 rounding), and runs only where `_varlen_ok`."""
+    autocast, dropout off; tolerance: bf16 rounding); it runs in every layer when switched on and
+    in none when off, so the comparison is between the two paths."""
     from bertforge.pretraining import model as modeling
 
+    calls = []
+    apply = modeling._FlashVarlen.apply
+    monkeypatch.setattr(modeling._FlashVarlen, "apply", lambda *a: calls.append(1) or apply(*a))
     torch.manual_seed(0)
     model = build_pretraining_model(bert_config(compose(["model=mini"]).model, 500, 0), dropout=0.0).cuda()
     batch = _ragged_batch(500, [37, 9, 21, 4, 37, 30])
@@ -117,8 +121,10 @@ def test_variable_length_attention_matches_the_padded_one_on_a_gpu():
         for varlen in (False, True):
             modeling.VARLEN_ATTENTION = varlen
             model.zero_grad()
+            calls.clear()
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 outs[varlen] = modeling.unpadded_pretraining_forward(model, batch)
+            assert len(calls) == (model.config.num_hidden_layers if varlen else 0)
             (outs[varlen].mlm_logits.float().logsumexp(-1).sum() + outs[varlen].nsp_logits.float().sum()).backward()
             grads[varlen] = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
     finally:
