@@ -30,6 +30,7 @@ from pretrain_vs_hf import (
     PEAK_TFLOPS,
     Recipe,
     flops,
+    forward_recipe,
     model_for,
     our_batches,
     pairs,
@@ -88,26 +89,20 @@ class SyncLog:
         self._catch.__exit__(*exc)
 
 
-def bare(args, cfg, model, batches, place, varlen: bool, compiled: bool) -> Recipe:
+def bare(cfg, model, batches, place, varlen: bool, compiled: bool) -> Recipe:
     import torch
-    import torch.nn.functional as F
 
     from bertforge.pretraining import model as modeling
 
-    forward = modeling.unpadded_pretraining_forward
+    step = modeling.unpadded_pretraining_forward
     if compiled:
-        forward = torch.compile(forward, dynamic=True)
+        step = torch.compile(step, dynamic=True)
 
-    def step_loss(batch):
-        modeling.VARLEN_ATTENTION = varlen
-        with place.autocast():
-            out = forward(model, batch)
-        loss = F.cross_entropy(out.mlm_logits.float(), out.mlm_labels) + F.cross_entropy(
-            out.nsp_logits.float(), batch["next_sentence_label"]
-        )
-        return loss, batch
+    def forward(model, batch):
+        modeling.VARLEN_ATTENTION = varlen  # outside the compiled function: its guards see the switch
+        return step(model, batch)
 
-    return Recipe(cfg, model, batches, step_loss, place.device, fused=True)
+    return forward_recipe(cfg, model, batches, place, forward)
 
 
 def exactness(cfg, tok, batch, place) -> None:
@@ -145,7 +140,6 @@ def exactness(cfg, tok, batch, place) -> None:
 
 
 def kernels(recipe: Recipe, steps: int) -> None:
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
@@ -159,12 +153,10 @@ def kernels(recipe: Recipe, steps: int) -> None:
         f"\nkernels over {steps} steps: wall {wall / steps * 1e3:.1f} ms/step (profiled), GPU busy {gpu / steps * 1e3:.1f} ms/step"
     )
     print(events.table(sort_by="self_device_time_total", row_limit=22, max_name_column_width=70), flush=True)
-    del torch
 
 
 def stage(args, overrides: list[str], with_syncs: bool) -> None:
     """The stage's windows, then a profiler over ten steps past them: syncs per step."""
-    import torch
     from torch.profiler import ProfilerActivity, profile, schedule
 
     from bertforge.pretraining.module import PretrainModule
@@ -208,7 +200,6 @@ def stage(args, overrides: list[str], with_syncs: bool) -> None:
     print(events.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=70), flush=True)
     for where, n in sorted(syncs.counts.items(), key=lambda kv: -kv[1]):
         print(f"syncs in 5 steps: {n} x {where}")
-    del torch
 
 
 def main() -> None:
@@ -272,7 +263,7 @@ def main() -> None:
                 continue
             name = f"ours, {'varlen' if varlen else 'padded'} attention, {'compiled' if compiled else 'eager'}"
             m = model_for(cfg, tok, place.device)
-            recipes[name] = bare(args, cfg, m, batches, place, varlen, compiled)
+            recipes[name] = bare(cfg, m, batches, place, varlen, compiled)
     for name, r in list(recipes.items()):
         t0 = time.perf_counter()
         if attempt(name, lambda r=r: [r.step(i) for i in range(len(batches))]) is None:

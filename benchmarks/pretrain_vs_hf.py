@@ -245,12 +245,15 @@ def our_batches(args, tok, ds, device):
 
 
 def bare_recipe(args, cfg, tok, batches, place, unpad: bool) -> Recipe:
-    import torch.nn.functional as F
-
     from bertforge.pretraining.model import sparse_pretraining_forward, unpadded_pretraining_forward
 
     forward = unpadded_pretraining_forward if unpad else sparse_pretraining_forward
-    model = model_for(cfg, tok, place.device)
+    return forward_recipe(cfg, model_for(cfg, tok, place.device), batches, place, forward)
+
+
+def forward_recipe(cfg, model, batches, place, forward) -> Recipe:
+    """Our step around `forward(model, batch)`: MLM + NSP loss, fused AdamW."""
+    import torch.nn.functional as F
 
     def step_loss(batch):
         with place.autocast():
