@@ -25,8 +25,10 @@ def finetune_settings(overrides: list[str]) -> dict:
     """What a result records of how a stage run with `overrides` fine-tunes (a budget preset sets
     its own rate and epochs), from one composition of the config."""
     from bertforge.config import compose
+    from bertforge.config import finetune_settings as effective
 
-    ft = compose(overrides).finetune
+    cfg = compose(overrides)
+    ft = effective(cfg) if cfg.get("task") is not None else cfg.finetune
     return {
         "finetune_lr": float(ft.lr),
         "finetune_epochs": int(ft.epochs),

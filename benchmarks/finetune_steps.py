@@ -59,8 +59,8 @@ def random_init_dir(cfg, prepared: Path, out: Path) -> Path:
 def bare_loop(args, cfg, init: Path, place) -> list[float]:
     import pytorch_lightning as pl
 
+    from bertforge.config import finetune_settings
     from bertforge.data.tokenization import load_tokenizer
-    from bertforge.finetuning.loop import finetune_settings
     from bertforge.finetuning.module import encode, load_classifier, make_loader, training_loss
     from bertforge.finetuning.tasks import load_task
     from bertforge.pretraining.optim import optimizer_with_schedule

@@ -166,6 +166,9 @@ def test_budget_presets_compose_with_other_choices_and_pass_the_config_checks(pr
     assert (default.lr, default.epochs) == (1e-4, 4)
     cpu = preset.startswith("cpu")
     assert (cfg.finetune.lr, cfg.finetune.epochs) == ((3e-4, 8) if cpu else (default.lr, default.epochs))
+    # SST-2 alone: fresh word embeddings for 4 epochs; every other task the preset's settings
+    per_task = {"sst2": {"reinit_word_embeddings": True, "epochs": 4}} if cpu else {}
+    assert cfg.finetune.per_task == per_task
     if preset == "cpu60":  # cpu15's recipe, stretched to the hour
         base = compose(["+budget=cpu15", "corpus=korean", "tokenizer=korean", "trainer=cpu32"])
         assert cfg.model == base.model and cfg.model.name == "tiny"

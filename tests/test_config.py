@@ -38,6 +38,18 @@ def test_params_seam_selects_task_and_applies_overrides():
         select_task(OmegaConf.create({"tasks": {"demo": {}}}), "rte")
 
 
+def test_a_task_trains_at_finetune_then_its_own_then_the_recipes_per_task_settings():
+    from bertforge.finetuning.loop import finetune_settings
+
+    over = ["finetune.lr=0.5", "finetune.epochs=3", "+task.finetune.epochs=5", "+task.finetune.batch_size=8"]
+    mine = ["+finetune.per_task.rte.batch_size=4", "+finetune.per_task.sst2.lr=0.1"]
+    fc = finetune_settings(compose(["task=rte", *over, *mine]))
+    assert (fc.lr, fc.epochs, fc.batch_size) == (0.5, 5, 4)  # sst2's entry is not rte's
+    fc = finetune_settings(compose(["task=sst2", *over, *mine]))
+    assert (fc.lr, fc.epochs, fc.batch_size) == (0.1, 5, 8)
+    assert finetune_settings(compose(["+budget=cpu60", "task=sst2", "~finetune.per_task.sst2"])).epochs == 8
+
+
 @pytest.mark.parametrize(
     "name,dims",
     [
@@ -196,6 +208,10 @@ def test_every_option_of_every_group_fits_the_schema(group):
         (["finetune.warmup_ratio=1"], r"finetune.warmup_ratio=1: must be in \[0, 1\)"),
         (["pretrain.dropout=1"], r"pretrain.dropout=1: must be in \[0, 1\)"),
         (["tasks=glue", "+tasks.rte.finetune.epochs=0"], r"tasks.rte.finetune.epochs=0: must be >= 1"),
+        (["+finetune.per_task.sst2.epochs=0"], r"finetune.per_task.sst2.epochs=0: must be >= 1"),
+        (["+finetune.per_task.sst2.lrr=1"], r"finetune.per_task.sst2.lrr: not a setting of finetune.per_task.sst2"),
+        (["+finetune.per_task.sst2=3"], r"finetune.per_task.sst2: a mapping is required \(got 3\)"),
+        (["+finetune.per_task.sst2.init=random"], r"finetune.per_task.sst2.init: set for the whole run"),
     ],
 )
 def test_the_schema_names_the_bad_key(overrides, message):

@@ -243,6 +243,8 @@ def test_reinit_word_embeddings_keeps_every_other_pretrained_weight():
         ([], []),
         (["finetune.reinit_word_embeddings=true"], ["| word embeddings | re-initialised (fresh) |"]),
         (["finetune.word_embeddings_lr_scale=8"], ["| word-embedding lr scale | 8 |"]),
+        (["+finetune.per_task.rte.reinit_word_embeddings=true"], ["| word embeddings | re-initialised (fresh) |"]),
+        (["+finetune.per_task.sst2.reinit_word_embeddings=true"], []),  # another task's choice
     ],
 )
 def test_classifier_card_names_how_the_word_embeddings_were_fine_tuned(sets, shown):

@@ -172,5 +172,13 @@ def write_params(path: str | os.PathLike, overrides: list[str] | None = None) ->
     compose_and_dump(path, str(conf_dir()), None, "config", str(root_dir()), overrides or [])
 
 
+def finetune_settings(cfg):
+    """`finetune` with the task's own overrides (`task.finetune`, e.g. more epochs for small tasks),
+    then a recipe's choice for this task (`finetune.per_task.<name>`, e.g. a budget preset's)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.merge(cfg.finetune, cfg.task.finetune, cfg.finetune.per_task.get(cfg.task.name) or {})
+
+
 if __name__ == "__main__":  # python -m bertforge.config [overrides...]  -> params.yaml
     write_params(root_dir() / "params.yaml", sys.argv[1:])

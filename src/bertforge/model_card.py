@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig, ListConfig
 
-from bertforge.config import to_plain
+from bertforge.config import finetune_settings, to_plain
 from bertforge.outputs import read_json, write_text
 
 
@@ -183,7 +183,7 @@ model = AutoModel.from_pretrained("path/to/this/directory")  # encoder + pooler
 
 def classifier_card(cfg, report: dict, labels: list[str] | None, run_id: str | None, tags: dict, place) -> str:
     """The card of `outputs/finetune/<task>/model`: task and data, settings, best-epoch dev results."""
-    task, fc = cfg.task, cfg.finetune
+    task, fc = cfg.task, finetune_settings(cfg)  # as this task was trained
     best = {k: v for k, v in report["best_dev"].items() if k != "epoch"}
     index = [
         {

@@ -112,6 +112,8 @@ class Finetune:
     early_stopping_patience: Optional[int] = MISSING
     reinit_word_embeddings: bool = MISSING
     word_embeddings_lr_scale: float = _bounded(*POSITIVE)
+    # a recipe's choices for single tasks, by task name, over the task's own `finetune` settings
+    per_task: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -328,8 +330,9 @@ def _mapping(value: Any, shape: type | None, where: str) -> DictConfig:
 
 def _check_node(node: DictConfig, schema: type, key: str, missing_hint: str = "", partial: bool = False) -> None:
     """Check `node` (found at `key`) against the dataclass `schema`: no unknown key, every key
-    without a default present (unless `partial`), each value of its type; keys with a default
-    that the node lacks are filled in. Nested dataclasses are checked the same way."""
+    without a default present, each value of its type; keys with a default that the node lacks
+    are filled in. A `partial` node (overrides of some keys) is checked only on the keys it has.
+    Nested dataclasses are checked the same way."""
     hints = typing.get_type_hints(schema)
     known = [f.name for f in dataclasses.fields(schema)]
     unknown = [k for k in node if k not in known]
@@ -340,9 +343,9 @@ def _check_node(node: DictConfig, schema: type, key: str, missing_hint: str = ""
         where = f"{key}.{f.name}"
         # absent; a `???` value (to be set) is left to the reader, whose message says what to set
         if node._get_node(f.name, validate_access=False) is None:
+            if partial:  # overrides of some keys: the rest come from elsewhere
+                continue
             if f.default is MISSING and f.default_factory is dataclasses.MISSING:
-                if partial:
-                    continue
                 raise ConfigError(f"{where}: missing{missing_hint}")
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             with open_dict(node):
@@ -396,6 +399,18 @@ def check_task(node: Any, key: str = "task") -> None:
     _check_node(node.finetune, Finetune, f"{key}.finetune", partial=True)
 
 
+def check_per_task(node: DictConfig, key: str = "finetune.per_task") -> None:
+    """Each task's entry against the finetune group's types; `init` and `per_task` are the run's,
+    not a task's."""
+    for name in node:
+        where = f"{key}.{name}"
+        entry = _mapping(node[name], None, where)
+        for own in ("init", "per_task"):
+            if own in entry:
+                raise ConfigError(f"{where}.{own}: set for the whole run (finetune.{own}), not per task")
+        _check_node(entry, Finetune, where, partial=True)
+
+
 def check_config(cfg: DictConfig) -> None:
     """A missing, unknown or mistyped key anywhere in the config, or a non-integer seed, is one
     ConfigError naming the key; the tasks' optional keys are filled in. Interpolations
@@ -406,6 +421,7 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"{group}: missing (every stage reads the whole config; compose it from conf/)")
         _check_node(node, schema, group, f" (conf/{group}/ defines every {group} key)")
     check_corpus(cfg.get("corpus"))
+    check_per_task(cfg.finetune.per_task)
     for name, task in (cfg.get("tasks") or {}).items():
         check_task(task, f"tasks.{name}")
     if cfg.get("task") is not None:

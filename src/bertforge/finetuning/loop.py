@@ -7,19 +7,12 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from bertforge.config import ConfigError
+from bertforge.config import ConfigError, finetune_settings
 from bertforge.data.tokenization import load_tokenizer, save_tokenizer_dir
 from bertforge.finetuning.module import FinetuneModule, encode, load_classifier, make_loader
 from bertforge.finetuning.tasks import load_task
 from bertforge.hardware import Placement, placement
 from bertforge.trainer import build_trainer
-
-
-def finetune_settings(cfg):
-    """`finetune` with the task's own overrides (`task.finetune`, e.g. more epochs for small tasks)."""
-    from omegaconf import OmegaConf
-
-    return OmegaConf.merge(cfg.finetune, cfg.task.finetune)
 
 
 def check_tokenizer_matches(tokenizer, model, where: Path) -> None:

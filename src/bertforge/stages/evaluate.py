@@ -1,6 +1,6 @@
 """Stage `evaluate@<task>`: dev metrics (for `dvc metrics show`), predictions, confusion matrix."""
 
-from bertforge.config import ConfigError, resolve_path, stage_main, to_plain
+from bertforge.config import ConfigError, finetune_settings, resolve_path, stage_main, to_plain
 from bertforge.outputs import atomic_dir
 from bertforge.tracking import log_metrics_dict, log_task_data, stage_run, write_metrics, write_run_file
 
@@ -16,7 +16,6 @@ def run(cfg):
         write_predictions,
         write_submission,
     )
-    from bertforge.finetuning.loop import finetune_settings
     from bertforge.finetuning.tasks import eval_splits, load_task, predict_splits, selection_splits
     from bertforge.hardware import placement
 

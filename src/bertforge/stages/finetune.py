@@ -4,7 +4,7 @@ architecture from random init as a control) -> HF-format classifier directories.
 import json
 from pathlib import Path
 
-from bertforge.config import ConfigError, resolve_path, stage_main, to_plain
+from bertforge.config import ConfigError, finetune_settings, resolve_path, stage_main, to_plain
 from bertforge.outputs import atomic_dir, read_json, write_json
 from bertforge.tracking import (
     lightning_logger,
@@ -58,7 +58,7 @@ def run(cfg):
     out = resolve_path(cfg.paths.finetuned) / name if job is None else resolve_path(cfg.paths.sweeps) / name / job
     params = {
         "seed": cfg.seed,
-        "finetune": to_plain(cfg.finetune),
+        "finetune": to_plain(finetune_settings(cfg)),  # as this task trains: with its own and per-task settings
         "task": to_plain(cfg.task),
         "trainer": to_plain(cfg.trainer),
     }
