@@ -51,11 +51,11 @@ def test_output_is_identical_for_any_number_of_workers(tmp_path, monkeypatch):
     tok = AutoTokenizer.from_pretrained(tmp_path / "w2" / "tokenizer")
     docs = list(read_corpus(cfg.corpus))
     train, valid = Shard(tmp_path / "w2" / "shards" / "train"), Shard(tmp_path / "w2" / "shards" / "valid")
-    valid_docs = {tuple(tuple(s.tolist()) for s in valid.document(i)) for i in range(valid.num_documents)}
+    valid_docs = {tuple(tuple(s) for s in valid.document(i)) for i in range(valid.num_documents)}
     encoded = [tuple(tuple(tok(s, add_special_tokens=False)["input_ids"]) for s in d) for d in docs]
     in_train = [e for e in encoded if e not in valid_docs]
     assert len(in_train) == train.num_documents == stats[1]["splits"]["train"]["documents"]
-    assert all(tuple(tuple(s.tolist()) for s in train.document(i)) == e for i, e in enumerate(in_train))
+    assert all(tuple(tuple(s) for s in train.document(i)) == e for i, e in enumerate(in_train))
 
 
 def test_reused_tokenizer_from_an_installed_package(tmp_path):
@@ -71,9 +71,7 @@ def test_reused_tokenizer_from_an_installed_package(tmp_path):
     shard = Shard(tmp_path / "out" / "shards" / "train")
     assert shard.tokens.dtype == np.uint16
     first = shard.document(0)[0]
-    assert tok.decode(first.tolist()) == tok.decode(
-        tok(tok.decode(first.tolist()), add_special_tokens=False)["input_ids"]
-    )
+    assert tok.decode(first) == tok.decode(tok(tok.decode(first), add_special_tokens=False)["input_ids"])
     # an uncased BERT vocabulary strips accents, which would break Hangul: refused before any work
     (tmp_path / "ko.txt").write_text(
         "대한민국은 민주공화국이다.\n모든 국민은 평등하다.\n\n국민은 자유롭다.\n", encoding="utf-8"

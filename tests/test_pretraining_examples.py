@@ -22,7 +22,7 @@ def test_nsp_balance_and_negatives_from_other_documents(parts):
     doc_of = {}
     for d in range(shard.num_documents):
         for s in shard.document(d):
-            doc_of.setdefault(tuple(s.tolist()), set()).add(d)
+            doc_of.setdefault(tuple(s), set()).add(d)
     instances = create_instances(shard, 64, 0.1, random.Random(3))
     assert len(instances) > 800
     # The reference algorithm flips a fair coin, except that a chunk of a single sentence (often a
@@ -85,6 +85,29 @@ def test_truncate_seq_pair_trims_longer_side():
     a, b = list(range(50)), list(range(10))
     truncate_seq_pair(a, b, 40, random.Random(0))
     assert len(a) == 30 and len(b) == 10
+
+
+def _reference_truncate(a: list, b: list, max_tokens: int, rng: random.Random) -> None:
+    """Google's `truncate_seq_pair`, one deletion per draw."""
+    while len(a) + len(b) > max_tokens:
+        longer = a if len(a) > len(b) else b
+        if rng.random() < 0.5:
+            del longer[0]
+        else:
+            longer.pop()
+
+
+def test_truncate_seq_pair_cuts_what_the_reference_cuts_with_the_same_draws():
+    cases = random.Random(11)
+    for case in range(500):
+        la, lb, limit = cases.randint(0, 200), cases.randint(0, 200), cases.randint(1, 260)
+        a, b = list(range(la)), list(range(1000, 1000 + lb))
+        ra, rb = list(a), list(b)
+        mine, ref = random.Random(case), random.Random(case)
+        truncate_seq_pair(a, b, limit, mine)
+        _reference_truncate(ra, rb, limit, ref)
+        assert (a, b) == (ra, rb), case
+        assert mine.random() == ref.random()  # the same number of draws: later pairs are unchanged
 
 
 def test_collate_pads_and_masks(parts):

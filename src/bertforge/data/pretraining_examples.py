@@ -32,13 +32,21 @@ NO_PAIR_LABEL = -100  # objective=mlm: ignored by the loss
 
 
 def truncate_seq_pair(a: list, b: list, max_tokens: int, rng: random.Random) -> None:
-    """Trim the longer segment one token at a time, from the front or back at random."""
-    while len(a) + len(b) > max_tokens:
-        longer = a if len(a) > len(b) else b
-        if rng.random() < 0.5:
-            del longer[0]
+    """Trim the longer segment one token at a time, from the front or back at random (the
+    reference's draws, counted first and cut once: deleting from a list's front is linear)."""
+    la, lb = len(a), len(b)
+    cuts = [0, 0, 0, 0]  # a's front, a's back, b's front, b's back
+    while la + lb > max_tokens:
+        side = 0 if la > lb else 2
+        if side == 0:
+            la -= 1
         else:
-            longer.pop()
+            lb -= 1
+        cuts[side + (rng.random() >= 0.5)] += 1
+    if cuts[0] or cuts[1]:
+        a[:] = a[cuts[0] : len(a) - cuts[1]]
+    if cuts[2] or cuts[3]:
+        b[:] = b[cuts[2] : len(b) - cuts[3]]
 
 
 def create_instances(
@@ -62,7 +70,7 @@ def create_instances(
     for doc_index in order:
         document = shard.document(doc_index)
         target = rng.randint(2, max_tokens) if rng.random() < short_seq_prob else max_tokens
-        chunk: list[np.ndarray] = []
+        chunk: list[list[int]] = []
         length = 0
         i = 0
         while i < len(document):
@@ -70,7 +78,7 @@ def create_instances(
             length += len(document[i])
             if i == len(document) - 1 or length >= target:
                 a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
-                tokens_a = [t for seg in chunk[:a_end] for t in seg.tolist()]
+                tokens_a = [t for seg in chunk[:a_end] for t in seg]
                 if len(chunk) == 1 or (objective == "nsp" and rng.random() < 0.5):
                     label = 1
                     other = rng.randrange(n_docs - 1)
@@ -78,12 +86,12 @@ def create_instances(
                     rdoc = shard.document(other)
                     tokens_b: list[int] = []
                     for seg in rdoc[rng.randrange(len(rdoc)) :]:
-                        tokens_b.extend(seg.tolist())
+                        tokens_b.extend(seg)
                         if len(tokens_b) >= target - len(tokens_a):
                             break
                     i -= len(chunk) - a_end  # put the unused sentences back
                 else:
-                    tokens_b = [t for seg in chunk[a_end:] for t in seg.tolist()]
+                    tokens_b = [t for seg in chunk[a_end:] for t in seg]
                     label = 0
                     if objective == "sop" and rng.random() < 0.5:
                         tokens_a, tokens_b, label = tokens_b, tokens_a, 1
@@ -109,7 +117,7 @@ def pack_sentences(shard: Shard, max_tokens: int, rng: random.Random, doc_sep: i
         if current and doc_sep is not None:
             current.append(doc_sep)
         for sent in shard.document(d):
-            sent = sent.tolist()[:max_tokens]
+            sent = sent[:max_tokens]
             if current and len(current) + len(sent) > max_tokens:
                 if current[-1] == doc_sep:
                     current.pop()
