@@ -146,6 +146,22 @@ def test_checkpoint_fingerprint_covers_config_data_and_code(monkeypatch):
     assert base != checkpoints.fingerprint(cfg, "run-a")
 
 
+def test_checkpoints_resume_an_interrupted_run_but_not_a_finished_one(tmp_path):
+    from bertforge.pretraining import checkpoints
+
+    ckpt = tmp_path / "ckpt"
+    assert checkpoints.prepare_checkpoint_dir(ckpt, "fp-a") is None and ckpt.is_dir()  # nothing to resume
+    checkpoints.record_checkpoint_owner(ckpt, "fp-a", "run-1")
+    (ckpt / "last.ckpt").write_bytes(b"state")
+    assert checkpoints.resumable_run(ckpt, "fp-b") is None  # another config, data or code
+    assert checkpoints.prepare_checkpoint_dir(ckpt, "fp-a") == "run-1"  # interrupted: continue it
+    assert (ckpt / "last.ckpt").exists()
+    # exported: its last.ckpt is only the last periodic one, so the same command starts afresh
+    checkpoints.record_checkpoint_owner(ckpt, "fp-a", "run-1", finished=True)
+    assert checkpoints.resumable_run(ckpt, "fp-a") is None
+    assert checkpoints.prepare_checkpoint_dir(ckpt, "fp-a") is None and list(ckpt.iterdir()) == []
+
+
 def test_sequence_length_phases_switch_at_the_configured_step(tmp_path, demo_prepared, tracking, pretrain_run):
     import pytorch_lightning as pl
 

@@ -2,7 +2,9 @@
 
 Checkpoints live in a persistent directory tagged with a fingerprint of everything that shapes
 the maths (config, input data, code); an interrupted run resumes from `last.ckpt` (and its
-MLflow run), a changed config starts afresh.
+MLflow run), a changed config starts afresh, and so does a run whose predecessor finished: its
+`last.ckpt` is only the last periodic one, and resuming it would retrain the end of a finished run
+(under a time budget, differently).
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ def fingerprint(cfg, upstream_run: str | None) -> str:
 
 
 def resumable_run(ckpt_dir: Path, fp: str) -> str | None:
-    """The MLflow run id of checkpoints made under the same fingerprint, if any (reads only)."""
+    """The MLflow run id of an unfinished run's checkpoints made under the same fingerprint, if
+    any (reads only)."""
     state = ckpt_dir / "state.json"
-    if state.exists() and read_json(state).get("fingerprint") == fp and (ckpt_dir / "last.ckpt").exists():
-        return read_json(state).get("run_id") or ""
-    return None
+    if not (state.exists() and (ckpt_dir / "last.ckpt").exists()):
+        return None
+    owner = read_json(state)
+    return owner.get("run_id") or "" if owner.get("fingerprint") == fp and not owner.get("finished") else None
 
 
 def prepare_checkpoint_dir(ckpt_dir: Path, fp: str) -> str | None:
@@ -50,5 +54,8 @@ def prepare_checkpoint_dir(ckpt_dir: Path, fp: str) -> str | None:
     return None
 
 
-def record_checkpoint_owner(ckpt_dir: Path, fp: str, run_id: str) -> None:
-    write_json(ckpt_dir / "state.json", {"fingerprint": fp, "run_id": run_id})
+def record_checkpoint_owner(ckpt_dir: Path, fp: str, run_id: str, finished: bool = False) -> None:
+    """Who owns the checkpoints; `finished` once the run has exported its model."""
+    write_json(
+        ckpt_dir / "state.json", {"fingerprint": fp, "run_id": run_id, **({"finished": True} if finished else {})}
+    )

@@ -65,6 +65,7 @@ def run(cfg):
             {f"pretrain/{k}": metrics[k] for k in ("mlm_accuracy", "nsp_accuracy") if k in metrics},
         )
         write_metrics(resolve_path(cfg.paths.metrics) / "pretrain.json", metrics, place)
+    record_checkpoint_owner(ckpt, fp, mlrun.info.run_id, finished=True)  # exported: the same command trains afresh
     print(
         f"pretrained BERT-{cfg.model.name}: held-out MLM accuracy {metrics['mlm_accuracy']:.3f} "
         f"(unigram baseline {metrics['unigram_accuracy']:.3f})"
