@@ -39,7 +39,9 @@ def resumable_run(ckpt_dir: Path, fp: str) -> str | None:
     if not (state.exists() and (ckpt_dir / "last.ckpt").exists()):
         return None
     owner = read_json(state)
-    return owner.get("run_id") or "" if owner.get("fingerprint") == fp and not owner.get("finished") else None
+    if owner.get("fingerprint") != fp or owner.get("finished"):
+        return None
+    return owner.get("run_id") or ""
 
 
 def prepare_checkpoint_dir(ckpt_dir: Path, fp: str) -> str | None:
