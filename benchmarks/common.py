@@ -25,7 +25,7 @@ def finetune_settings(overrides: list[str]) -> dict:
     """What a result records of how a stage run with `overrides` fine-tunes (a budget preset sets
     its own rate and epochs), from one composition of the config."""
     from bertforge.config import compose
-    from bertforge.config import finetune_settings as effective
+    from bertforge.config import finetune_settings as effective  # this module's name is taken
 
     cfg = compose(overrides)
     ft = effective(cfg) if cfg.get("task") is not None else cfg.finetune

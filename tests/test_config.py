@@ -39,7 +39,7 @@ def test_params_seam_selects_task_and_applies_overrides():
 
 
 def test_a_task_trains_at_finetune_then_its_own_then_the_recipes_per_task_settings():
-    from bertforge.finetuning.loop import finetune_settings
+    from bertforge.config import finetune_settings
 
     over = ["finetune.lr=0.5", "finetune.epochs=3", "+task.finetune.epochs=5", "+task.finetune.batch_size=8"]
     mine = ["+finetune.per_task.rte.batch_size=4", "+finetune.per_task.sst2.lr=0.1"]
@@ -212,6 +212,7 @@ def test_every_option_of_every_group_fits_the_schema(group):
         (["+finetune.per_task.sst2.lrr=1"], r"finetune.per_task.sst2.lrr: not a setting of finetune.per_task.sst2"),
         (["+finetune.per_task.sst2=3"], r"finetune.per_task.sst2: a mapping is required \(got 3\)"),
         (["+finetune.per_task.sst2.init=random"], r"finetune.per_task.sst2.init: set for the whole run"),
+        (["task=rte", "+task.finetune.init=random"], r"task.finetune.init: set for the whole run"),
     ],
 )
 def test_the_schema_names_the_bad_key(overrides, message):

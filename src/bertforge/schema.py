@@ -396,19 +396,24 @@ def check_task(node: Any, key: str = "task") -> None:
     _check_node(node, TASK_SOURCES[source], key)
     if source != "demo" and node[source] is None:
         raise ConfigError(f"{key}.{source}: missing (a task with source {source} reads it)")
-    _check_node(node.finetune, Finetune, f"{key}.finetune", partial=True)
+    _check_task_finetune(node.finetune, f"{key}.finetune")
 
 
 def check_per_task(node: DictConfig, key: str = "finetune.per_task") -> None:
-    """Each task's entry against the finetune group's types; `init` and `per_task` are the run's,
-    not a task's."""
+    """Each task's entry, as a task's own `finetune` settings are checked."""
     for name in node:
-        where = f"{key}.{name}"
-        entry = _mapping(node[name], None, where)
-        for own in ("init", "per_task"):
-            if own in entry:
-                raise ConfigError(f"{where}.{own}: set for the whole run (finetune.{own}), not per task")
-        _check_node(entry, Finetune, where, partial=True)
+        _check_task_finetune(node[name], f"{key}.{name}")
+
+
+def _check_task_finetune(node: Any, where: str) -> None:
+    """`finetune` settings for one task (`task.finetune`, `finetune.per_task.<name>`) against the
+    finetune group's types; `init` and `per_task` are the run's, not a task's (the stage reads
+    them from `finetune` alone, so a task's would be ignored)."""
+    entry = _mapping(node, None, where)
+    for own in ("init", "per_task"):
+        if own in entry:
+            raise ConfigError(f"{where}.{own}: set for the whole run (finetune.{own}), not per task")
+    _check_node(entry, Finetune, where, partial=True)
 
 
 def check_config(cfg: DictConfig) -> None:
