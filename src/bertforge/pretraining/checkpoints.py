@@ -58,6 +58,4 @@ def prepare_checkpoint_dir(ckpt_dir: Path, fp: str) -> str | None:
 
 def record_checkpoint_owner(ckpt_dir: Path, fp: str, run_id: str, finished: bool = False) -> None:
     """Who owns the checkpoints; `finished` once the run has exported its model."""
-    write_json(
-        ckpt_dir / "state.json", {"fingerprint": fp, "run_id": run_id, **({"finished": True} if finished else {})}
-    )
+    write_json(ckpt_dir / "state.json", {"fingerprint": fp, "run_id": run_id, "finished": finished})
