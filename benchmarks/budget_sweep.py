@@ -14,6 +14,7 @@ fine-tuned on GLUE next to the same architecture from random initialisation.
     python benchmarks/budget_sweep.py pretrain --minutes 5 --only preset:gpu5     # on a GPU
     python benchmarks/budget_sweep.py finetune --minutes 5 --only preset:gpu5 --tasks rte stsb
     python benchmarks/budget_sweep.py finetune --minutes 60 --only preset:cpu60 --seeds 42 13 7 --set finetune.lr=1e-3
+    python benchmarks/budget_sweep.py pretrain --minutes 60 --only preset:cpu60 --replay "$(another machine's replay line)"
     python benchmarks/budget_sweep.py report                      # the tables again, and each init at its best lr
 
 Results are appended to benchmarks/results/budget_sweep.jsonl (one line per run, with the
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,17 +110,21 @@ CANDIDATES = {
 }
 
 
-def label(name: str, d: Data) -> str:
-    """The run's name in the results: the candidate, with corpus and vocabulary when not the sweep's."""
-    return f"{name}@{d.variant}" if d.variant else name
+def label(name: str, d: Data, replay: list[str] = ()) -> str:
+    """The run's name in the results: the candidate, with corpus and vocabulary when not the sweep's,
+    and the step count of a replayed schedule (`--replay`)."""
+    steps = [f"replay{o.split('=', 1)[1]}" for o in replay if o.startswith("pretrain.max_steps=")]
+    suffix = "-".join(p for p in (d.variant, *steps) if p)
+    return f"{name}@{suffix}" if suffix else name
 
 
-def run_overrides(name: str, minutes: float, common: list[str], d: Data) -> list[str]:
+def run_overrides(name: str, minutes: float, common: list[str], d: Data, replay: list[str] = ()) -> list[str]:
     if name.startswith("preset:"):
         recipe = [f"+budget={name.split(':', 1)[1]}"]
     else:
         recipe = [*CANDIDATES[name], f"pretrain.budget_minutes={minutes:g}"]
-    out = f"outputs/real/budget/{label(name, d).replace(':', '-').replace('@', '-')}-{minutes:g}min"
+    recipe += replay  # after the recipe: its step schedule replaces the budget
+    out = f"outputs/real/budget/{label(name, d, replay).replace(':', '-').replace('@', '-')}-{minutes:g}min"
     paths = [
         f"paths.checkpoints={out}/ckpt",
         f"paths.pretrained={out}/model",
@@ -134,15 +140,15 @@ def _out(overrides: list[str], key: str) -> Path:
     return ROOT / next(o.split("=", 1)[1] for o in overrides if o.startswith(f"paths.{key}="))
 
 
-def pretrain(name: str, minutes: float, machine: str, common: list[str], d: Data) -> None:
-    over = run_overrides(name, minutes, common, d)
+def pretrain(name: str, minutes: float, machine: str, common: list[str], d: Data, replay: list[str]) -> None:
+    over = run_overrides(name, minutes, common, d, replay)
     t0 = time.perf_counter()
     run_stage("pretrain", over)
     m = json.loads((_out(over, "metrics") / "pretrain.json").read_text())
     keep = ("mlm_accuracy", "unigram_accuracy", "nsp_accuracy", "mlm_loss", "steps", "tokens", "train_minutes")
     record = {
         "kind": "pretrain",
-        "name": label(name, d),
+        "name": label(name, d, replay),
         "minutes": minutes,
         "stage_wall_minutes": (time.perf_counter() - t0) / 60,
     }
@@ -160,8 +166,9 @@ def finetune(
     sets: list[str],
     common: list[str],
     d: Data,
+    replay: list[str],
 ) -> None:
-    over = run_overrides(name, minutes, common, d)
+    over = run_overrides(name, minutes, common, d, replay)
     for task in tasks:
         for seed in seeds:
             extra = [f"task={task}", "task.random_init_control=true", f"seed={seed}", *sets]
@@ -174,7 +181,7 @@ def finetune(
                 RESULTS,
                 {
                     "kind": "finetune",
-                    "name": label(name, d),
+                    "name": label(name, d, replay),
                     "minutes": minutes,
                     "task": task,
                     "seed": seed,
@@ -241,7 +248,16 @@ def main() -> None:
     ap.add_argument("--corpus", default=DEFAULT_CORPUS, help="a conf/corpus profile, e.g. books_wiki")
     ap.add_argument("--vocab", type=int, default=DEFAULT_VOCAB, help="WordPiece vocabulary size")
     ap.add_argument("--set-all", nargs="*", default=[], help="overrides for every stage, e.g. paths.shared_data=DIR")
+    ap.add_argument(
+        "--replay",
+        default="",
+        help="a budgeted run's `replay` overrides (its results line, metrics/pretrain.json or model card): "
+        "train its step count and schedule, e.g. another machine's run, under a name of its own",
+    )
     args = ap.parse_args()
+    replay = shlex.split(args.replay)
+    if replay and not any(o.startswith("pretrain.max_steps=") for o in replay):
+        ap.error(f"--replay {args.replay!r}: needs pretrain.max_steps=N (a run's `replay` line)")
     if args.action == "report":
         return report()
     d = Data(args.corpus, args.vocab)
@@ -251,9 +267,9 @@ def main() -> None:
     machine = print_header(next((o.split("=", 1)[1] for o in args.set_all if o.startswith("trainer=")), "auto"))
     for name in args.only or list(CANDIDATES):
         if args.action == "pretrain":
-            pretrain(name, args.minutes, machine, args.set_all, d)
+            pretrain(name, args.minutes, machine, args.set_all, d, replay)
         else:
-            finetune(name, args.minutes, args.tasks, args.seeds, machine, args.set, args.set_all, d)
+            finetune(name, args.minutes, args.tasks, args.seeds, machine, args.set, args.set_all, d, replay)
     report()
 
 

@@ -156,6 +156,14 @@ def test_budget_sweep_keeps_each_corpus_and_vocabulary_apart(monkeypatch):
         "outputs/real/budget/preset-cpu60-vocab4k-60min/model",
     )
     assert paths(Data(vocab=4500))[2] == "outputs/real/prepare_vocab4500"
+    # another machine's run replayed by steps: its own name and directory, the sweep's shards, and
+    # its schedule after the preset's, so that the step count replaces the budget
+    replay = ["pretrain.budget_minutes=null", "pretrain.max_steps=19417", "pretrain.warmup_steps=1937"]
+    over = run_overrides("preset:cpu60", 60, [], Data(), replay)
+    assert label("preset:cpu60", Data(vocab=4000), replay) == "preset:cpu60@vocab4k-replay19417"
+    assert "paths.prepared=outputs/real/prepare" in over
+    assert "paths.pretrained=outputs/real/budget/preset-cpu60-replay19417-60min/model" in over
+    assert over.index("+budget=cpu60") < over.index("pretrain.budget_minutes=null")
 
 
 def test_budget_sweep_tells_machines_apart(monkeypatch):
