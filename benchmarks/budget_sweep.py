@@ -27,6 +27,7 @@ import argparse
 import json
 import shlex
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +111,7 @@ CANDIDATES = {
 }
 
 
-def label(name: str, d: Data, replay: list[str] = ()) -> str:
+def label(name: str, d: Data, replay: Sequence[str] = ()) -> str:
     """The run's name in the results: the candidate, with corpus and vocabulary when not the sweep's,
     and the step count of a replayed schedule (`--replay`)."""
     steps = [f"replay{o.split('=', 1)[1]}" for o in replay if o.startswith("pretrain.max_steps=")]
@@ -118,7 +119,7 @@ def label(name: str, d: Data, replay: list[str] = ()) -> str:
     return f"{name}@{suffix}" if suffix else name
 
 
-def run_overrides(name: str, minutes: float, common: list[str], d: Data, replay: list[str] = ()) -> list[str]:
+def run_overrides(name: str, minutes: float, common: list[str], d: Data, replay: Sequence[str] = ()) -> list[str]:
     if name.startswith("preset:"):
         recipe = [f"+budget={name.split(':', 1)[1]}"]
     else:
