@@ -38,6 +38,7 @@ from common import (
     finetune_settings,
     machine_class,
     mean_sd,
+    override_value,
     print_header,
     read_jsonl,
     run_stage,
@@ -114,8 +115,8 @@ CANDIDATES = {
 def label(name: str, d: Data, replay: Sequence[str] = ()) -> str:
     """The run's name in the results: the candidate, with corpus and vocabulary when not the sweep's,
     and the step count of a replayed schedule (`--replay`)."""
-    steps = [f"replay{o.split('=', 1)[1]}" for o in replay if o.startswith("pretrain.max_steps=")]
-    suffix = "-".join(p for p in (d.variant, *steps) if p)
+    steps = override_value(replay, "pretrain.max_steps")
+    suffix = "-".join(p for p in (d.variant, steps and f"replay{steps}") if p)
     return f"{name}@{suffix}" if suffix else name
 
 
@@ -138,7 +139,7 @@ def run_overrides(name: str, minutes: float, common: list[str], d: Data, replay:
 
 
 def _out(overrides: list[str], key: str) -> Path:
-    return ROOT / next(o.split("=", 1)[1] for o in overrides if o.startswith(f"paths.{key}="))
+    return ROOT / override_value(overrides, f"paths.{key}")
 
 
 def pretrain(name: str, minutes: float, machine: str, common: list[str], d: Data, replay: list[str]) -> None:
@@ -257,7 +258,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     replay = shlex.split(args.replay)
-    if replay and not any(o.startswith("pretrain.max_steps=") for o in replay):
+    if replay and override_value(replay, "pretrain.max_steps") is None:
         ap.error(f"--replay {args.replay!r}: needs pretrain.max_steps=N (a run's `replay` line)")
     if args.action == "report":
         return report()
@@ -265,7 +266,7 @@ def main() -> None:
     if args.action == "prepare":  # the vocabulary and shards, once per corpus and vocabulary size
         logs = [f"paths.{k}=outputs/real/budget/prepare-{d.variant or d.corpus}/{k}" for k in ("metrics", "plots")]
         return run_stage("prepare", [*data(d), *logs, *args.set_all])
-    machine = print_header(next((o.split("=", 1)[1] for o in args.set_all if o.startswith("trainer=")), "auto"))
+    machine = print_header(override_value(args.set_all, "trainer", "auto"))
     for name in args.only or list(CANDIDATES):
         if args.action == "pretrain":
             pretrain(name, args.minutes, machine, args.set_all, d, replay)

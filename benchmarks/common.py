@@ -9,6 +9,7 @@ import re
 import statistics
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,19 +54,20 @@ def mean_sd(values: list[float]) -> tuple[float, str]:
     return mean, f"{mean:.3f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
 
 
+def override_value(overrides: Sequence[str], key: str, default: str | None = None) -> str | None:
+    """The value a list of Hydra overrides gives `key`: the last `key=` wins, as in Hydra."""
+    values = [o.split("=", 1)[1] for o in overrides if o.startswith(f"{key}=")]
+    return values[-1] if values else default
+
+
 def finetune_label(record: dict) -> str:
     """How a fine-tuning result was trained: its lr, epochs where not the default 4, then any other
     override. Rows written before the lr and epochs were recorded ran at their `finetune.lr=` /
     `finetune.epochs=` override or else the defaults of the time, 1e-4 and 4 epochs."""
     sets = record.get("finetune_overrides", [])
-
-    def overridden(key: str, default):
-        values = [s.split("=", 1)[1] for s in sets if s.startswith(f"finetune.{key}=")]
-        return values[-1] if values else default
-
-    lr = record.get("finetune_lr") or float(overridden("lr", 1e-4))
-    epochs = record.get("finetune_epochs") or int(overridden("epochs", 4))
-    fresh = record.get("reinit_word_embeddings") or overridden("reinit_word_embeddings", "false") == "true"
+    lr = record.get("finetune_lr") or float(override_value(sets, "finetune.lr", "1e-4"))
+    epochs = record.get("finetune_epochs") or int(override_value(sets, "finetune.epochs", "4"))
+    fresh = record.get("reinit_word_embeddings") or override_value(sets, "finetune.reinit_word_embeddings") == "true"
     rest = [
         s for s in sets if not s.startswith(("finetune.lr=", "finetune.epochs=", "finetune.reinit_word_embeddings="))
     ]
