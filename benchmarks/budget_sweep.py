@@ -14,7 +14,7 @@ fine-tuned on GLUE next to the same architecture from random initialisation.
     python benchmarks/budget_sweep.py pretrain --minutes 5 --only preset:gpu5     # on a GPU
     python benchmarks/budget_sweep.py finetune --minutes 5 --only preset:gpu5 --tasks rte stsb
     python benchmarks/budget_sweep.py finetune --minutes 60 --only preset:cpu60 --seeds 42 13 7 --set finetune.lr=1e-3
-    python benchmarks/budget_sweep.py pretrain --minutes 60 --only preset:cpu60 --replay "$(another machine's replay line)"
+    python benchmarks/budget_sweep.py pretrain --minutes 60 --only preset:cpu60 --replay "<another run's replay line>"
     python benchmarks/budget_sweep.py report                      # the tables again, and each init at its best lr
 
 Results are appended to benchmarks/results/budget_sweep.jsonl (one line per run, with the
