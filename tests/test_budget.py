@@ -4,11 +4,13 @@ step advances it by 2 seconds, so a 1-minute budget is spent at a known step."""
 import csv
 import math
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
+import torch
 
 from bertforge.config import ConfigError, compose
-from bertforge.pretraining.budget import fraction_schedule
+from bertforge.pretraining.budget import CLOCK_FILE, fraction_schedule
 
 PEAK = 1e-3  # the default pretrain.lr
 BUDGET = ["pretrain.budget_minutes=1", "pretrain.warmup_fraction=0.1", "pretrain.log_every_n_steps=10"]
@@ -94,11 +96,18 @@ def test_a_resumed_run_keeps_the_budget_it_already_spent(tmp_path, demo_prepared
     assert metrics["train_minutes"] == pytest.approx((20 + 20 * TICK) / 60)
     rows = _rows(tmp_path / "r" / "plots" / "train.csv")
     assert [int(r["step"]) for r in rows] == [10, 20, 30, 31] and float(rows[-1]["train/lr"]) == 0.0
+    # the recorded clock is the whole run's: the checkpoint's steps 0..9, then the resumed ones
+    recorded = np.load(tmp_path / "r" / "model" / CLOCK_FILE)
+    assert recorded.tolist() == pytest.approx([min(1.0, TICK * k / 60) for k in range(31)], abs=1e-12)
 
 
-def test_budget_phases_switch_at_their_fraction_of_the_budget(tmp_path, demo_prepared, tracking, pretrain_run):
+def test_budget_phases_switch_at_their_fraction_and_a_recorded_clock_replays_the_run_exactly(
+    tmp_path, demo_prepared, tracking, pretrain_run
+):
     """Half the budget at 32 tokens, half at 64: step 15 reads f = 0.5, so steps 0..15 are the
-    first phase and the next epoch, from step 16, is built at 64 tokens."""
+    first phase and the next epoch, from step 16, is built at 64 tokens. The run records each
+    step's fraction; replayed from that record under a clock 2.5x slower (whose own budget would
+    end at step 12), the same command trains the same 31 steps, phases and rates: the same weights."""
     widths: dict[int, int] = {}
 
     class Widths(pl.Callback):
@@ -108,12 +117,28 @@ def test_budget_phases_switch_at_their_fraction_of_the_budget(tmp_path, demo_pre
     phases = (
         "pretrain.phases=[{fraction:0.5,max_seq_length:32,max_predictions_per_seq:5},{fraction:0.5,max_seq_length:64}]"
     )
-    metrics, _ = _budget_run(pretrain_run, tmp_path, demo_prepared[1], "p", [phases], [Widths()])
+    metrics, weights = _budget_run(pretrain_run, tmp_path, demo_prepared[1], "p", [phases], [Widths()])
     assert sorted(widths) == list(range(31)) and metrics["steps"] == 31
     assert max(widths[s] for s in range(16)) <= 32 < max(widths[s] for s in range(16, 31)) <= 64
     assert metrics["replay"].endswith(
         "pretrain.phases=[{steps:16,max_seq_length:32,max_predictions_per_seq:5},{steps:15,max_seq_length:64}]"
     )
+    recorded = np.load(tmp_path / "p" / "model" / CLOCK_FILE)
+    assert recorded.tolist() == pytest.approx([min(1.0, TICK * k / 60) for k in range(31)], abs=1e-12)
+
+    slow = FakeClock(0.0)
+
+    class SlowTick(pl.Callback):
+        def on_train_batch_end(self, *args):
+            slow.t += 2.5 * TICK
+
+    replay = [*BUDGET, phases, f"pretrain.budget_clock={tmp_path / 'p' / 'model'}"]
+    again, replayed = pretrain_run(tmp_path, demo_prepared[1], "q", replay, [SlowTick()], clock=slow)
+    assert again["steps"] == 31 and again["tokens"] == metrics["tokens"]
+    assert again["train_minutes"] == pytest.approx(30 * 2.5 * TICK / 60)  # its own wall time (read at the stop)
+    assert sorted(replayed) == sorted(weights) and all(torch.equal(replayed[k], weights[k]) for k in weights)
+    assert (tmp_path / "q" / "plots" / "train.csv").read_text() == (tmp_path / "p" / "plots" / "train.csv").read_text()
+    assert np.array_equal(np.load(tmp_path / "q" / "model" / CLOCK_FILE), recorded)
 
 
 @pytest.mark.parametrize(
@@ -139,6 +164,30 @@ def test_impossible_budget_settings_fail_before_training(tmp_path, demo_prepared
         check_pretrain_config(
             compose(["corpus.num_documents=300", "tokenizer.vocab_size=3000", *overrides]), demo_prepared[1]
         )
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "not a recorded budget clock"),
+        (np.array([0.0, 0.5, 0.4, 1.0]), "step 2 reads less than step 1"),
+        (np.array([0.0, 0.5, 0.9]), "ends at 0.900 of the budget: the recorded run did not finish"),
+        (np.array([0.0, 1.5]), r"step 1 reads 1.5, not a fraction"),
+        (np.zeros((2, 2)), "expected a 1-D float array"),
+        (np.array([{"a": 1}], dtype=object), "not a recorded budget clock"),  # pickles are refused
+    ],
+)
+def test_a_bad_budget_clock_file_is_one_error_naming_the_key(tmp_path, content, message):
+    from bertforge.pretraining.budget import load_budget_clock
+
+    path = tmp_path / CLOCK_FILE
+    if content is not None:
+        np.save(path, content, allow_pickle=True)
+    pc = compose(["pretrain.budget_minutes=1", f"pretrain.budget_clock={path}"]).pretrain
+    with pytest.raises(ConfigError, match=f"pretrain.budget_clock={path}: {message}"):
+        load_budget_clock(pc)
+    with pytest.raises(ConfigError, match="needs pretrain.budget_minutes"):
+        load_budget_clock(compose([f"pretrain.budget_clock={path}"]).pretrain)
 
 
 @pytest.mark.parametrize("preset", ["cpu15", "cpu60", "gpu5"])

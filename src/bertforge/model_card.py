@@ -131,8 +131,10 @@ as a sentence encoder. It is a research artefact: check its results below before
                 "learning rate": pc.lr,
                 **(
                     {
-                        "time budget": f"{pc.budget_minutes:g} min ({metrics['train_minutes']:.1f} min trained); "
-                        f"replay by steps: `{metrics['replay']}`",
+                        "time budget": f"{pc.budget_minutes:g} min ({metrics['train_minutes']:.1f} min trained"
+                        + (f", replaying `{pc.budget_clock}`" if pc.budget_clock else "")
+                        + "); exact replay: the same command with `pretrain.budget_clock=<this directory>`; "
+                        f"by steps alone (a straight schedule): `{metrics['replay']}`",
                         "warmup": f"{pc.warmup_fraction:.0%} of the budget",
                     }
                     if pc.budget_minutes is not None

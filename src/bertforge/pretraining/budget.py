@@ -8,14 +8,55 @@ exactly when the time is up, whatever the machine's speed (as in Cramming, Geipi
 validation and checkpoints included; start-up (imports, data, model build) and the final
 validation and export do not, nor the validation Lightning runs once the budget is spent. The spent time is checkpointed, so a resumed run continues the
 budget instead of getting a fresh one (time lost after the last checkpoint is not counted).
+
+Every budgeted run records the fraction each optimizer step read (`budget_clock.npy` beside the
+exported model). Given back as `pretrain.budget_clock`, the same command replays that run exactly,
+step for step, on any machine: the learning rate, the phase switches and the stop follow the
+recorded fractions instead of this machine's clock. (The step-count replay in `replay_overrides`
+needs no file, but its schedule is a straight line by steps: it drifts wherever the original's
+step rate varied, e.g. slower steps at a longer sequence phase.)
 """
 
 from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
+
+from bertforge.config import ConfigError, resolve_path
+
+CLOCK_FILE = "budget_clock.npy"
+
+
+def load_budget_clock(pc) -> np.ndarray | None:
+    """`pretrain.budget_clock`: the per-step budget fractions a finished budgeted run recorded,
+    checked (None when the key is null)."""
+    if pc.budget_clock is None:
+        return None
+    key = f"pretrain.budget_clock={pc.budget_clock}"
+    if pc.budget_minutes is None:
+        raise ConfigError(f"{key}: needs pretrain.budget_minutes (replay the budgeted run's own command with it)")
+    path = resolve_path(pc.budget_clock)
+    if path.is_dir():
+        path = path / CLOCK_FILE
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{key}: not a recorded budget clock ({CLOCK_FILE}): {e}") from None
+    if f.ndim != 1 or f.size == 0 or f.dtype.kind != "f":
+        raise ConfigError(f"{key}: expected a 1-D float array of per-step fractions, got {f.dtype} {f.shape}")
+    bad = np.flatnonzero(~np.isfinite(f) | (f < 0) | (f > 1))
+    if bad.size:
+        raise ConfigError(f"{key}: step {bad[0]} reads {f[bad[0]]}, not a fraction in [0, 1]")
+    back = np.flatnonzero(np.diff(f) < 0)
+    if back.size:
+        raise ConfigError(f"{key}: step {back[0] + 1} reads less than step {back[0]}: a clock never runs backwards")
+    if f[-1] < 1.0:
+        raise ConfigError(f"{key}: ends at {f[-1]:.3f} of the budget: the recorded run did not finish")
+    return f
 
 
 def fraction_schedule(warmup_fraction: float, schedule: str = "linear"):
@@ -37,11 +78,19 @@ class TrainingClock(pl.Callback):
     and the stop decision see the same reading), and training stops after the step that spends it.
     Under data parallelism rank 0's reading is broadcast, so every rank steps and stops alike."""
 
-    def __init__(self, minutes: float | None = None, warmup_fraction: float = 0.0, clock=time.monotonic):
+    def __init__(
+        self,
+        minutes: float | None = None,
+        warmup_fraction: float = 0.0,
+        clock=time.monotonic,
+        recorded: np.ndarray | None = None,
+    ):
         self.seconds = None if minutes is None else float(minutes) * 60
         self.warmup_fraction, self.clock = float(warmup_fraction), clock
+        self.recorded = recorded  # a replay: the fraction each step read in the recorded run
         self.spent_before, self._t0, self._stopped_at = 0.0, None, None
         self.fraction = 0.0
+        self.readings: list[float] = []  # the fraction each optimizer step read, by step
         self.warmup_end_step: int | None = None
         self.phase_starts: list[int] = []  # the step each budget phase began at (for a replay by steps)
 
@@ -57,14 +106,16 @@ class TrainingClock(pl.Callback):
             "elapsed_s": self.elapsed(),
             "warmup_end_step": self.warmup_end_step,
             "phase_starts": list(self.phase_starts),
+            "readings": list(self.readings),
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.spent_before = float(state["elapsed_s"])
         self.warmup_end_step = state.get("warmup_end_step")
         self.phase_starts = list(state.get("phase_starts", []))
+        self.readings = list(state.get("readings", []))
         if self.budgeted:
-            self.fraction = min(1.0, self.spent_before / self.seconds)
+            self.fraction = self.readings[-1] if self.readings else min(1.0, self.spent_before / self.seconds)
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._t0 = self.clock()
@@ -72,10 +123,16 @@ class TrainingClock(pl.Callback):
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if not self.budgeted:
             return
-        f = min(1.0, self.elapsed() / self.seconds)
-        if trainer.world_size > 1:
-            f = trainer.strategy.broadcast(f)
+        step = trainer.global_step
+        if self.recorded is not None:  # (every rank reads the same file)
+            f = float(self.recorded[step]) if step < len(self.recorded) else 1.0
+        else:
+            f = min(1.0, self.elapsed() / self.seconds)
+            if trainer.world_size > 1:
+                f = trainer.strategy.broadcast(f)
         self.fraction = f
+        del self.readings[step:]  # (a step retried after a resume replaces its reading)
+        self.readings.append(f)
         if self.warmup_end_step is None and f >= self.warmup_fraction:
             self.warmup_end_step = trainer.global_step
 
@@ -89,7 +146,12 @@ class TrainingClock(pl.Callback):
         self.spent_before, self._t0 = self._stopped_at if self._stopped_at is not None else self.elapsed(), None
 
     def describe(self) -> str:
-        return f"budget {100 * self.fraction:.0f}% of {self.seconds / 60:g} min"
+        replayed = "replayed " if self.recorded is not None else ""
+        return f"{replayed}budget {100 * self.fraction:.0f}% of {self.seconds / 60:g} min"
+
+    def save_readings(self, directory: Path) -> None:
+        """Write the run's clock (`CLOCK_FILE`), which `pretrain.budget_clock` replays exactly."""
+        np.save(directory / CLOCK_FILE, np.asarray(self.readings, dtype=np.float64))
 
     def lr_factor(self, schedule: str):
         """The LambdaLR function of budget mode: the step number is ignored, the fraction decides."""

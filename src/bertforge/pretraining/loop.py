@@ -17,7 +17,7 @@ from bertforge.data.pretraining_examples import check_example_config
 from bertforge.data.shards import Shard
 from bertforge.data.tokenization import load_tokenizer, save_tokenizer_dir
 from bertforge.hardware import Placement, placement
-from bertforge.pretraining.budget import TrainingClock
+from bertforge.pretraining.budget import TrainingClock, load_budget_clock
 from bertforge.pretraining.datamodule import PretrainData, check_phases
 from bertforge.pretraining.model import bert_config, build_pretraining_model
 from bertforge.pretraining.module import TRAIN_KEYS, CurveWriter, PretrainModule, val_keys
@@ -55,6 +55,7 @@ def check_pretrain_config(cfg, prepared: Path):
     check_optim_config(pc)
     check_example_config(pc)
     check_phases(pc)
+    load_budget_clock(pc)
     if not (prepared / "tokenizer").is_dir() or not (prepared / "shards" / "train").is_dir():
         raise ConfigError(
             f"paths.prepared: {prepared} holds no prepared corpus; run the prepare stage first (dvc repro prepare)"
@@ -109,7 +110,7 @@ def pretrain(
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # reproducible initialisation
     model = build_pretraining_model(config, pc.dropout)
     budget = pc.budget_minutes
-    timer = TrainingClock(budget, pc.warmup_fraction, clock=clock)
+    timer = TrainingClock(budget, pc.warmup_fraction, clock=clock, recorded=load_budget_clock(pc))
     data = PretrainData(
         prepared / "shards",
         special,
@@ -183,6 +184,7 @@ def pretrain(
         train_minutes=timer.elapsed() / 60,
     )
     if budget is not None:
+        timer.save_readings(out_dir)
         metrics.update(
             budget_minutes=float(budget),
             warmup_end_step=timer.warmup_end_step if timer.warmup_end_step is not None else metrics["steps"],

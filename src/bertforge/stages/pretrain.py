@@ -22,6 +22,7 @@ def run(cfg):
 
     from bertforge.hardware import placement
     from bertforge.model_card import pretrained_card, write_card
+    from bertforge.pretraining.budget import CLOCK_FILE
     from bertforge.pretraining.checkpoints import (
         fingerprint,
         prepare_checkpoint_dir,
@@ -79,7 +80,8 @@ def run(cfg):
     print(
         f"trained {metrics['steps']:,} steps, {metrics['tokens']:,} tokens in {metrics['train_minutes']:.1f} min"
         + (
-            f" (budget {metrics['budget_minutes']:g} min); replay by steps: {metrics['replay']}"
+            f" (budget {metrics['budget_minutes']:g} min); replay exactly: the same command with"
+            f" pretrain.budget_clock=<a copy of {out / CLOCK_FILE}>; by steps alone: {metrics['replay']}"
             if "replay" in metrics
             else ""
         )
