@@ -15,21 +15,29 @@ fine-tuned on GLUE next to the same architecture from random initialisation.
     python benchmarks/budget_sweep.py finetune --minutes 5 --only preset:gpu5 --tasks rte stsb
     python benchmarks/budget_sweep.py finetune --minutes 60 --only preset:cpu60 --seeds 42 13 7 --set finetune.lr=1e-3
     python benchmarks/budget_sweep.py pretrain --minutes 60 --only preset:cpu60 --replay "<another run's replay line>"
+    python benchmarks/budget_sweep.py pretrain --minutes 60 --only preset:cpu60 --clock <its results line's clock>
     python benchmarks/budget_sweep.py report                      # the tables again, and each init at its best lr
 
 Results are appended to benchmarks/results/budget_sweep.jsonl (one line per run, with the
-machine line). Nothing else should run on the machine meanwhile: a budget is wall time.
+machine line); each budgeted run's recorded clock (the fraction of the budget each step read) is
+kept beside it in benchmarks/results/clocks/ and named in its line, so that `--clock` can replay
+it exactly on another machine. Nothing else should run on the machine meanwhile: a budget is wall time.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import shlex
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from common import (
     ROOT,
@@ -45,6 +53,7 @@ from common import (
 )
 
 RESULTS = ROOT / "benchmarks" / "results" / "budget_sweep.jsonl"
+CLOCKS = RESULTS.parent / "clocks"
 DEFAULT_CORPUS = "wikipedia_en"  # the sweep's; `--corpus books_wiki` adds Gutenberg books (BERT's mix)
 DEFAULT_VOCAB = 16000  # the sweep's; `--vocab 4000` is the tokenizer's default
 
@@ -114,10 +123,23 @@ CANDIDATES = {
 
 def label(name: str, d: Data, replay: Sequence[str] = ()) -> str:
     """The run's name in the results: the candidate, with corpus and vocabulary when not the sweep's,
-    and the step count of a replayed schedule (`--replay`)."""
+    and the step count of a replayed schedule (`--replay`: replayN; `--clock`: clockN)."""
     steps = override_value(replay, "pretrain.max_steps")
-    suffix = "-".join(p for p in (d.variant, steps and f"replay{steps}") if p)
+    clock = override_value(replay, "pretrain.budget_clock")
+    tag = f"replay{steps}" if steps else clock and f"clock{len(np.load(clock, allow_pickle=False))}"
+    suffix = "-".join(p for p in (d.variant, tag) if p)
     return f"{name}@{suffix}" if suffix else name
+
+
+def keep_clock(model_dir: Path, name: str, minutes: float) -> str:
+    """Copy a budgeted run's recorded clock into the results (named by its run and content, so runs
+    of one recipe on several machines never collide); returns its path from the repository root."""
+    src = model_dir / "budget_clock.npy"
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:8]
+    dst = CLOCKS / f"{name.replace(':', '-').replace('@', '-')}-{minutes:g}min-{digest}.npy"
+    CLOCKS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    return dst.relative_to(ROOT).as_posix()
 
 
 def run_overrides(name: str, minutes: float, common: list[str], d: Data, replay: Sequence[str] = ()) -> list[str]:
@@ -125,7 +147,7 @@ def run_overrides(name: str, minutes: float, common: list[str], d: Data, replay:
         recipe = [f"+budget={name.split(':', 1)[1]}"]
     else:
         recipe = [*CANDIDATES[name], f"pretrain.budget_minutes={minutes:g}"]
-    recipe += replay  # after the recipe: its step schedule replaces the budget
+    recipe += replay  # after the recipe: its step schedule replaces the budget, or its clock drives it
     out = f"outputs/real/budget/{label(name, d, replay).replace(':', '-').replace('@', '-')}-{minutes:g}min"
     paths = [
         f"paths.checkpoints={out}/ckpt",
@@ -154,6 +176,11 @@ def pretrain(name: str, minutes: float, machine: str, common: list[str], d: Data
         "minutes": minutes,
         "stage_wall_minutes": (time.perf_counter() - t0) / 60,
     }
+    followed = override_value(replay, "pretrain.budget_clock")
+    if followed:  # an exact replay records the same clock it followed
+        record["clock"] = Path(os.path.relpath(followed, ROOT)).as_posix()  # (no machine's absolute path)
+    elif m.get("replay"):  # a budgeted run: keep its clock with the results
+        record["clock"] = keep_clock(_out(over, "pretrained"), record["name"], minutes)
     append_jsonl(
         RESULTS, {**record, **{k: m[k] for k in keep if k in m}, "replay": m.get("replay"), "machine": machine}
     )
@@ -256,10 +283,19 @@ def main() -> None:
         help="a budgeted run's `replay` overrides (its results line, metrics/pretrain.json or model card): "
         "train its step count and schedule, e.g. another machine's run, under a name of its own",
     )
+    ap.add_argument(
+        "--clock",
+        help="a budgeted run's recorded clock (its results line's `clock`, or its model's budget_clock.npy): "
+        "replay that run exactly, step for step, under a name of its own",
+    )
     args = ap.parse_args()
     replay = shlex.split(args.replay)
     if replay and override_value(replay, "pretrain.max_steps") is None:
         ap.error(f"--replay {args.replay!r}: needs pretrain.max_steps=N (a run's `replay` line)")
+    if args.clock:
+        if replay:
+            ap.error("--clock and --replay: give one (the clock replays exactly, the line by steps alone)")
+        replay = [f"pretrain.budget_clock={Path(args.clock).resolve()}"]
     if args.action == "report":
         return report()
     d = Data(args.corpus, args.vocab)

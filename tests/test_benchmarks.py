@@ -166,6 +166,34 @@ def test_budget_sweep_keeps_each_corpus_and_vocabulary_apart(monkeypatch):
     assert over.index("+budget=cpu60") < over.index("pretrain.budget_minutes=null")
 
 
+def test_budget_sweep_keeps_each_budgeted_runs_clock_and_replays_one_exactly(tmp_path, monkeypatch):
+    """A budgeted run's clock is copied into the results under its run's name and content digest;
+    `--clock` replays one under its own name (clockN, N its steps) and directory, after the recipe."""
+    import hashlib
+
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import budget_sweep
+    from budget_sweep import Data, keep_clock, label, run_overrides
+
+    model = tmp_path / "model"
+    model.mkdir()
+    np.save(model / "budget_clock.npy", np.array([0.0, 0.3, 0.6, 0.9, 1.0]))
+    monkeypatch.setattr(budget_sweep, "ROOT", tmp_path)
+    monkeypatch.setattr(budget_sweep, "CLOCKS", tmp_path / "benchmarks" / "results" / "clocks")
+    kept = keep_clock(model, "preset:cpu15@books_wiki", 15)
+    digest = hashlib.sha256((model / "budget_clock.npy").read_bytes()).hexdigest()[:8]
+    assert kept == f"benchmarks/results/clocks/preset-cpu15-books_wiki-15min-{digest}.npy"
+    assert (tmp_path / kept).read_bytes() == (model / "budget_clock.npy").read_bytes()
+
+    replay = [f"pretrain.budget_clock={tmp_path / kept}"]
+    assert label("preset:cpu15", Data(), replay) == "preset:cpu15@clock5"
+    over = run_overrides("preset:cpu15", 15, [], Data(), replay)
+    assert "paths.pretrained=outputs/real/budget/preset-cpu15-clock5-15min/model" in over
+    assert over.index("+budget=cpu15") < over.index(replay[0])  # the preset's budget stays: the clock drives it
+
+
 def test_budget_sweep_tells_machines_apart(monkeypatch):
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     from common import machine_class
