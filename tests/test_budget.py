@@ -2,6 +2,7 @@
 step advances it by 2 seconds, so a 1-minute budget is spent at a known step."""
 
 import csv
+import json
 import math
 import re
 
@@ -165,6 +166,39 @@ def test_impossible_budget_settings_fail_before_training(tmp_path, demo_prepared
         check_pretrain_config(
             compose(["corpus.num_documents=300", "tokenizer.vocab_size=3000", *overrides]), demo_prepared[1]
         )
+
+
+def test_the_pretrain_stage_exports_and_tracks_a_budgeted_runs_clock(tmp_path, demo_prepared, tracking, capsys):
+    """Through the stage (the real clock, a 3-second budget): the exported model holds the record,
+    one reading per step ending at 1, and the MLflow run holds the same file beside the step replay."""
+    import mlflow
+
+    from bertforge.stages import pretrain as pretrain_stage
+
+    cfg = compose(
+        [
+            "pretrain.budget_minutes=0.05",
+            "pretrain.val_max_examples=32",
+            f"paths.prepared={demo_prepared[1]}",
+            f"paths.pretrained={tmp_path / 'pre'}",
+            f"paths.checkpoints={tmp_path / 'ckpt'}",
+            f"paths.metrics={tmp_path / 'm'}",
+            f"paths.plots={tmp_path / 'p'}",
+        ]
+    )
+    pretrain_stage.run(cfg)
+    metrics = json.loads((tmp_path / "m" / "pretrain.json").read_text())
+    recorded = np.load(tmp_path / "pre" / CLOCK_FILE)
+    assert len(recorded) == metrics["steps"] > 1 and recorded[-1] == 1.0 and (np.diff(recorded) >= 0).all()
+    assert recorded[-2] < 1.0  # the run stopped at the first step that found the budget spent
+    run = mlflow.MlflowClient().search_runs(
+        [mlflow.get_experiment_by_name("bertforge").experiment_id], "tags.stage = 'pretrain'"
+    )[0]
+    assert run.data.tags["replay_by_steps"] == metrics["replay"]
+    logged = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=CLOCK_FILE, dst_path=tmp_path)
+    assert np.array_equal(np.load(logged), recorded)
+    assert "pretrain.budget_clock=<this directory>" in (tmp_path / "pre" / "README.md").read_text()
+    assert f"pretrain.budget_clock=<a copy of {tmp_path / 'pre' / CLOCK_FILE}>" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

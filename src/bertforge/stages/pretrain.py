@@ -59,8 +59,9 @@ def run(cfg):
         write_run_file(tmp, mlrun, "pretrain", model=cfg.model.name, precision=place.precision)
         write_card(tmp, pretrained_card(cfg, prepared, metrics, mlrun.info.run_id, mlrun.data.tags, place))
         log_metrics_dict(metrics, "final/")
-        if "replay" in metrics:  # a budgeted run, replayable by steps
+        if "replay" in metrics:  # a budgeted run: replayable by steps, and exactly from its clock
             mlflow.set_tag("replay_by_steps", metrics["replay"])
+            mlflow.log_artifact(str(tmp / CLOCK_FILE))
         log_pipeline_metrics(
             mlflow.get_run(mlrun.info.run_id),
             {f"pretrain/{k}": metrics[k] for k in ("mlm_accuracy", "nsp_accuracy") if k in metrics},
