@@ -50,12 +50,12 @@ def most_frequent_token(shard: Shard, special: SpecialIds) -> int:
 def check_pretrain_config(cfg, prepared: Path):
     """Everything about the pre-training settings and their input that can be checked before any
     work (the stage calls it before creating a checkpoint directory or an MLflow run); returns
-    the tokenizer and the model's BertConfig."""
+    the tokenizer, the model's BertConfig and the recorded budget clock a replay follows (or None)."""
     pc = cfg.pretrain  # its ranges (lr > 0, ...) are the schema's, checked when the stage starts
     check_optim_config(pc)
     check_example_config(pc)
     check_phases(pc)
-    load_budget_clock(pc)
+    recorded = load_budget_clock(pc)
     if not (prepared / "tokenizer").is_dir() or not (prepared / "shards" / "train").is_dir():
         raise ConfigError(
             f"paths.prepared: {prepared} holds no prepared corpus; run the prepare stage first (dvc repro prepare)"
@@ -72,7 +72,7 @@ def check_pretrain_config(cfg, prepared: Path):
     ]:
         if length > config.max_position_embeddings:
             raise ConfigError(f"{key}={length} exceeds model.max_position_embeddings={config.max_position_embeddings}")
-    return tokenizer, config
+    return tokenizer, config, recorded
 
 
 def checkpoint_io(tcfg, place: Placement) -> list:
@@ -102,7 +102,7 @@ def pretrain(
     than 0 pass `run=None` and a scratch `out_dir` (rank 0 alone tracks, checkpoints and exports).
     `clock`: the wall clock of the time budget (tests pass a fake one)."""
     place = place or placement(cfg.trainer)
-    tokenizer, config = check_pretrain_config(cfg, prepared)
+    tokenizer, config, recorded = check_pretrain_config(cfg, prepared)
     special = SpecialIds.from_tokenizer(tokenizer)
     pc = cfg.pretrain
     import pytorch_lightning as pl
@@ -110,7 +110,7 @@ def pretrain(
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # reproducible initialisation
     model = build_pretraining_model(config, pc.dropout)
     budget = pc.budget_minutes
-    timer = TrainingClock(budget, pc.warmup_fraction, clock=clock, recorded=load_budget_clock(pc))
+    timer = TrainingClock(budget, pc.warmup_fraction, clock=clock, recorded=recorded)
     data = PretrainData(
         prepared / "shards",
         special,
