@@ -7,11 +7,13 @@ profiler sees in it).
   the padded attention, on the same batch in eval mode (MLM and NSP logits) and in one training
   step without dropout (gradients);
 - steps: stock HF bf16 autocast; our bare step (unpadded forward, sparse MLM head, fused AdamW,
-  clipping) with padded or variable-length attention, eager and compiled, and compiled at twice
-  the batch; real tokens/s as in `pretrain_vs_hf.py` (median of windows after warm-up) and MFU;
+  clipping) with padded or variable-length attention, eager and compiled, compiled in fixed
+  shapes replayed as CUDA graphs (`trainer.cuda_graphs`), and compiled at twice the batch; real
+  tokens/s as in `pretrain_vs_hf.py` (median of windows after warm-up) and MFU;
 - kernels: torch.profiler over a few steps of the fastest variant, GPU time by kernel;
 - stage: `pipelines/pretrain.py` compiled (`trainer=gpu` or `--trainer`), its `train/tokens_per_s`
-  windows, then a profiler over ten steps counting host-device syncs per step.
+  windows, then a profiler over ten steps counting host-device syncs per step; then the same
+  with `trainer.cuda_graphs=true`, and both at twice the batch.
 
     python benchmarks/gpu_step_probe.py --prepared outputs/gpu_benchmark/prepare --size base --batch-size 128
     python benchmarks/gpu_step_probe.py --device cpu --size tiny --batch-size 16 --steps 10   # a check on a CPU
@@ -89,17 +91,20 @@ class SyncLog:
         self._catch.__exit__(*exc)
 
 
-def bare(cfg, model, batches, place, varlen: bool, compiled: bool) -> Recipe:
+def bare(cfg, model, batches, place, varlen: bool, compiled: bool, graphs: bool = False) -> Recipe:
+    """`graphs`: `batches` in fixed shapes, the compiled step replayed as CUDA graphs."""
     import torch
 
     from bertforge.pretraining import model as modeling
 
     step = modeling.unpadded_pretraining_forward
     if compiled:
-        step = torch.compile(step, dynamic=True)
+        step = torch.compile(step, dynamic=True, mode="reduce-overhead" if graphs else None)
 
     def forward(model, batch):
         modeling.VARLEN_ATTENTION = varlen  # outside the compiled function: its guards see the switch
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         return step(model, batch)
 
     return forward_recipe(cfg, model, batches, place, forward)
@@ -155,7 +160,7 @@ def kernels(recipe: Recipe, steps: int) -> None:
     print(events.table(sort_by="self_device_time_total", row_limit=22, max_name_column_width=70), flush=True)
 
 
-def stage(args, overrides: list[str], with_syncs: bool) -> None:
+def stage(args, overrides: list[str], with_syncs: bool, label: str = "stage") -> None:
     """The stage's windows, then a profiler over ten steps past them: syncs per step."""
     from torch.profiler import ProfilerActivity, profile, schedule
 
@@ -187,7 +192,7 @@ def stage(args, overrides: list[str], with_syncs: bool) -> None:
         del PretrainModule.on_train_batch_end
     measured = rates[: args.steps // args.window]
     print(
-        f"\nstage windows, tokens/s: {', '.join(f'{x:.0f}' for x in measured)}; median {statistics.median(measured):.0f}"
+        f"\n{label} windows, tokens/s: {', '.join(f'{x:.0f}' for x in measured)}; median {statistics.median(measured):.0f}"
     )
     events = prof.key_averages()
     per_step = {e.key: e.count / active for e in events if e.key in SYNCS}
@@ -195,7 +200,7 @@ def stage(args, overrides: list[str], with_syncs: bool) -> None:
     span = times[start + 2 : start + 3 + active]  # the active steps' ends, and the end before them
     wall = statistics.median(b - a for a, b in zip(span, span[1:]))
     print(
-        f"stage, profiled steps: wall {wall * 1e3:.1f} ms/step, GPU busy {gpu * 1e3:.1f} ms/step; syncs per step {per_step}"
+        f"{label}, profiled steps: wall {wall * 1e3:.1f} ms/step, GPU busy {gpu * 1e3:.1f} ms/step; syncs per step {per_step}"
     )
     print(events.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=70), flush=True)
     for where, n in sorted(syncs.counts.items(), key=lambda kv: -kv[1]):
@@ -242,6 +247,7 @@ def main() -> None:
     tok, ds = pairs(double, cfg)
     batches = our_batches(args, tok, ds, place.device)
     batches2 = our_batches(double, tok, ds, place.device)
+    fixed = our_batches(args, tok, ds, place.device, fixed=True)
     arch = bert_config(cfg.model, len(tok), tok.pad_token_id)
     real = sum(int(b["attention_mask"].sum()) for b in batches[args.warmup :])
     per_token = sum(flops(arch, b)[1] for b in batches[args.warmup :]) / real
@@ -264,6 +270,8 @@ def main() -> None:
             name = f"ours, {'varlen' if varlen else 'padded'} attention, {'compiled' if compiled else 'eager'}"
             m = model_for(cfg, tok, place.device)
             recipes[name] = bare(cfg, m, batches, place, varlen, compiled)
+    name = "ours, varlen attention, compiled, fixed shapes + CUDA graphs"
+    recipes[name] = bare(cfg, model_for(cfg, tok, place.device), fixed, place, True, True, graphs=True)
     for name, r in list(recipes.items()):
         t0 = time.perf_counter()
         if attempt(name, lambda r=r: [r.step(i) for i in range(len(batches))]) is None:
@@ -274,7 +282,8 @@ def main() -> None:
         (k for k in recipes if "compiled" in k), key=lambda k: windows(recipes[k].times, recipes[k].tokens, args)
     )
     fast = recipes[best]
-    twice = Recipe(cfg, fast.model, batches2, fast.step_loss, place.device, fused=True)
+    inputs2 = our_batches(double, tok, ds, place.device, fixed=True) if "graphs" in best else batches2
+    twice = Recipe(cfg, fast.model, inputs2, fast.step_loss, place.device, fused=True)
     stock2 = stock_recipe(double, cfg, tok, ds, place, bf16=True)
     recipes[f"stock HF bf16 autocast, batch {double.batch_size}"] = stock2
     recipes[f"{best}, batch {double.batch_size}"] = twice
@@ -298,9 +307,13 @@ def main() -> None:
     if place.device == "cuda":
         torch.cuda.empty_cache()
     # run_stage adds --stage-set
-    attempt("stage", stage, args, [*overrides, "trainer.compile=true"], place.device == "cuda")
-    double_set = [*overrides, "trainer.compile=true", f"pretrain.batch_size={double.batch_size}"]
-    attempt("stage, twice the batch", stage, args, double_set, False)
+    compiled = [*overrides, "trainer.compile=true"]
+    graphs = [*compiled, "trainer.cuda_graphs=true"]
+    for name, over in (("stage", compiled), ("stage, CUDA graphs", graphs)):
+        attempt(name, stage, args, over, place.device == "cuda", name)
+    for name, over in (("stage", compiled), ("stage, CUDA graphs", graphs)):
+        name = f"{name}, batch {double.batch_size}"
+        attempt(name, stage, args, [*over, f"pretrain.batch_size={double.batch_size}"], False, name)
 
 
 if __name__ == "__main__":

@@ -235,11 +235,16 @@ def stock_recipe(args, cfg, tok, ds, place, bf16: bool) -> Recipe:
     return Recipe(cfg, model, stock_features(args, ds), step_loss, place.device, fused=False)
 
 
-def our_batches(args, tok, ds, device):
+def our_batches(args, tok, ds, device, fixed: bool = False):
+    """Our collated batches on `device`; `fixed`: in the fixed shapes of `trainer.cuda_graphs`."""
     from bertforge.data.pretraining_examples import collate
 
+    shape = {"fixed_shape": (args.seq, args.max_predictions)} if fixed else {}
     return [
-        {k: v.to(device) for k, v in collate([ds[i] for i in rows], pad_id=tok.pad_token_id).items()}
+        {
+            k: v.to(device) if hasattr(v, "to") else v  # `real_tokens` stays a number
+            for k, v in collate([{**ds[i], **shape} for i in rows], pad_id=tok.pad_token_id).items()
+        }
         for rows in batch_ranges(args)
     ]
 

@@ -101,10 +101,12 @@ def test_unpad_indices_bound_each_row_for_variable_length_attention():
 @pytest.mark.skipif(
     not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] < 8, reason="needs a CUDA GPU, sm80+"
 )
-def test_variable_length_attention_matches_the_padded_one_on_a_gpu(monkeypatch):
+@pytest.mark.parametrize("rows, fixed", [(1, None), (7, 8)])
+def test_variable_length_attention_matches_the_padded_one_on_a_gpu(monkeypatch, rows, fixed):
     """FlashAttention over packed rows gives the padded attention's logits and gradients (bf16
     autocast, dropout off; tolerance: bf16 rounding); it runs in every layer when switched on and
-    in none when off, so the comparison is between the two paths."""
+    in none when off, so the comparison is between the two paths. Also in fixed shapes, whose
+    extra sequences (here 14 padding tokens, then an empty one) must leave the real rows alone."""
     from bertforge.pretraining import model as modeling
 
     calls = []
@@ -112,10 +114,11 @@ def test_variable_length_attention_matches_the_padded_one_on_a_gpu(monkeypatch):
     monkeypatch.setattr(modeling._FlashVarlen, "apply", lambda *a: calls.append(1) or apply(*a))
     torch.manual_seed(0)
     model = build_pretraining_model(bert_config(compose(["model=mini"]).model, 500, 0), dropout=0.0).cuda()
-    batch = _ragged_batch(500, [37, 9, 21, 4, 37, 30])
-    batch = {
-        k: v.cuda() for k, v in {**batch, **modeling.unpad_indices(batch["attention_mask"], batch["labels"])}.items()
-    }
+    batch = _ragged_batch(500, [37, 9, 21, 4, 37, 30] * rows)
+    batch = {**batch, **modeling.unpad_indices(batch["attention_mask"], batch["labels"], fixed)}
+    if fixed:
+        assert batch["cu_seqlens"][-3:].diff().tolist() == [14, 0]
+    batch = {k: v.cuda() if torch.is_tensor(v) else v for k, v in batch.items()}
     outs, grads = {}, {}
     try:
         for varlen in (False, True):
@@ -230,3 +233,65 @@ def test_pretrained_card_names_an_untied_decoder(tmp_path, tie, shown):
     text = pretrained_card(cfg, tmp_path, metrics, None, {}, place)
     assert "| steps | 10 |" in text
     assert [line for line in text.splitlines() if line.startswith("| MLM decoder")] == shown
+
+
+def test_fixed_shapes_repeat_from_batch_to_batch_and_keep_padding_apart():
+    """Batches of one [B, S] with different real-token counts in one bucket get the same index
+    shapes; the extra token positions are distinct padding positions, held by extra sequences of
+    <= S tokens; the masked positions are padded with ignored labels."""
+    from bertforge.pretraining.model import TOKEN_BUCKETS, unpad_indices
+
+    shapes = set()
+    for lengths in ([37, 9, 21, 4, 37, 30], [37, 12, 20, 4, 36, 28]):  # 138 and 137 real tokens
+        batch = _ragged_batch(50, lengths)
+        mask, labels = batch["attention_mask"], batch["labels"]
+        plain, fixed = unpad_indices(mask, labels), unpad_indices(mask, labels, max_predictions=9)
+        b, s = mask.shape
+        bucket = -(-b * s // TOKEN_BUCKETS)  # 7 positions
+        n = fixed["token_index"].numel()
+        assert fixed["real_tokens"] == sum(lengths) and n % bucket == 0 and 0 <= n - sum(lengths) < bucket
+        assert torch.equal(fixed["token_index"][: sum(lengths)], plain["token_index"])
+        extra = fixed["token_index"][sum(lengths) :]
+        assert (mask.flatten()[extra] == 0).all() and extra.unique().numel() == extra.numel()
+        cu = fixed["cu_seqlens"]
+        assert torch.equal(cu[: b + 1], plain["cu_seqlens"]) and int(cu[-1]) == n
+        assert cu.diff().min() >= 0 and cu[b:].diff().max() <= s  # the extra sequences: <= S tokens, maybe empty
+        m = plain["mlm_index"].numel()
+        assert fixed["mlm_index"].numel() == b * 9 and torch.equal(fixed["mlm_labels"][:m], plain["mlm_labels"])
+        assert (fixed["mlm_labels"][m:] == -100).all()
+        shapes.add(tuple((k, tuple(v.shape)) for k, v in fixed.items() if torch.is_tensor(v)))
+    assert len(shapes) == 1
+    with pytest.raises(ValueError, match="more masked tokens than 6 rows x max_predictions 2"):
+        unpad_indices(mask, labels, max_predictions=2)
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
+def test_fixed_shape_step_equals_the_unpadded_one(dtype, atol):
+    """The same pairs in fixed shapes give the unpadded forward's logits, loss and gradients
+    (dropout off; tolerance: fp32 reassociation, or bf16 rounding under autocast)."""
+    import torch.nn.functional as F
+
+    from bertforge.pretraining.model import unpad_indices, unpadded_pretraining_forward
+
+    torch.manual_seed(0)
+    model = build_pretraining_model(bert_config(compose(["model=mini"]).model, 500, 0), dropout=0.0)
+    batch = _ragged_batch(500, [37, 9, 21, 4, 37, 30])
+    mask, labels = batch["attention_mask"], batch["labels"]
+    results = []
+    for fixed in (None, 8):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            out = unpadded_pretraining_forward(model, {**batch, **unpad_indices(mask, labels, fixed)})
+        loss = F.cross_entropy(out.mlm_logits.float(), out.mlm_labels) + F.cross_entropy(
+            out.nsp_logits.float(), batch["next_sentence_label"]
+        )
+        loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results.append((out, loss.detach(), grads))
+    (plain, l0, g0), (fixed, l1, g1) = results
+    m = plain.mlm_logits.shape[0]
+    assert fixed.mlm_logits.shape == (48, 500) and m == 26
+    torch.testing.assert_close(fixed.mlm_logits[:m].float(), plain.mlm_logits.float(), atol=atol, rtol=0)
+    torch.testing.assert_close(fixed.nsp_logits.float(), plain.nsp_logits.float(), atol=atol, rtol=0)
+    torch.testing.assert_close(l1, l0, atol=atol, rtol=0)
+    assert (g1 - g0).norm() / g0.norm() < (1e-5 if dtype == torch.float32 else 2e-2)

@@ -177,6 +177,36 @@ def test_sequence_length_phases_switch_at_the_configured_step(tmp_path, demo_pre
     assert max(widths[s] for s in range(25)) <= 32 < max(widths[s] for s in range(25, 40)) <= 64
 
 
+def test_fixed_shapes_train_the_same_run(tmp_path, demo_prepared, tracking, pretrain_run):
+    """`trainer.cuda_graphs=true` (on a CPU: the fixed shapes alone, here through loader workers)
+    pads every batch to its phase's shapes and trains what the plain run trains: the same tokens,
+    and without dropout the same losses and weights up to fp32 rounding."""
+    import pytorch_lightning as pl
+
+    _, prepared, _ = demo_prepared
+    shapes: dict[int, tuple] = {}
+
+    class Shapes(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            shapes[trainer.global_step] = (tuple(batch["input_ids"].shape), batch["mlm_index"].numel())
+
+    over = ["pretrain.max_steps=40", PHASES, "pretrain.dropout=0.0"]
+    plain, w_plain = pretrain_run(tmp_path, prepared, "plain", over)
+    fixed, w_fixed = pretrain_run(
+        tmp_path, prepared, "fixed", [*over, "trainer.cuda_graphs=true", "trainer.num_workers=1"], callbacks=[Shapes()]
+    )
+    assert {shapes[s] for s in range(25)} == {((32, 32), 32 * 5)}  # batch 32: rows of the phase's length
+    assert {shapes[s] for s in range(25, 40)} == {((32, 64), 32 * compose().pretrain.max_predictions_per_seq)}
+    assert fixed["tokens"] == plain["tokens"] and fixed["steps"] == plain["steps"] == 40
+    for key in ("mlm_loss", "mlm_accuracy", "nsp_accuracy"):
+        assert fixed[key] == pytest.approx(plain[key], abs=2e-3), key
+    assert all(torch.allclose(w_fixed[k], w_plain[k], atol=1e-3) for k in w_plain)
+    from bertforge.config import ConfigError
+
+    with pytest.raises(ConfigError, match="trainer.cuda_graphs=true needs trainer.unpad=true"):
+        pretrain_run(tmp_path, prepared, "bad", ["trainer.cuda_graphs=true", "trainer.unpad=false"])
+
+
 def test_pretraining_dropout_trains_without_it_and_exports_the_models_rates(
     tmp_path, demo_prepared, tracking, pretrain_run
 ):
@@ -232,11 +262,13 @@ def test_other_objectives_train_and_log_their_curves(tmp_path, demo_prepared, tr
 
 
 @pytest.mark.slow
-def test_compiled_encoder_trains_to_the_same_metrics(tmp_path, demo_prepared, tracking, pretrain_run):
-    """trainer.compile=true (nn.Module.compile in place, ~40 s of compilation on CPU) keeps
-    parameter names and computes what eager mode computes, up to float rounding."""
+@pytest.mark.parametrize("extra", [[], ["trainer.cuda_graphs=true"]])
+def test_compiled_encoder_trains_to_the_same_metrics(tmp_path, demo_prepared, tracking, pretrain_run, extra):
+    """trainer.compile=true (the step function compiled, ~40 s of compilation on CPU) keeps
+    parameter names and computes what eager mode computes, up to float rounding; also in fixed
+    shapes compiled for CUDA graphs (which a CPU runs without graphs)."""
     _, prepared, _ = demo_prepared
     eager, w_eager = pretrain_run(tmp_path, prepared, "eager")
-    compiled, w_compiled = pretrain_run(tmp_path, prepared, "compiled", ["trainer.compile=true"])
+    compiled, w_compiled = pretrain_run(tmp_path, prepared, "compiled", ["trainer.compile=true", *extra])
     assert w_eager.keys() == w_compiled.keys()
     assert abs(eager["mlm_loss"] - compiled["mlm_loss"]) < 0.05

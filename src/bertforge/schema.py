@@ -126,6 +126,7 @@ class Trainer:
     precision: str = MISSING
     compile: bool = MISSING
     unpad: bool = MISSING
+    cuda_graphs: bool = MISSING
     async_checkpoint: Optional[bool] = MISSING
     num_workers: Optional[int] = MISSING
     num_threads: Optional[int] = MISSING

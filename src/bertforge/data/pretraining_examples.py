@@ -218,7 +218,7 @@ def build_pairs(shard: Shard, special: SpecialIds, cfg, seed: int, epoch: int) -
 
 class PretrainingDataset(Dataset):
     """One epoch's examples: its pairs (`build_pairs`, or `pairs` built ahead elsewhere) masked per
-    example from (seed, epoch, index)."""
+    example from (seed, epoch, index); with `fixed_shapes` batched to shapes that repeat (`collate`)."""
 
     def __init__(
         self,
@@ -229,6 +229,7 @@ class PretrainingDataset(Dataset):
         epoch: int,
         max_examples: int | None = None,
         pairs: Pairs | None = None,
+        fixed_shapes: bool = False,
     ):
         pairs = build_pairs(shard, special, cfg, seed, epoch) if pairs is None else pairs
         self.special, self.cfg, self.seed, self.epoch = special, cfg, seed, data_epoch(cfg, epoch)
@@ -236,6 +237,7 @@ class PretrainingDataset(Dataset):
         # plain numbers: reading an OmegaConf node per example costs as much as masking it
         self.masked_lm_prob, self.max_predictions = float(cfg.masked_lm_prob), int(cfg.max_predictions_per_seq)
         self.instances = pairs if max_examples is None else pairs.head(max_examples)
+        self.fixed_shape = (int(cfg.max_seq_length), self.max_predictions) if fixed_shapes else None
 
     def __len__(self) -> int:
         return len(self.instances)
@@ -252,15 +254,19 @@ class PretrainingDataset(Dataset):
             types[len(a) + 2 :] = 1
         rng = np.random.default_rng([self.seed, self.epoch, index])
         masked, labels = mask_tokens(ids, s, self.masked_lm_prob, self.max_predictions, rng, self.whole_word)
-        return {"input_ids": masked, "token_type_ids": types, "labels": labels, "next_sentence_label": int(label)}
+        out = {"input_ids": masked, "token_type_ids": types, "labels": labels, "next_sentence_label": int(label)}
+        return out if self.fixed_shape is None else {**out, "fixed_shape": self.fixed_shape}
 
 
 def collate(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     """Dynamic padding to the longest example in the batch, plus where the real and the masked
-    tokens are (`modeling.unpad_indices`), so the unpadded forward needs no device sync."""
+    tokens are (`modeling.unpad_indices`), so the unpadded forward needs no device sync. Examples
+    of a dataset with `fixed_shapes` carry their settings' (max_seq_length, max_predictions_per_seq):
+    rows are then padded to that length and the indices to `modeling.fixed_shapes`."""
     from bertforge.pretraining.model import unpad_indices
 
-    out = pad_right(batch, {"input_ids": pad_id, "token_type_ids": 0, "labels": -100})
+    width, max_predictions = batch[0].get("fixed_shape", (None, None))
+    out = pad_right(batch, {"input_ids": pad_id, "token_type_ids": 0, "labels": -100}, width)
     lengths = torch.tensor([len(x["input_ids"]) for x in batch])
     mask = (torch.arange(out["input_ids"].shape[1]) < lengths[:, None]).long()
     nsp = torch.tensor([x["next_sentence_label"] for x in batch], dtype=torch.long)
@@ -270,5 +276,5 @@ def collate(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         "attention_mask": mask,
         "labels": out["labels"],
         "next_sentence_label": nsp,
-        **unpad_indices(mask, out["labels"]),
+        **unpad_indices(mask, out["labels"], max_predictions),
     }

@@ -86,15 +86,18 @@ class EpochFiles(Dataset):
     """In a persistent loader worker: examples of whichever epoch an index is tagged with, its
     pairs mapped from that epoch's directory (and masked as `PretrainingDataset` masks them)."""
 
-    def __init__(self, special: SpecialIds, seed: int):
+    def __init__(self, special: SpecialIds, seed: int, fixed_shapes: bool = False):
         self.special, self.seed, self._directory, self._epoch = special, seed, None, None
+        self.fixed_shapes = fixed_shapes
 
     def __getitem__(self, item: tuple[str, int]) -> dict:
         directory, index = item
         if directory != self._directory:
             meta = json.loads(Path(directory, EPOCH_META).read_text())
             cfg, pairs = OmegaConf.create(meta["cfg"]), Pairs.load(directory)
-            self._epoch = PretrainingDataset(None, self.special, cfg, self.seed, meta["epoch"], pairs=pairs)
+            self._epoch = PretrainingDataset(
+                None, self.special, cfg, self.seed, meta["epoch"], pairs=pairs, fixed_shapes=self.fixed_shapes
+            )
             self._directory = directory
         return self._epoch[index]
 
@@ -218,8 +221,10 @@ class PretrainData(pl.LightningDataModule):
         num_workers: int,
         pin_memory: bool = False,
         clock: TrainingClock | None = None,
+        fixed_shapes: bool = False,
     ):
         super().__init__()
+        self.fixed_shapes = fixed_shapes  # batches of shapes that repeat, for CUDA graphs (`collate`)
         self.clock = clock  # with a time budget, the phase of a new epoch comes from its fraction
         self.train_shard, self.valid_shard = Shard(shard_dir / "train"), Shard(shard_dir / "valid")
         self.special, self.cfg, self.seed, self.num_workers = special, cfg, seed, num_workers
@@ -290,13 +295,16 @@ class PretrainData(pl.LightningDataModule):
             self.clock.phase_starts.append(start)
         cfg = phase_settings(self.cfg, phase)
         if self.num_workers == 0:  # (on a CPU: built here, between epochs; workers would take a core)
-            ds = PretrainingDataset(self.train_shard, self.special, cfg, self.seed, epoch)
+            ds = PretrainingDataset(
+                self.train_shard, self.special, cfg, self.seed, epoch, fixed_shapes=self.fixed_shapes
+            )
             return self._new_loader(ds, self._batches(len(ds), True, epoch, cfg.batch_size, limit, accumulate), epoch)
         # loader workers (GPU profiles) start once and serve every epoch: starting them anew each
         # epoch (forking a process that holds CUDA) paused the GPU at every epoch start
         directory = self._epoch_directory(cfg, epoch)
         if self._train is None:
-            self._train = self._new_loader(EpochFiles(self.special, self.seed), TaggedBatches(), epoch, persistent=True)
+            files = EpochFiles(self.special, self.seed, self.fixed_shapes)
+            self._train = self._new_loader(files, TaggedBatches(), epoch, persistent=True)
         batches = self._batches(len(Pairs.load(directory)), True, epoch, cfg.batch_size, limit, accumulate)
         self._train.batch_sampler.batches = batches
         self._train.batch_sampler.directory, self._train.epoch = directory, epoch
@@ -376,5 +384,13 @@ class PretrainData(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         # fixed pairs and masks: validation numbers are comparable across steps and runs
         cfg = validation_settings(self.cfg)
-        ds = PretrainingDataset(self.valid_shard, self.special, cfg, self.seed, VALID_EPOCH, cfg.val_max_examples)
+        ds = PretrainingDataset(
+            self.valid_shard,
+            self.special,
+            cfg,
+            self.seed,
+            VALID_EPOCH,
+            cfg.val_max_examples,
+            fixed_shapes=self.fixed_shapes,
+        )
         return self._new_loader(ds, self._batches(len(ds), False, 0, cfg.batch_size), 0)

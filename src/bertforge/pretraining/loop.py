@@ -55,6 +55,10 @@ def check_pretrain_config(cfg, prepared: Path):
     check_optim_config(pc)
     check_example_config(pc)
     check_phases(pc)
+    if cfg.trainer.cuda_graphs and not cfg.trainer.unpad:
+        raise ConfigError(
+            "trainer.cuda_graphs=true needs trainer.unpad=true (fixed shapes are those of the unpadded step)"
+        )
     recorded = load_budget_clock(pc)
     if not (prepared / "tokenizer").is_dir() or not (prepared / "shards" / "train").is_dir():
         raise ConfigError(
@@ -119,6 +123,7 @@ def pretrain(
         place.num_workers,
         pin_memory=place.accelerator == "gpu",
         clock=timer,
+        fixed_shapes=bool(cfg.trainer.cuda_graphs),
     )
     module = PretrainModule(
         model,
@@ -128,6 +133,7 @@ def pretrain(
         unpad=bool(cfg.trainer.unpad),
         compile=bool(cfg.trainer.compile),
         clock=timer,
+        cuda_graphs=bool(cfg.trainer.cuda_graphs),
     )
 
     from bertforge.tracking import lightning_logger

@@ -42,6 +42,7 @@ class PretrainModule(pl.LightningModule):
         unpad: bool = True,
         compile: bool = False,
         clock: TrainingClock | None = None,
+        cuda_graphs: bool = False,
     ):
         super().__init__()
         self.model, self.cfg, self.total_steps, self.unigram_id = model, cfg, total_steps, unigram_id
@@ -50,18 +51,23 @@ class PretrainModule(pl.LightningModule):
         self._last = None
         # the same maths either way; unpadded skips the padding positions in every dense layer
         self._forward = unpadded_pretraining_forward if unpad else sparse_pretraining_forward
-        if compile:  # the step function, not a module: parameter names (checkpoints, export) stay as they are
-            self._forward = torch.compile(self._forward, dynamic=True)
+        # the step function, not a module: parameter names (checkpoints, export) stay as they are;
+        # `cuda_graphs` (batches of fixed shapes) also replays it as CUDA graphs on a GPU
+        self._graphs = compile and cuda_graphs
+        if compile:
+            self._forward = torch.compile(self._forward, dynamic=True, mode="reduce-overhead" if cuda_graphs else None)
         self._val: dict[str, float] = {}
         self._t0, self._tokens, self._samples, self._micro = None, 0, 0, 0
         self.pair_task = cfg.objective != "mlm"  # nsp or sop; mlm trains no pair head
 
     def _losses(self, batch):
+        if self._graphs:  # a new step: the graphs may reuse the last step's output memory
+            torch.compiler.cudagraph_mark_step_begin()
         out = self._forward(self.model, batch)
         if self.trainer.world_size > 1 and self.training:
             # ranks hold different numbers of masked tokens: normalize by the global count, so the
             # gradient DDP averages equals one process's mean over the whole global batch
-            n = out.mlm_labels.new_tensor(out.mlm_labels.numel(), dtype=torch.float32)
+            n = (out.mlm_labels != -100).sum().float()  # fixed shapes pad with ignored labels
             total = self.trainer.strategy.reduce(n, reduce_op="sum")
             mlm = (
                 F.cross_entropy(out.mlm_logits.float(), out.mlm_labels, reduction="sum")
@@ -86,8 +92,9 @@ class PretrainModule(pl.LightningModule):
                 self.log("train/tokens_per_s", _host(self._tokens / (now - self._t0)))
                 self.log("train/samples_per_s", _host(self._samples / (now - self._t0)))
             self._t0, self._tokens, self._samples = now, 0, 0
-        self._tokens += batch["token_index"].numel()  # real tokens, from a shape: no device sync
-        self.tokens_seen += batch["token_index"].numel()
+        real = batch.get("real_tokens", batch["token_index"].numel())  # a host number: no device sync
+        self._tokens += real
+        self.tokens_seen += real
         self._samples += batch["input_ids"].shape[0]
         self._micro += 1
         _, mlm, nsp = self._losses(batch)
@@ -139,7 +146,7 @@ class PretrainModule(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         out, mlm, _ = self._losses(batch)
-        v, n = self._val, out.mlm_labels.numel()
+        v, n = self._val, int((out.mlm_labels != -100).sum())  # fixed shapes pad with ignored labels
         v["mlm_loss"] += mlm.item() * n
         v["masked"] += n
         v["mlm_correct"] += int((out.mlm_logits.argmax(-1) == out.mlm_labels).sum())
