@@ -8,6 +8,8 @@
 #     pairs and masks, held-out MLM loss at three points.
 #
 #   bash benchmarks/gpu_benchmark.sh                   # results in outputs/gpu_benchmark/
+#   PROBE=1 bash benchmarks/gpu_benchmark.sh           # instead of 2-4: gpu_step_probe.py --quick for
+#                                                      # $BIG (~6 min): compiled vs CUDA graphs, bare and stage
 #   DEVICE=cpu SIZES="tiny tiny" BATCHES="16 16" FT_SIZE=tiny STEPS=10 CURVE_STEPS=30 \
 #     bash benchmarks/gpu_benchmark.sh                 # a quick check of the script on a CPU
 #
@@ -34,6 +36,14 @@ stamp prepare
 $PY pipelines/prepare.py corpus=wikipedia_en "paths.shared_data=$DATA" paths.prepared="$OUT_DIR/prepare" \
   paths.metrics="$OUT_DIR/prepare_metrics" paths.plots="$OUT_DIR/prepare_plots" \
   'corpus.files=[${paths.shared_data}/wikipedia-en/wikipedia_en_01.txt.xz,${paths.shared_data}/wikipedia-en/wikipedia_en_02.txt.xz]'
+
+if [ "${PROBE:-0}" = 1 ]; then
+  stamp "step probe, $BIG"
+  $PY benchmarks/gpu_step_probe.py --device "$DEVICE" --prepared "$OUT_DIR/prepare" --size "$BIG" \
+    --batch-size "$BIG_BATCH" --steps "$STEPS" --quick
+  stamp done
+  exit 0
+fi
 
 stamp "pre-training throughput, $BIG"
 $PY benchmarks/pretrain_vs_hf.py --device "$DEVICE" --prepared "$OUT_DIR/prepare" --sizes "$BIG" \
