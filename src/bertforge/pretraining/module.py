@@ -54,6 +54,7 @@ class PretrainModule(pl.LightningModule):
         # the step function, not a module: parameter names (checkpoints, export) stay as they are;
         # `cuda_graphs` (batches of fixed shapes) also replays it as CUDA graphs on a GPU
         self._graphs = compile and cuda_graphs
+        self._eager = self._forward
         if compile:
             self._forward = torch.compile(self._forward, dynamic=True, mode="reduce-overhead" if cuda_graphs else None)
         self._val: dict[str, float] = {}
@@ -61,9 +62,12 @@ class PretrainModule(pl.LightningModule):
         self.pair_task = cfg.objective != "mlm"  # nsp or sop; mlm trains no pair head
 
     def _losses(self, batch):
-        if self._graphs:  # a new step: the graphs may reuse the last step's output memory
+        forward = self._forward
+        if self._graphs and self.training:  # a new step: the graphs may reuse the last step's output memory
             torch.compiler.cudagraph_mark_step_begin()
-        out = self._forward(self.model, batch)
+        elif self._graphs:  # validation runs in inference mode, which breaks graphs recorded for training
+            forward = self._eager  # (pytorch#135892); it is a small share of the time
+        out = forward(self.model, batch)
         if self.trainer.world_size > 1 and self.training:
             # ranks hold different numbers of masked tokens: normalize by the global count, so the
             # gradient DDP averages equals one process's mean over the whole global batch
