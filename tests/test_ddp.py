@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO
 
 
-def _pretrain(tmp_path, prepared, name, launcher, trainer, batch_size):
+def _pretrain(tmp_path, prepared, name, launcher, trainer, batch_size, extra=()):
     common = [
         f"paths.prepared={prepared}",
         f"paths.pretrained={tmp_path}/{name}/model",
@@ -29,6 +29,7 @@ def _pretrain(tmp_path, prepared, name, launcher, trainer, batch_size):
         f"pretrain.batch_size={batch_size}",
         f"trainer={trainer}",
         "trainer.precision=32-true",
+        *extra,
     ]
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "OMP_NUM_THREADS": "1"}
     r = subprocess.run([*launcher, "pipelines/pretrain.py", *common], cwd=REPO, env=env, capture_output=True, text=True)
@@ -40,7 +41,10 @@ def _pretrain(tmp_path, prepared, name, launcher, trainer, batch_size):
 
 
 @pytest.mark.slow  # torchrun starts two processes (~30 s)
-def test_two_gloo_processes_match_one_process_at_the_same_global_batch(tmp_path, demo_prepared):
+@pytest.mark.parametrize("extra", [[], ["trainer.cuda_graphs=true"]])
+def test_two_gloo_processes_match_one_process_at_the_same_global_batch(tmp_path, demo_prepared, extra):
+    """Also when the two processes pad their batches to fixed shapes (labels -100 at the padded
+    masked positions), which the global masked-token count must leave out."""
     _, prepared, _ = demo_prepared
     one, w_one = _pretrain(tmp_path, prepared, "one", [sys.executable], "cpu32", 32)
     two, w_two = _pretrain(
@@ -50,6 +54,7 @@ def test_two_gloo_processes_match_one_process_at_the_same_global_batch(tmp_path,
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"],
         "ddp_cpu",
         16,
+        extra,
     )
     # Same batches, same masks, gradients averaged with the global masked-token count: only the
     # order of float additions differs (fp32), so 16 AdamW steps agree to ~1e-5.
