@@ -29,14 +29,15 @@ import traceback
 from pathlib import Path
 
 from pretrain_vs_hf import (
-    PEAK_TFLOPS,
     Recipe,
     flops,
     forward_recipe,
     model_for,
     our_batches,
     pairs,
+    peak_tflops,
     run_stage,
+    stage_overrides,
     stock_recipe,
     windows,
 )
@@ -231,16 +232,9 @@ def main() -> None:
     args.trainer = args.trainer or ("gpu" if args.device == "cuda" else "cpu")
     place = placement(compose([f"trainer={args.trainer}"]).trainer)
     gpu = detect().gpu if place.device == "cuda" else None
-    peak = next((v for k, v in PEAK_TFLOPS.items() if gpu and k in gpu), None)
+    peak = peak_tflops(gpu, None)
     print(header(place.precision), f"\n# GPU {gpu}, torch {torch.__version__}", flush=True)
-    overrides = [
-        f"model={args.size}",
-        f"paths.prepared={Path(args.prepared).resolve()}",
-        f"trainer={args.trainer}",
-        f"pretrain.batch_size={args.batch_size}",
-        f"pretrain.max_seq_length={args.seq}",
-        f"pretrain.max_predictions_per_seq={args.max_predictions}",
-    ]
+    overrides = stage_overrides(args, args.size)
     cfg = compose(overrides)
     double = copy.copy(args)
     double.batch_size *= 2

@@ -136,6 +136,18 @@ def driver_version() -> str:
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "?"
 
 
+def stage_overrides(args, size: str) -> list[str]:
+    """The settings every recipe shares: model size, prepared corpus, trainer profile, batch shape."""
+    return [
+        f"model={size}",
+        f"paths.prepared={Path(args.prepared).resolve()}",
+        f"trainer={args.trainer}",
+        f"pretrain.batch_size={args.batch_size}",
+        f"pretrain.max_seq_length={args.seq}",
+        f"pretrain.max_predictions_per_seq={args.max_predictions}",
+    ]
+
+
 def peak_tflops(gpu: str | None, override: float | None) -> float | None:
     if override:
         return override
@@ -333,14 +345,7 @@ def main() -> None:
     memory = PeakMemory(place.device)
     rows = []
     for size in args.sizes:
-        overrides = [
-            f"model={size}",
-            f"paths.prepared={Path(args.prepared).resolve()}",
-            f"trainer={args.trainer}",
-            f"pretrain.batch_size={args.batch_size}",
-            f"pretrain.max_seq_length={args.seq}",
-            f"pretrain.max_predictions_per_seq={args.max_predictions}",
-        ]
+        overrides = stage_overrides(args, size)
         cfg = compose(overrides)
         tok, ds = pairs(args, cfg)
         batches = our_batches(args, tok, ds, place.device)
