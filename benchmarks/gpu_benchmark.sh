@@ -9,7 +9,7 @@
 #
 #   bash benchmarks/gpu_benchmark.sh                   # results in outputs/gpu_benchmark/
 #   PROBE=1 bash benchmarks/gpu_benchmark.sh           # instead of 2-4: gpu_step_probe.py --quick for
-#                                                      # $BIG (~6 min): compiled vs CUDA graphs, bare and stage
+#                                                      # $BIG (~6-7 min, estimated): compiled vs CUDA graphs
 #   DEVICE=cpu SIZES="tiny tiny" BATCHES="16 16" FT_SIZE=tiny STEPS=10 CURVE_STEPS=30 \
 #     bash benchmarks/gpu_benchmark.sh                 # a quick check of the script on a CPU
 #
