@@ -8,8 +8,9 @@
 #     pairs and masks, held-out MLM loss at three points.
 #
 #   bash benchmarks/gpu_benchmark.sh                   # results in outputs/gpu_benchmark/
-#   PROBE=1 bash benchmarks/gpu_benchmark.sh           # instead of 2-4: gpu_step_probe.py --quick for
-#                                                      # $BIG (~6-7 min, estimated): compiled vs CUDA graphs
+#   PROBE=1 bash benchmarks/gpu_benchmark.sh           # instead of 2-4: optimizer_step.py (AdamW, LAMB)
+#                                                      # and gpu_step_probe.py --quick for $BIG (~6-7 min,
+#                                                      # estimated): compiled vs CUDA graphs
 #   DEVICE=cpu SIZES="tiny tiny" BATCHES="16 16" FT_SIZE=tiny STEPS=10 CURVE_STEPS=30 \
 #     bash benchmarks/gpu_benchmark.sh                 # a quick check of the script on a CPU
 #
@@ -38,6 +39,8 @@ $PY pipelines/prepare.py corpus=wikipedia_en "paths.shared_data=$DATA" paths.pre
   'corpus.files=[${paths.shared_data}/wikipedia-en/wikipedia_en_01.txt.xz,${paths.shared_data}/wikipedia-en/wikipedia_en_02.txt.xz]'
 
 if [ "${PROBE:-0}" = 1 ]; then
+  stamp "optimizer step, $BIG"
+  $PY benchmarks/optimizer_step.py --device "$DEVICE" --sizes "$BIG"
   stamp "step probe, $BIG"
   $PY benchmarks/gpu_step_probe.py --device "$DEVICE" --prepared "$OUT_DIR/prepare" --size "$BIG" \
     --batch-size "$BIG_BATCH" --steps "$STEPS" --quick

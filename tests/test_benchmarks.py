@@ -61,6 +61,22 @@ def test_gpu_step_probe_on_cpu_compares_steps_and_reads_the_stage(demo_prepared)
     assert all(float(x.rsplit("median ", 1)[1]) > 0 for x in stage.values())
 
 
+def test_optimizer_benchmark_prints_each_optimizers_step_time():
+    args = ["--sizes", "tiny", "--vocab", "500", "--steps", "3", "--warmup", "1"]
+    r = subprocess.run(
+        [sys.executable, "benchmarks/optimizer_step.py", *args], cwd=REPO, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.startswith("# machine: ")
+    row = next(x for x in r.stdout.splitlines() if x.startswith("| tiny |"))
+    size, adamw, one, multi, ratio = (c.strip() for c in row.strip("|").split("|")[1:])
+    # BERT-Tiny with both heads: 2 layers x 16 tensors, embeddings 5, pooler 2, MLM head 5 (its
+    # decoder weight is the word embeddings'), NSP head 2
+    assert size.endswith("(46)")
+    ms = [float(x.removesuffix(" ms")) for x in (adamw, one, multi)]
+    assert all(x > 0 for x in ms) and float(ratio.removesuffix("x")) > 0
+
+
 @pytest.mark.slow  # a bare loop and the finetune stage on the demo task, BERT-Tiny (~30 s)
 def test_finetune_steps_benchmark_compares_stage_and_bare_loop(demo_prepared):
     _, prepared, _ = demo_prepared

@@ -25,6 +25,60 @@ def test_lamb_first_step_is_adam_direction_scaled_by_the_trust_ratio():
     assert torch.allclose(b.detach(), torch.tensor([2.0 - 0.01]), atol=1e-7)  # no adaptation, no decay
 
 
+def _lamb_one_tensor_at_a_time(params, state, group, step_of):
+    """The update written per tensor, as Google's `lamb_optimizer` is: the reference for `Lamb`."""
+    b1, b2 = group["betas"]
+    for p in params:
+        if p.grad is None:
+            continue
+        s = state.setdefault(id(p), {"m": torch.zeros_like(p), "v": torch.zeros_like(p), "step": 0})
+        s["step"] += 1
+        step_of[id(p)] = s["step"]
+        s["m"].mul_(b1).add_(p.grad, alpha=1 - b1)
+        s["v"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+        update = (s["m"] / (1 - b1 ** s["step"])) / ((s["v"] / (1 - b2 ** s["step"])).sqrt_() + group["eps"])
+        update.add_(p, alpha=group["weight_decay"])
+        if group["adapt"]:
+            w, u = p.norm(), update.norm()
+            update.mul_(w / u if w > 0 and u > 0 else 1.0)
+        p.add_(update, alpha=-group["lr"])
+
+
+@pytest.mark.parametrize("multi_tensor", [True, False, None])
+def test_lamb_matches_the_update_written_one_tensor_at_a_time(multi_tensor):
+    torch.manual_seed(0)
+    shapes = [(64, 32), (32,), (128, 64), (7,), (16, 16)]
+    ours = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    ref = [p.detach().clone() for p in ours]
+    ours[3].data.zero_()  # ||w|| = 0 at the first step: the trust ratio is 1
+    ref[3].zero_()
+    groups = [(0, 3, 4), (1, 2)]  # adapted with decay; neither
+    opt = Lamb(
+        [
+            {"params": [ours[i] for i in groups[0]], "weight_decay": 0.01, "adapt": True},
+            {"params": [ours[i] for i in groups[1]], "weight_decay": 0.0, "adapt": False},
+        ],
+        lr=1e-2,
+        eps=1e-6,
+        multi_tensor=multi_tensor,
+    )
+    state, steps = {}, {}
+    for k in range(6):
+        grads = [torch.randn(s) for s in shapes]
+        for i, (p, r, g) in enumerate(zip(ours, ref, grads)):
+            skip = i == 4 and k in (1, 2)  # no gradient for two steps: its step count lags the others'
+            p.grad = None if skip else g.clone()
+            r.grad = None if skip else g.clone()
+        opt.step()
+        for idx, wd, adapt in ((groups[0], 0.01, True), (groups[1], 0.0, False)):
+            group = {"betas": (0.9, 0.999), "eps": 1e-6, "lr": 1e-2, "weight_decay": wd, "adapt": adapt}
+            _lamb_one_tensor_at_a_time([ref[i] for i in idx], state, group, steps)
+    for p, r in zip(ours, ref):
+        assert torch.allclose(p.detach(), r, rtol=1e-6, atol=1e-7), (p - r).abs().max()
+    assert [opt.state[p]["step"] for p in ours] == [6, 6, 6, 6, 4]  # the checkpointed state keeps its keys
+    assert set(opt.state[ours[0]]) == {"step", "exp_avg", "exp_avg_sq"}
+
+
 def test_lamb_excludes_bias_and_layernorm_like_weight_decay():
     from transformers import BertConfig, BertModel
 

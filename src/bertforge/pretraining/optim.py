@@ -48,10 +48,16 @@ def warmup_decay(warmup_steps: int, total_steps: int, schedule: str = "linear"):
 
 class Lamb(torch.optim.Optimizer):
     """LAMB (You et al., 2020, as in Google's `lamb_optimizer`): the Adam update plus decoupled
-    weight decay, scaled per tensor by the trust ratio ||w|| / ||update|| where `adapt` is set."""
+    weight decay, scaled per tensor by the trust ratio ||w|| / ||update|| where `adapt` is set.
+    `multi_tensor` (default: on any device but the CPU): a group's tensors of one device, dtype
+    and step count are updated together by torch's `_foreach` kernels, on a GPU about 20 launches
+    per group (the trust-ratio scaling one per tensor) instead of about 20 per tensor. On a CPU
+    those kernels loop over the tensors anyway, and whole-model temporaries made BERT-Base's step
+    2-2.5x slower there, so it goes a tensor at a time. The same arithmetic either way."""
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, multi_tensor=None):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, adapt=True))
+        self.multi_tensor = multi_tensor
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -60,7 +66,7 @@ class Lamb(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            b1, b2 = group["betas"]
+            buckets: dict[tuple, list[torch.Tensor]] = {}
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -69,18 +75,35 @@ class Lamb(torch.optim.Optimizer):
                     state["step"] = 0
                     state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
                 state["step"] += 1
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m.mul_(b1).add_(p.grad, alpha=1 - b1)
-                v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                update = (m / (1 - b1 ** state["step"])) / ((v / (1 - b2 ** state["step"])).sqrt_() + group["eps"])
-                if group["weight_decay"]:
-                    update.add_(p, alpha=group["weight_decay"])
-                if group["adapt"]:  # a tensor, not .item(): no host sync per parameter on a GPU
-                    w_norm, u_norm = p.norm(), update.norm()
-                    ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
-                    update.mul_(ratio)
-                p.add_(update, alpha=-group["lr"])
+                buckets.setdefault((p.device, p.dtype, state["step"]), []).append(p)
+            for (device, _, step), params in buckets.items():
+                together = self.multi_tensor if self.multi_tensor is not None else device.type != "cpu"
+                for chunk in [params] if together else [[p] for p in params]:
+                    self._update(group, chunk, step)
         return loss
+
+    def _update(self, group: dict, params: list[torch.Tensor], step: int) -> None:
+        b1, b2 = group["betas"]
+        grads = [p.grad for p in params]
+        m = [self.state[p]["exp_avg"] for p in params]
+        v = [self.state[p]["exp_avg_sq"] for p in params]
+        torch._foreach_mul_(m, b1)
+        torch._foreach_add_(m, grads, alpha=1 - b1)
+        torch._foreach_mul_(v, b2)
+        torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
+        update = torch._foreach_div(m, 1 - b1**step)
+        denom = torch._foreach_div(v, 1 - b2**step)
+        torch._foreach_sqrt_(denom)
+        torch._foreach_add_(denom, group["eps"])
+        torch._foreach_div_(update, denom)
+        del denom
+        if group["weight_decay"]:
+            torch._foreach_add_(update, params, alpha=group["weight_decay"])
+        if group["adapt"]:  # tensors, not .item(): no host sync on a GPU
+            w_norm, u_norm = torch.stack(torch._foreach_norm(params)), torch.stack(torch._foreach_norm(update))
+            ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
+            torch._foreach_mul_(update, list(ratio.unbind()))
+        torch._foreach_add_(params, update, alpha=-group["lr"])
 
 
 def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
