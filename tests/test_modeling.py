@@ -138,6 +138,53 @@ def test_variable_length_attention_matches_the_padded_one_on_a_gpu(monkeypatch, 
     assert (grads[True] - grads[False]).norm() / grads[False].norm() < 1e-2
 
 
+def _attention_per_sequence(q, k, v, cu, max_len, p, scale):
+    """What variable-length FlashAttention computes (dropout off), one `cu_seqlens` sequence at a
+    time: a CPU stand-in for the kernel, so the packing around it is checked without a GPU."""
+    assert p == 0.0
+    out = torch.zeros_like(q)
+    bounds = cu.tolist()
+    for a, b in zip(bounds, bounds[1:]):
+        assert 0 <= b - a <= max_len
+        if b > a:
+            qs, ks, vs = (t[a:b].transpose(0, 1) for t in (q, k, v))  # [heads, n, d]
+            out[a:b] = (torch.softmax(qs @ ks.transpose(-1, -2) * scale, -1) @ vs).transpose(0, 1)
+    return out
+
+
+@pytest.mark.parametrize("fixed", [None, 8])
+def test_variable_length_packing_matches_the_padded_attention(monkeypatch, fixed):
+    """The variable-length path around the kernel (q/k/v of the packed tokens, `cu_seqlens`, in
+    fixed shapes the extra sequences of padding and the empty one) gives the padded attention's
+    logits and gradients, with the kernel replaced by per-sequence attention (fp32, 1e-5)."""
+    from bertforge.pretraining import model as modeling
+
+    calls = []
+    monkeypatch.setattr(modeling, "_varlen_ok", lambda qkv, d: modeling.VARLEN_ATTENTION)
+    monkeypatch.setattr(modeling._FlashVarlen, "apply", lambda *a: calls.append(1) or _attention_per_sequence(*a))
+    torch.manual_seed(0)
+    model = build_pretraining_model(bert_config(compose(["model=tiny"]).model, 500, 0), dropout=0.0)
+    batch = _ragged_batch(500, [37, 9, 21, 4, 37, 30] * 7)
+    batch = {**batch, **modeling.unpad_indices(batch["attention_mask"], batch["labels"], fixed)}
+    if fixed:
+        assert batch["cu_seqlens"][-3:].diff().tolist() == [14, 0]  # padding tokens, then an empty sequence
+    outs, grads = {}, {}
+    try:
+        for varlen in (False, True):
+            modeling.VARLEN_ATTENTION = varlen
+            model.zero_grad()
+            calls.clear()
+            outs[varlen] = modeling.unpadded_pretraining_forward(model, batch)
+            assert len(calls) == (model.config.num_hidden_layers if varlen else 0)
+            (outs[varlen].mlm_logits.logsumexp(-1).sum() + outs[varlen].nsp_logits.sum()).backward()
+            grads[varlen] = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    finally:
+        modeling.VARLEN_ATTENTION = True
+    for name in ("mlm_logits", "nsp_logits"):
+        torch.testing.assert_close(getattr(outs[True], name), getattr(outs[False], name), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[True], grads[False], atol=1e-5, rtol=1e-4)
+
+
 def test_unpadded_training_step_reaches_every_parameter_the_padded_one_does():
     from bertforge.pretraining.model import unpadded_pretraining_forward
 
