@@ -92,6 +92,31 @@ def test_lamb_excludes_bias_and_layernorm_like_weight_decay():
     assert all(p.ndim == 2 for p in decay["params"])
 
 
+def test_weight_decay_groups_are_the_same_for_flattened_shards():
+    """FSDP gives the optimizer 1-D shards of every weight: the groups, decided by name, stay those
+    of the whole weights (matrices decay; biases and LayerNorm do not)."""
+    from transformers import BertConfig, BertForPreTraining
+
+    model = BertForPreTraining(
+        BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    )
+    names = {id(p): n for n, p in model.named_parameters()}
+    whole = [[names[id(p)] for p in g["params"]] for g in param_groups(model, 0.01)]
+    assert whole[0] and all(model.get_parameter(n).ndim == 2 for n in whole[0])
+    assert whole[1] and all(model.get_parameter(n).ndim == 1 for n in whole[1])
+    for p in model.parameters():
+        p.data = p.data.flatten()
+    assert [[names[id(p)] for p in g["params"]] for g in param_groups(model, 0.01)] == whole
+
+
+def test_lamb_is_refused_with_fsdp():
+    cfg = compose(["pretrain.optimizer=lamb"])
+    check_optim_config(cfg.pretrain, "ddp")
+    with pytest.raises(ConfigError, match="pretrain.optimizer=lamb with trainer.strategy=fsdp"):
+        check_optim_config(cfg.pretrain, "fsdp")
+    check_optim_config(compose([]).pretrain, "fsdp")  # AdamW is elementwise: shards are fine
+
+
 def test_word_embeddings_lr_scale_moves_only_the_word_vectors_faster():
     from transformers import BertConfig, BertForSequenceClassification
 

@@ -77,6 +77,13 @@ def TEXT(tmp):
 CASES = [
     ("pretrain-negative-lr", "pretrain", lambda t: ["pretrain.lr=-1"], {}, "pretrain.lr=-1"),
     ("pretrain-optimizer", "pretrain", lambda t: ["pretrain.optimizer=sgd"], {}, "pretrain.optimizer"),
+    (
+        "pretrain-lamb-fsdp",
+        "pretrain",
+        lambda t: ["pretrain.optimizer=lamb", "trainer.strategy=fsdp"],
+        {},
+        "pretrain.optimizer=lamb with trainer.strategy=fsdp",
+    ),
     ("pretrain-zero-steps", "pretrain", lambda t: ["pretrain.max_steps=0"], {}, "pretrain.max_steps=0: must be >= 1"),
     (
         "pretrain-seq-too-long",

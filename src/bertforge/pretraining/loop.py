@@ -52,7 +52,7 @@ def check_pretrain_config(cfg, prepared: Path):
     work (the stage calls it before creating a checkpoint directory or an MLflow run); returns
     the tokenizer, the model's BertConfig and the recorded budget clock a replay follows (or None)."""
     pc = cfg.pretrain  # its ranges (lr > 0, ...) are the schema's, checked when the stage starts
-    check_optim_config(pc)
+    check_optim_config(pc, cfg.trainer.strategy)
     check_example_config(pc)
     check_phases(pc)
     if cfg.trainer.cuda_graphs and not cfg.trainer.unpad:

@@ -21,8 +21,8 @@ def param_groups(model: torch.nn.Module, weight_decay: float, word_embeddings_lr
             continue
         if word_embeddings_lr is not None and name.endswith("word_embeddings.weight"):
             words.append(p)
-        else:
-            (no_decay if p.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") else decay).append(p)
+        else:  # by name, as Google's reference: FSDP hands the optimizer every weight as a 1-D shard
+            (no_decay if "LayerNorm" in name or "layer_norm" in name or name.endswith("bias") else decay).append(p)
     # LAMB's layer adaptation skips the same parameters as weight decay (Google's reference default)
     groups = [
         {"params": decay, "weight_decay": weight_decay, "adapt": True},
@@ -113,10 +113,15 @@ def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
     return classes[name]
 
 
-def check_optim_config(pc) -> None:
+def check_optim_config(pc, strategy: str = "auto") -> None:
     """Fail before training, not at the first optimizer step."""
     optimizer_class(pc.optimizer)
     warmup_decay(pc.warmup_steps, pc.max_steps, pc.schedule)
+    if pc.optimizer == "lamb" and "fsdp" in str(strategy):
+        raise ConfigError(
+            "pretrain.optimizer=lamb with trainer.strategy=fsdp: FSDP shards every weight over the GPUs, and "
+            "LAMB's trust ratio needs each whole weight's norm; use trainer=ddp, or pretrain.optimizer=adamw"
+        )
 
 
 def optimizer_with_schedule(
