@@ -131,6 +131,30 @@ def test_async_checkpoints_by_default_on_a_gpu_only():
     assert checkpoint_io(compose(["trainer.async_checkpoint=true"]).trainer, cpu)
 
 
+def test_gradient_clipping_clips_the_whole_models_norm_and_leaves_fsdp_to_its_own():
+    """One process: the norm over every gradient is clipped to the limit. Under FSDP each rank holds
+    shards, so the clipping is the FSDP module's own (which reduces the norm over the ranks)."""
+    from types import SimpleNamespace
+
+    from bertforge.pretraining.model import bert_config, build_pretraining_model
+    from bertforge.pretraining.module import PretrainModule
+
+    cfg = compose(["model=tiny"])
+    module = PretrainModule(build_pretraining_model(bert_config(cfg.model, 100, 0)), cfg.pretrain, 10, 5)
+    for p in module.parameters():
+        p.grad = torch.ones_like(p)
+    before = torch.cat([p.grad.flatten() for p in module.parameters()]).norm()
+    module._trainer = SimpleNamespace(precision="bf16-mixed", model=module)
+    module.configure_gradient_clipping(None, 1.0)
+    grads = torch.cat([p.grad.flatten() for p in module.parameters()])
+    assert before > 100 and grads.norm() == pytest.approx(1.0, rel=1e-3)  # fp32 sums over ~0.5M squares
+    assert torch.allclose(grads, grads[0])  # scaled alike: the direction is kept
+    calls = []
+    module._trainer = SimpleNamespace(precision="bf16-mixed", model=SimpleNamespace(clip_grad_norm_=calls.append))
+    module.configure_gradient_clipping(None, 0.5)
+    assert calls == [0.5] and torch.equal(torch.cat([p.grad.flatten() for p in module.parameters()]), grads)
+
+
 def test_checkpoint_fingerprint_covers_config_data_and_code(monkeypatch):
     from pathlib import Path
 

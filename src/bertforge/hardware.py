@@ -204,7 +204,15 @@ def place(
 
 def placement(tcfg) -> Placement:
     """The `trainer` config group resolved on this machine."""
-    return place(tcfg.accelerator, tcfg.precision, tcfg.num_workers)
+    from bertforge.config import ConfigError
+
+    where = place(tcfg.accelerator, tcfg.precision, tcfg.num_workers)
+    if "fsdp" in str(tcfg.get("strategy", "")) and where.accelerator != "gpu":
+        raise ConfigError(
+            "trainer.strategy=fsdp needs CUDA GPUs (Lightning's FSDP does not run on CPU); "
+            "use trainer=ddp_cpu for data parallelism over CPU processes"
+        )
+    return where
 
 
 def header(precision: str | None = None) -> str:

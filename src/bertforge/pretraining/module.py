@@ -201,8 +201,14 @@ class PretrainModule(pl.LightningModule):
         # they unscale gradients themselves; with bf16 or fp32 nothing is scaled and this is its same norm clipping
         if self._fp16_scaled:
             return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        if gradient_clip_val:
+        if not gradient_clip_val:
+            return None
+        wrapped = self.trainer.model
+        if hasattr(wrapped, "clip_grad_norm_"):  # FSDP: each rank holds shards, and the norm is the whole model's
+            wrapped.clip_grad_norm_(gradient_clip_val)
+        else:
             torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
+        return None
 
     # Dropout draws from torch's global RNG: keep its state so a resumed run draws the same masks.
     def on_save_checkpoint(self, checkpoint: dict) -> None:
