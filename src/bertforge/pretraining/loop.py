@@ -25,14 +25,6 @@ from bertforge.pretraining.optim import check_optim_config
 from bertforge.trainer import build_trainer
 
 
-def process_rank() -> int:
-    """This process's global rank, from the launcher's environment (torchrun, SLURM, or Lightning's
-    own launcher, which starts ranks >= 1 with LOCAL_RANK/NODE_RANK set); 0 when not distributed."""
-    from lightning_fabric.utilities.rank_zero import _get_rank
-
-    return _get_rank() or 0
-
-
 def tokens_seen(module, trainer) -> int:
     """Real tokens trained on, over all ranks (each counted its own batches)."""
     import torch

@@ -44,11 +44,18 @@ def run(cfg):
             "task: choose a task, e.g. `python pipelines/finetune.py task=rte` (or run the suite with `dvc repro`)"
         )
     init, random_init = init_dir(cfg)  # before torch and Lightning load: a wrong path fails in seconds
+    from omegaconf import open_dict
+
     from bertforge.finetuning.loop import finetune_one
     from bertforge.finetuning.tasks import load_task
     from bertforge.hardware import placement
     from bertforge.model_card import classifier_card, write_card
+    from bertforge.trainer import one_device, process_rank
 
+    if process_rank() != 0:  # started by torchrun with the pre-training's processes: rank 0 fine-tunes
+        return
+    with open_dict(cfg):
+        cfg.trainer = one_device(cfg.trainer)
     # every check and the data before the MLflow run and the output exist: a bad input leaves nothing behind
     place = placement(cfg.trainer)
     name = cfg.task.name

@@ -29,7 +29,8 @@ def run(cfg):
         record_checkpoint_owner,
         resumable_run,
     )
-    from bertforge.pretraining.loop import check_pretrain_config, pretrain, process_rank
+    from bertforge.pretraining.loop import check_pretrain_config, pretrain
+    from bertforge.trainer import process_rank
 
     place = placement(cfg.trainer)  # all settings are checked before a checkpoint directory or MLflow run exists
     prepared, out = resolve_path(cfg.paths.prepared), resolve_path(cfg.paths.pretrained)
