@@ -159,6 +159,7 @@ def pretrain(
         enable_checkpointing=True,
         plugins=checkpoint_io(cfg.trainer, place),
     )
+    parameters = sum(p.numel() for p in model.parameters())  # whole weights: FSDP shards them from here
     last = ckpt_dir / "last.ckpt"
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None, weights_only=True)
     if curves.last_valid_step == trainer.global_step:  # the loop has just validated these weights
@@ -166,7 +167,10 @@ def pretrain(
     else:
         final = trainer.validate(module, datamodule=data, verbose=False)[0]
 
-    model.save_pretrained(str(out_dir))
+    # the whole weights (every rank takes part: under FSDP the strategy gathers the shards on rank 0)
+    state = trainer.strategy.lightning_module_state_dict()
+    if trainer.is_global_zero:
+        model.save_pretrained(str(out_dir), state_dict={k.removeprefix("model."): v for k, v in state.items()})
     save_tokenizer_dir(tokenizer, out_dir)
     if trainer.is_global_zero:
         curves_out.mkdir(parents=True, exist_ok=True)
@@ -176,7 +180,7 @@ def pretrain(
     metrics.update(
         steps=int(trainer.global_step),
         sequences=int(trainer.global_step) * pc.batch_size * int(pc.accumulate_grad_batches) * trainer.world_size,
-        parameters=sum(p.numel() for p in model.parameters()),
+        parameters=parameters,
         mlm_accuracy_over_unigram=metrics["mlm_accuracy"] - metrics["unigram_accuracy"],
         tokens=tokens_seen(module, trainer),
         train_minutes=timer.elapsed() / 60,
