@@ -1,3 +1,5 @@
+import contextlib
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -98,6 +100,39 @@ def test_unpad_indices_bound_each_row_for_variable_length_attention():
     assert torch.equal(idx["row_starts"], cu[:-1].long())
 
 
+def _packed_batch(rows: int, fixed: int | None) -> dict:
+    """`rows` x 6 ragged pairs with their unpadding indices; `fixed`: in fixed shapes, whose extra
+    sequences are here 14 padding tokens, then an empty one."""
+    from bertforge.pretraining.model import unpad_indices
+
+    batch = _ragged_batch(500, [37, 9, 21, 4, 37, 30] * rows)
+    batch = {**batch, **unpad_indices(batch["attention_mask"], batch["labels"], fixed)}
+    if fixed:
+        assert batch["cu_seqlens"][-3:].diff().tolist() == [14, 0]
+    return batch
+
+
+def _padded_and_varlen(model, batch, calls: list, autocast=contextlib.nullcontext) -> tuple[dict, dict]:
+    """Logits and gradients from the padded attention (False) and the variable-length one (True),
+    which runs in every layer when switched on and in none when off (`calls` counts its kernel)."""
+    from bertforge.pretraining import model as modeling
+
+    outs, grads = {}, {}
+    try:
+        for varlen in (False, True):
+            modeling.VARLEN_ATTENTION = varlen
+            model.zero_grad()
+            calls.clear()
+            with autocast():
+                outs[varlen] = modeling.unpadded_pretraining_forward(model, batch)
+            assert len(calls) == (model.config.num_hidden_layers if varlen else 0)
+            (outs[varlen].mlm_logits.float().logsumexp(-1).sum() + outs[varlen].nsp_logits.float().sum()).backward()
+            grads[varlen] = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    finally:
+        modeling.VARLEN_ATTENTION = True
+    return outs, grads
+
+
 @pytest.mark.skipif(
     not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] < 8, reason="needs a CUDA GPU, sm80+"
 )
@@ -114,24 +149,8 @@ def test_variable_length_attention_matches_the_padded_one_on_a_gpu(monkeypatch, 
     monkeypatch.setattr(modeling._FlashVarlen, "apply", lambda *a: calls.append(1) or apply(*a))
     torch.manual_seed(0)
     model = build_pretraining_model(bert_config(compose(["model=mini"]).model, 500, 0), dropout=0.0).cuda()
-    batch = _ragged_batch(500, [37, 9, 21, 4, 37, 30] * rows)
-    batch = {**batch, **modeling.unpad_indices(batch["attention_mask"], batch["labels"], fixed)}
-    if fixed:
-        assert batch["cu_seqlens"][-3:].diff().tolist() == [14, 0]
-    batch = {k: v.cuda() if torch.is_tensor(v) else v for k, v in batch.items()}
-    outs, grads = {}, {}
-    try:
-        for varlen in (False, True):
-            modeling.VARLEN_ATTENTION = varlen
-            model.zero_grad()
-            calls.clear()
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                outs[varlen] = modeling.unpadded_pretraining_forward(model, batch)
-            assert len(calls) == (model.config.num_hidden_layers if varlen else 0)
-            (outs[varlen].mlm_logits.float().logsumexp(-1).sum() + outs[varlen].nsp_logits.float().sum()).backward()
-            grads[varlen] = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
-    finally:
-        modeling.VARLEN_ATTENTION = True
+    batch = {k: v.cuda() if torch.is_tensor(v) else v for k, v in _packed_batch(rows, fixed).items()}
+    outs, grads = _padded_and_varlen(model, batch, calls, lambda: torch.autocast("cuda", dtype=torch.bfloat16))
     for name in ("mlm_logits", "nsp_logits"):
         a, b = getattr(outs[False], name).float(), getattr(outs[True], name).float()
         torch.testing.assert_close(b, a, atol=5e-2, rtol=0)
@@ -164,22 +183,7 @@ def test_variable_length_packing_matches_the_padded_attention(monkeypatch, fixed
     monkeypatch.setattr(modeling._FlashVarlen, "apply", lambda *a: calls.append(1) or _attention_per_sequence(*a))
     torch.manual_seed(0)
     model = build_pretraining_model(bert_config(compose(["model=tiny"]).model, 500, 0), dropout=0.0)
-    batch = _ragged_batch(500, [37, 9, 21, 4, 37, 30] * 7)
-    batch = {**batch, **modeling.unpad_indices(batch["attention_mask"], batch["labels"], fixed)}
-    if fixed:
-        assert batch["cu_seqlens"][-3:].diff().tolist() == [14, 0]  # padding tokens, then an empty sequence
-    outs, grads = {}, {}
-    try:
-        for varlen in (False, True):
-            modeling.VARLEN_ATTENTION = varlen
-            model.zero_grad()
-            calls.clear()
-            outs[varlen] = modeling.unpadded_pretraining_forward(model, batch)
-            assert len(calls) == (model.config.num_hidden_layers if varlen else 0)
-            (outs[varlen].mlm_logits.logsumexp(-1).sum() + outs[varlen].nsp_logits.sum()).backward()
-            grads[varlen] = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
-    finally:
-        modeling.VARLEN_ATTENTION = True
+    outs, grads = _padded_and_varlen(model, _packed_batch(7, fixed), calls)
     for name in ("mlm_logits", "nsp_logits"):
         torch.testing.assert_close(getattr(outs[True], name), getattr(outs[False], name), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(grads[True], grads[False], atol=1e-5, rtol=1e-4)
