@@ -12,7 +12,8 @@ profiler sees in it).
   tokens/s as in `pretrain_vs_hf.py` (median of windows after warm-up) and MFU;
 - kernels: torch.profiler over a few steps of the fastest variant, GPU time by kernel;
 - stage: `pipelines/pretrain.py` compiled (`trainer=gpu` or `--trainer`), its `train/tokens_per_s`
-  windows, then a profiler over ten steps counting host-device syncs per step; then the same
+  windows, then a profiler over ten steps counting host-device syncs per step, and the training
+  thread's Python functions over ten more (cProfile, ms a step); then the same
   with `trainer.cuda_graphs=true`, and both at twice the batch.
 
     python benchmarks/gpu_step_probe.py --prepared outputs/gpu_benchmark/prepare --size base --batch-size 128
@@ -92,6 +93,59 @@ class SyncLog:
         self._catch.__exit__(*exc)
 
 
+class HostProfile:
+    """What the training thread does between a stage's steps: cProfile over `steps` steps (past the
+    torch profiler's, which adds its own host work), by Python function, in ms a step. On a GPU the
+    stage's host time per step, not the kernels', is what separates it from the bare step."""
+
+    def __init__(self, begin: int, steps: int = 10):
+        import cProfile
+
+        self.begin, self.end, self.profile = begin, begin + steps, cProfile.Profile()
+
+    def step(self, done: int) -> None:
+        if done == self.begin:
+            self.profile.enable()
+        elif done == self.end:
+            self.profile.disable()
+
+    # the parts of a step, by the functions that hold them (their time includes their callees')
+    PARTS = (
+        "advance",  # Lightning's whole training step: the rest are within it
+        "__next__",  # the next batch from the loader (a wait here: the loader does not keep up)
+        "_apply_batch_transfer_handler",  # the batch to the device
+        "training_step",
+        "backward",
+        "clip_grad_norm_",
+        "_fused_adamw_",
+        "zero_grad",
+        "_call_callback_hooks",
+        "log",
+        "log_dict",
+    )
+
+    def report(self, label: str, rows: int = 14) -> None:
+        import pstats
+
+        stats = pstats.Stats(self.profile).stats  # {(file, line, name): (calls, primitive, tottime, cumtime, callers)}
+        n = self.end - self.begin
+
+        def name(key) -> str:
+            file, line, fn = key
+            return f"{'/'.join(Path(file).parts[-2:])}:{line} {fn}" if line else fn
+
+        def show(items, col):
+            for key, v in items:
+                print(f"  {v[col] * 1e3 / n:8.2f}  {v[0] / n:6.1f} calls  {name(key)[:110]}")
+
+        print(f"{label}, host (cProfile, {n} steps), ms/step by function, self:")
+        show(sorted(stats.items(), key=lambda kv: -kv[1][2])[:rows], 2)
+        print(f"{label}, host, ms/step in the parts of a step (with their callees):")
+        parts = [kv for kv in stats.items() if kv[0][2].split(".")[-1].rstrip(">") in self.PARTS]
+        show(sorted(parts, key=lambda kv: -kv[1][3]), 3)
+        print(flush=True)
+
+
 def bare(cfg, model, batches, place, varlen: bool, compiled: bool, graphs: bool = False) -> Recipe:
     """`graphs`: `batches` in fixed shapes, the compiled step replayed as CUDA graphs."""
     import torch
@@ -162,7 +216,8 @@ def kernels(recipe: Recipe, steps: int) -> None:
 
 
 def stage(args, overrides: list[str], with_syncs: bool, label: str = "stage") -> None:
-    """The stage's windows, then a profiler over ten steps past them: syncs per step."""
+    """The stage's windows, then a profiler over ten steps past them (syncs per step), then the
+    host's Python functions over ten more."""
     from torch.profiler import ProfilerActivity, profile, schedule
 
     from bertforge.pretraining.module import PretrainModule
@@ -171,7 +226,7 @@ def stage(args, overrides: list[str], with_syncs: bool, label: str = "stage") ->
     prof = profile(
         activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], schedule=schedule(wait=start, warmup=3, active=active)
     )
-    times, syncs = [], SyncLog()
+    times, syncs, host = [], SyncLog(), HostProfile(start + 3 + active + 2)
 
     def hook(self, outputs, batch, batch_idx):
         times.append(time.perf_counter())
@@ -180,11 +235,12 @@ def stage(args, overrides: list[str], with_syncs: bool, label: str = "stage") ->
         elif with_syncs and len(times) == start:
             syncs.__exit__(None, None, None)
         prof.step()
+        host.step(len(times))
 
     PretrainModule.on_train_batch_end = hook
     prof.start()
     steps = args.steps
-    args.steps = start + 3 + active + 2 - args.warmup  # the stage runs warm-up + steps
+    args.steps = host.end + 2 - args.warmup  # the stage runs warm-up + steps
     try:
         rates = run_stage(args, overrides)
     finally:
@@ -206,6 +262,7 @@ def stage(args, overrides: list[str], with_syncs: bool, label: str = "stage") ->
     print(events.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=70), flush=True)
     for where, n in sorted(syncs.counts.items(), key=lambda kv: -kv[1]):
         print(f"syncs in 5 steps: {n} x {where}")
+    host.report(label)
 
 
 def main() -> None:

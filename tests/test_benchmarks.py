@@ -59,6 +59,11 @@ def test_gpu_step_probe_on_cpu_compares_steps_and_reads_the_stage(demo_prepared)
     stage = {x.split(" windows")[0]: x for x in r.stdout.splitlines() if " windows, tokens/s: " in x}
     assert set(stage) == {"stage", "stage, CUDA graphs", "stage, batch 8", "stage, CUDA graphs, batch 8"}
     assert all(float(x.rsplit("median ", 1)[1]) > 0 for x in stage.values())
+    # the training thread's time by part of the step: the loop holds the model's step and the batch fetch
+    lines = r.stdout.splitlines()
+    head = lines.index("stage, host, ms/step in the parts of a step (with their callees):")
+    parts = {x.rsplit(" ", 1)[1]: float(x.split()[0]) for x in lines[head + 1 : head + 30] if " calls " in x}
+    assert parts["advance"] >= max(parts["training_step"], parts["__next__"]) > 0
 
 
 def test_optimizer_benchmark_prints_each_optimizers_step_time():
