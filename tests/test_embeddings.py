@@ -106,3 +106,54 @@ def test_bad_inputs_give_one_clear_error(minilm, tmp_path, capsys):
     bad.write_bytes("ok\ncaf\xe9\n".encode("latin-1"))
     assert main(["embed", "--model", str(minilm), "--file", str(bad)]) == 2
     assert f"{bad}:2: not UTF-8" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def mlm_dir(minilm, tmp_path_factory):
+    """A small randomly initialised BERT pre-training directory (both heads, as the pretrain stage
+    writes) with MiniLM's uncased WordPiece tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertForPreTraining
+
+    tok = AutoTokenizer.from_pretrained(str(minilm))
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
+    out = tmp_path_factory.mktemp("mlm")
+    BertForPreTraining(config).save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return out
+
+
+def test_fill_mask_gives_the_transformers_pipelines_predictions(mlm_dir):
+    from transformers import pipeline
+
+    from bertforge.fill_mask import fill_mask
+
+    sentences = ["the [MASK] sat on the mat.", "[MASK] is the capital of [MASK] ."]
+    ours = fill_mask(mlm_dir, sentences, top_k=4)
+    reference = pipeline("fill-mask", model=str(mlm_dir), device="cpu")
+    assert [len(masks) for masks in ours] == [1, 2]  # every [MASK] of a sentence, in order
+    for sentence, masks in zip(sentences, ours):
+        want = reference(sentence, top_k=4)
+        want = [want] if isinstance(want[0], dict) else want  # the pipeline unnests one mask
+        for got, expected in zip(masks, want, strict=True):
+            assert [t for t, _ in got] == reference.tokenizer.convert_ids_to_tokens([e["token"] for e in expected])
+            np.testing.assert_allclose([p for _, p in got], [e["score"] for e in expected], rtol=1e-5, atol=1e-7)
+            assert all(a >= b for (_, a), (_, b) in zip(got, got[1:]))  # likeliest first
+
+
+def test_fill_mask_cli_prints_each_mask_and_refuses_what_it_cannot_fill(mlm_dir, minilm, capsys):
+    from bertforge.fill_mask import fill_mask
+
+    assert main(["fill-mask", "--model", str(mlm_dir), "--top-k", "2", "a [MASK] b [MASK] ."]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    (want,) = fill_mask(mlm_dir, ["a [MASK] b [MASK] ."], top_k=2)
+    assert lines[0] == "a [MASK] b [MASK] ."
+    assert lines[1:] == [
+        f"  [MASK] {i}: {m[0][0]} {m[0][1]:.3f}, {m[1][0]} {m[1][1]:.3f}" for i, m in enumerate(want, 1)
+    ]
+    assert main(["fill-mask", "--model", str(mlm_dir), "a [MASK] .", "no mask here"]) == 2
+    assert "sentence 2 ('no mask here') has no [MASK]" in capsys.readouterr().err
+    assert main(["fill-mask", "--model", str(minilm), "a [MASK] ."]) == 2  # a sentence model: no MLM head
+    assert "lacks an MLM head (cls.predictions.*)" in capsys.readouterr().err

@@ -92,6 +92,7 @@ def test_embed_and_fill_mask_cut_like_pretraining(tmp_path):
     from transformers import BertConfig, BertForPreTraining, pipeline
 
     from bertforge.embeddings import embed
+    from bertforge.fill_mask import fill_mask
 
     _, out = _prepare(tmp_path, workers=1)
     tok = load_tokenizer(out / "tokenizer")
@@ -105,4 +106,9 @@ def test_embed_and_fill_mask_cut_like_pretraining(tmp_path):
     assert e.sentences.shape == (2, 32)
     assert e.token_strings[0][:5] == ["[CLS]", "국민", "은", "모델", "을"]
     fill = pipeline("fill-mask", model=str(model_dir), tokenizer=load_tokenizer(model_dir))
-    assert len(fill("국민은 [MASK]을 공유했다.")) == 5
+    want = fill("국민은 [MASK]을 공유했다.")
+    assert len(want) == 5
+    # `bertforge fill-mask` cuts with the directory's own analyser: the pipeline given load_tokenizer's
+    (got,) = fill_mask(model_dir, ["국민은 [MASK]을 공유했다."])
+    assert [t for t, _ in got[0]] == tok.convert_ids_to_tokens([w["token"] for w in want])
+    assert [p for _, p in got[0]] == pytest.approx([w["score"] for w in want], rel=1e-5)

@@ -1,4 +1,5 @@
-"""`bertforge` command line: `bertforge embed --model DIR "sentence" ...`."""
+"""`bertforge` command line: `bertforge embed --model DIR "sentence" ...` (sentence and token
+embeddings), `bertforge fill-mask --model DIR "a [MASK] sentence" ...` (MLM predictions)."""
 
 from __future__ import annotations
 
@@ -105,13 +106,44 @@ def cmd_embed(args) -> None:
             print(f"{s!r}: {v}")
 
 
+def cmd_fill_mask(args) -> None:
+    from transformers.utils import logging as hf_logging
+
+    from bertforge.fill_mask import fill_mask
+    from bertforge.hardware import place
+
+    hf_logging.disable_progress_bar()
+    sentences = read_sentences(args)
+    where = place(args.device, args.precision)
+    print(where.line(), file=sys.stderr, flush=True)
+    results = fill_mask(args.model, sentences, top_k=args.top_k, max_length=args.max_length, place=where)
+    for sentence, masks in zip(sentences, results):
+        print(sentence)
+        for i, predictions in enumerate(masks, 1):
+            print(f"  [MASK] {i}: " + ", ".join(f"{token} {p:.3f}" for token, p in predictions))
+
+
+def _subcommand(sub, name: str, help: str, sentences: str):
+    """A subcommand with what embed and fill-mask share: the model, the sentences, the hardware."""
+    c = sub.add_parser(name, help=help)
+    c.add_argument("sentences", nargs="*", help=f"{sentences} (or use --file)")
+    c.add_argument("--model", required=True, help="a BERT directory: outputs/pretrain, a fine-tuned model, MiniLM ...")
+    c.add_argument("--file", help="one sentence per line (UTF-8); '-' reads standard input")
+    c.add_argument("--max-length", type=int, default=128, help="truncate sentences to this many tokens")
+    c.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help="auto: a GPU if one is visible")
+    c.add_argument(
+        "--precision",
+        choices=("auto", "32-true", "bf16-mixed", "16-mixed"),
+        default="auto",
+        help="auto: bf16 where the CPU/GPU has it natively, else fp32 (as trainer.precision)",
+    )
+    return c
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bertforge", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("embed", help="sentence (and token) embeddings from a BERT directory")
-    e.add_argument("sentences", nargs="*", help="sentences to embed (or use --file)")
-    e.add_argument("--model", required=True, help="a BERT directory: outputs/pretrain, a fine-tuned model, MiniLM ...")
-    e.add_argument("--file", help="one sentence per line (UTF-8); '-' reads standard input")
+    e = _subcommand(sub, "embed", "sentence (and token) embeddings from a BERT directory", "sentences to embed")
     e.add_argument(
         "--pooling",
         choices=POOLINGS,
@@ -121,16 +153,16 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--tokens", action="store_true", help="also return token-level outputs (last layer)")
     e.add_argument("--output", help=f"write embeddings to a file ({', '.join(OUTPUT_FORMATS)})")
     e.add_argument("--print", action="store_true", help="print each sentence's vector (abbreviated)")
-    e.add_argument("--max-length", type=int, default=128, help="truncate sentences to this many tokens")
     e.add_argument("--batch-size", type=int, default=32)
-    e.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help="auto: a GPU if one is visible")
-    e.add_argument(
-        "--precision",
-        choices=("auto", "32-true", "bf16-mixed", "16-mixed"),
-        default="auto",
-        help="auto: bf16 where the CPU/GPU has it natively, else fp32 (as trainer.precision)",
-    )
     e.set_defaults(func=cmd_embed)
+    f = _subcommand(
+        sub,
+        "fill-mask",
+        "the likeliest tokens at each [MASK] (a pre-trained directory: it needs the MLM head)",
+        "sentences with [MASK] tokens",
+    )
+    f.add_argument("--top-k", type=int, default=5, help="predictions per [MASK]")
+    f.set_defaults(func=cmd_fill_mask)
     return p
 
 

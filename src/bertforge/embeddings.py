@@ -24,12 +24,9 @@ class Embeddings:
     token_strings: list[list[str]] | None
 
 
-def load_encoder(model_dir: str | Path, need_pooler: bool):
-    """BertModel from a pre-training, classifier or plain BERT directory, with one clear error for
-    anything else (including a pooler that the checkpoint does not have: it would be random)."""
-    from transformers import AutoConfig, BertModel
-
-    from bertforge.pretraining.model import load_weights
+def check_bert_dir(model_dir: str | Path) -> Path:
+    """`--model` names a directory holding a BERT model (one clear error otherwise)."""
+    from transformers import AutoConfig
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
@@ -37,6 +34,17 @@ def load_encoder(model_dir: str | Path, need_pooler: bool):
     config = AutoConfig.from_pretrained(str(model_dir))
     if config.model_type != "bert":
         raise ConfigError(f"--model: {model_dir} holds a {config.model_type!r} model, not BERT")
+    return model_dir
+
+
+def load_encoder(model_dir: str | Path, need_pooler: bool):
+    """BertModel from a pre-training, classifier or plain BERT directory, with one clear error for
+    anything else (including a pooler that the checkpoint does not have: it would be random)."""
+    from transformers import BertModel
+
+    from bertforge.pretraining.model import load_weights
+
+    model_dir = check_bert_dir(model_dir)
     return load_weights(
         BertModel,
         model_dir,
