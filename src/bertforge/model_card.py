@@ -102,7 +102,9 @@ def pretrained_card(cfg, prepared: Path, metrics: dict, run_id: str | None, tags
 # BERT-{m.name} pre-trained by bertforge
 
 A BERT encoder ({m.num_hidden_layers} layers, hidden size {m.hidden_size}, {m.num_attention_heads} heads,
-{metrics.get("parameters", 0):,} parameters) pre-trained from scratch with masked language modelling
+{metrics.get("parameters", 0):,} parameters) pre-trained {
+        f"further from `{pc.init}` (continued pre-training)" if pc.get("init") else "from scratch"
+    } with masked language modelling
 {"and " + pc.objective.upper() + " " if pc.objective != "mlm" else ""}on the `{corpus.name}` corpus. Intended use:
 fine-tuning on downstream tasks (`AutoModelForSequenceClassification`), masked-token prediction, or
 as a sentence encoder. It is a research artefact: check its results below before relying on it.

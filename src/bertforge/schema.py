@@ -83,6 +83,7 @@ class Pretrain:
     budget_minutes: Optional[float] = _bounded("a number of minutes > 0, or null (train by steps)", lambda v: v > 0)
     warmup_fraction: float = _bounded(*FRACTION)
     budget_clock: Optional[str] = MISSING
+    init: Optional[str] = MISSING
     phases: List[Any] = MISSING
     optimizer: str = MISSING
     lr: float = _bounded(*POSITIVE)

@@ -15,11 +15,11 @@ from bertforge.config import ConfigError
 from bertforge.data.masking import SpecialIds
 from bertforge.data.pretraining_examples import check_example_config
 from bertforge.data.shards import Shard
-from bertforge.data.tokenization import load_tokenizer, save_tokenizer_dir
+from bertforge.data.tokenization import load_tokenizer, resolve_tokenizer_dir, save_tokenizer_dir
 from bertforge.hardware import Placement, placement
 from bertforge.pretraining.budget import TrainingClock, load_budget_clock
 from bertforge.pretraining.datamodule import PretrainData, check_phases
-from bertforge.pretraining.model import bert_config, build_pretraining_model
+from bertforge.pretraining.model import ARCH_KEYS, bert_config, build_pretraining_model
 from bertforge.pretraining.module import TRAIN_KEYS, CurveWriter, PretrainModule, val_keys
 from bertforge.pretraining.optim import check_optim_config
 from bertforge.trainer import build_trainer
@@ -39,10 +39,43 @@ def most_frequent_token(shard: Shard, special: SpecialIds) -> int:
     return int(counts.argmax())
 
 
+def init_dir(pc) -> Path | None:
+    """`pretrain.init`: the BERT directory continued pre-training starts from (a path or
+    `pkg:PACKAGE/SUBDIR`), or None: from random initialisation."""
+    return resolve_tokenizer_dir(str(pc.init), key="pretrain.init") if pc.init else None
+
+
+def init_config(pc, tokenizer):
+    """The architecture of `pretrain.init` (its config.json), checked: a BERT with absolute
+    positions whose vocabulary is the prepared corpus's, since token ids index its embedding rows."""
+    from transformers import AutoConfig
+
+    path, key = init_dir(pc), f"pretrain.init={pc.init}"
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"{key}: {path} is not a model directory (no config.json)")
+    config = AutoConfig.from_pretrained(str(path))
+    if config.model_type != "bert" or (getattr(config, "position_embedding_type", None) or "absolute") != "absolute":
+        raise ConfigError(f"{key}: {path} holds no BERT with absolute positions ({config.model_type})")
+    if (path / "tokenizer.json").is_file() or (path / "vocab.txt").is_file():
+        theirs = load_tokenizer(path).get_vocab()
+        if theirs != tokenizer.get_vocab():
+            raise ConfigError(
+                f"{key}: its vocabulary ({len(theirs):,} tokens) is not the prepared corpus's "
+                f"({len(tokenizer):,}); prepare the corpus with its tokenizer: tokenizer.pretrained={pc.init}"
+            )
+    elif len(tokenizer) > config.vocab_size:
+        raise ConfigError(
+            f"{key}: its {config.vocab_size:,} embedding rows cannot hold the prepared corpus's {len(tokenizer):,} tokens"
+        )
+    return config
+
+
 def check_pretrain_config(cfg, prepared: Path):
     """Everything about the pre-training settings and their input that can be checked before any
     work (the stage calls it before creating a checkpoint directory or an MLflow run); returns
-    the tokenizer, the model's BertConfig and the recorded budget clock a replay follows (or None)."""
+    the tokenizer, the model's BertConfig and the recorded budget clock a replay follows (or None).
+    With `pretrain.init` the `model` group takes the init's architecture, so that every record of
+    the run (MLflow params, run.json, the model card) describes the model trained."""
     pc = cfg.pretrain  # its ranges (lr > 0, ...) are the schema's, checked when the stage starts
     check_optim_config(pc, cfg.trainer.strategy)
     check_example_config(pc)
@@ -57,7 +90,14 @@ def check_pretrain_config(cfg, prepared: Path):
             f"paths.prepared: {prepared} holds no prepared corpus; run the prepare stage first (dvc repro prepare)"
         )
     tokenizer = load_tokenizer(prepared / "tokenizer")
-    config = bert_config(cfg.model, len(tokenizer), tokenizer.pad_token_id)
+    if pc.init:
+        config = init_config(pc, tokenizer)
+        for k in ARCH_KEYS:
+            cfg.model[k] = getattr(config, k)
+        spec = str(pc.init)  # the model's name in records: the package's, or the directory's
+        cfg.model.name = spec[4:].split("/")[0] if spec.startswith("pkg:") else init_dir(pc).name
+    else:
+        config = bert_config(cfg.model, len(tokenizer), tokenizer.pad_token_id)
     for key, length in [
         ("pretrain.max_seq_length", pc.max_seq_length),
         *(
@@ -104,7 +144,12 @@ def pretrain(
     import pytorch_lightning as pl
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # reproducible initialisation
-    model = build_pretraining_model(config, pc.dropout)
+    fresh: list[str] = []
+    model = build_pretraining_model(config, pc.dropout, init_dir(pc), fresh)
+    if fresh:
+        parts = {"cls.predictions": "MLM head", "cls.seq_relationship": "NSP head", "bert.pooler": "pooler"}
+        new = [name for prefix, name in parts.items() if any(k.startswith(prefix) for k in fresh)]
+        print(f"pretrain.init: not in {init_dir(pc)}, initialised as BERT does: {', '.join(new)}", flush=True)
     budget = pc.budget_minutes
     timer = TrainingClock(budget, pc.warmup_fraction, clock=clock, recorded=recorded)
     data = PretrainData(

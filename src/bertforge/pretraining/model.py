@@ -5,6 +5,7 @@ were masked (gather first), which is most of the pre-training speed-up on CPU.""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import BertConfig, BertForPreTraining
@@ -14,17 +15,27 @@ from bertforge.quiet import dropped
 
 
 def load_weights(
-    cls, model_dir, key: str, may_miss: tuple[str, ...] = (), hints: dict[str, str] | None = None, **kwargs
+    cls,
+    model_dir,
+    key: str,
+    may_miss: tuple[str, ...] = (),
+    hints: dict[str, str] | None = None,
+    fresh: list[str] | None = None,
+    **kwargs,
 ):
     """`cls.from_pretrained(model_dir)` without transformers' multi-line LOAD REPORT (the `cls.*`
     pre-training heads a BERT directory carries are expected to go unused); missing weights other
     than those starting with `may_miss` (a new task head) are a ConfigError naming `key`, worded by
-    `hints[prefix]` when every missing weight starts with that prefix."""
+    `hints[prefix]` when every missing weight starts with that prefix. `fresh` receives the names
+    of the weights initialised anew (the `may_miss` ones the directory lacks)."""
     # a filter, not a raised level: at WARNING or above transformers checks (and warns about)
     # tensor-parallel plans
-    with dropped("transformers.modeling_utils", "LOAD REPORT"):
+    # (and, for a checkpoint without heads, its note that the heads' tied bias is absent too)
+    with dropped("transformers.modeling_utils", "LOAD REPORT", "seem corrupted. The tied weights"):
         model, info = cls.from_pretrained(str(model_dir), output_loading_info=True, **kwargs)
     missing = [k for k in info["missing_keys"] if not k.startswith(may_miss)]
+    if fresh is not None:
+        fresh.extend(k for k in info["missing_keys"] if k.startswith(may_miss))
     if missing:
         hint = next((h for p, h in (hints or {}).items() if all(k.startswith(p) for k in missing)), None)
         listed = ", ".join(sorted(missing)[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
@@ -55,12 +66,22 @@ def bert_config(model_cfg, vocab_size: int, pad_token_id: int) -> BertConfig:
     return BertConfig(vocab_size=vocab_size, pad_token_id=pad_token_id, **kwargs)
 
 
-def build_pretraining_model(config: BertConfig, dropout: float | None = None) -> BertForPreTraining:
+def build_pretraining_model(
+    config: BertConfig, dropout: float | None = None, init: Path | None = None, fresh: list[str] | None = None
+) -> BertForPreTraining:
     """`dropout`: every dropout rate while pre-training, when it should differ from the model's
     (Cramming trains without: a model that underfits its budget gains nothing from it). Only the
     modules change, not `config`, so the exported directory keeps the model's rates for
-    fine-tuning."""
-    model = BertForPreTraining._from_config(config, attn_implementation="sdpa").train()
+    fine-tuning. `init`: a BERT directory to continue pre-training from; heads or a pooler it
+    lacks (a sentence encoder, an MLM-only checkpoint) start as BERT initialises them, named in `fresh`."""
+    if init is None:
+        model = BertForPreTraining._from_config(config, attn_implementation="sdpa")
+    else:
+        heads = ("cls.", "bert.pooler.")
+        model = load_weights(
+            BertForPreTraining, init, "pretrain.init", heads, fresh=fresh, config=config, attn_implementation="sdpa"
+        )
+    model.train()
     if dropout is not None:
         for m in model.modules():
             if isinstance(m, torch.nn.Dropout):
