@@ -361,5 +361,5 @@ def test_continued_pretraining_of_minilm_initialises_the_heads_it_lacks(
     other = compose(["corpus.num_documents=300", "tokenizer.vocab_size=3000", f"pretrain.init={spec}"])
     with pytest.raises(ConfigError, match=r"its vocabulary \(30,522 tokens\) is not the prepared corpus's \(3,000\)"):
         check_pretrain_config(other, demo_prepared[1])
-    with pytest.raises(ConfigError, match="pretrain.init=nowhere: .* is not a model directory"):
+    with pytest.raises(ConfigError, match="pretrain.init: .*nowhere does not exist"):
         check_pretrain_config(compose([*prep, "pretrain.init=nowhere"]), tmp_path / "prepared")

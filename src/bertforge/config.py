@@ -82,6 +82,21 @@ def resolve_path(path: str | os.PathLike) -> Path:
     return root_dir() / p
 
 
+def check_bert_dir(path: Path, key: str) -> Path:
+    """`path` (named by `key`) holds a BERT model, or one clear error: read from its config.json
+    alone, so that the check comes before torch and transformers load."""
+    import json
+
+    if not path.exists():
+        raise ConfigError(f"{key}: {path} does not exist")
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"{key}: {path} is not a model directory (no config.json)")
+    model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    if model_type != "bert":
+        raise ConfigError(f"{key}: {path} holds a {model_type!r} model, not BERT")
+    return path
+
+
 def select_task(cfg: DictConfig, name: str) -> DictConfig:
     """Make `cfg.task` the task `name` from the `tasks` suite (the DVC per-task seam)."""
     tasks = cfg.get("tasks") or {}

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bertforge.config import ConfigError
+from bertforge.config import ConfigError, check_bert_dir
 
 POOLINGS = ("pooled", "cls", "mean")
 
@@ -24,19 +24,6 @@ class Embeddings:
     token_strings: list[list[str]] | None
 
 
-def check_bert_dir(model_dir: str | Path) -> Path:
-    """`--model` names a directory holding a BERT model (one clear error otherwise)."""
-    from transformers import AutoConfig
-
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise ConfigError(f"--model: {model_dir} is not a model directory (no config.json)")
-    config = AutoConfig.from_pretrained(str(model_dir))
-    if config.model_type != "bert":
-        raise ConfigError(f"--model: {model_dir} holds a {config.model_type!r} model, not BERT")
-    return model_dir
-
-
 def load_encoder(model_dir: str | Path, need_pooler: bool):
     """BertModel from a pre-training, classifier or plain BERT directory, with one clear error for
     anything else (including a pooler that the checkpoint does not have: it would be random)."""
@@ -44,7 +31,7 @@ def load_encoder(model_dir: str | Path, need_pooler: bool):
 
     from bertforge.pretraining.model import load_weights
 
-    model_dir = check_bert_dir(model_dir)
+    model_dir = check_bert_dir(Path(model_dir), "--model")
     return load_weights(
         BertModel,
         model_dir,

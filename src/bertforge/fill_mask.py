@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from bertforge.config import ConfigError
+from bertforge.config import ConfigError, check_bert_dir
 
 Prediction = list[tuple[str, float]]  # (token, probability), likeliest first
 
@@ -19,10 +19,9 @@ def load_mlm(model_dir: Path):
     MLM head (a fine-tuned classifier, a sentence-embedding model such as MiniLM)."""
     from transformers import BertForMaskedLM
 
-    from bertforge.embeddings import check_bert_dir
     from bertforge.pretraining.model import load_weights
 
-    check_bert_dir(model_dir)
+    check_bert_dir(model_dir, "--model")
     hint = "an MLM head (cls.predictions.*): fill-mask needs a pre-trained directory such as outputs/pretrain"
     return load_weights(BertForMaskedLM, model_dir, "--model", hints={"cls.predictions.": hint}).eval()
 

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from bertforge.config import ConfigError
+from bertforge.config import check_bert_dir
 from bertforge.data.padding import pad_right
 from bertforge.finetuning.metrics import score_predictions
 from bertforge.finetuning.tasks import Example, TaskData
@@ -106,15 +106,11 @@ def load_classifier(
     (from torch's seed)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    init = Path(init)
-    if not (init / "config.json").exists():
-        raise ConfigError(f"finetune.init: {init} is not a model directory (no config.json)")
+    init = check_bert_dir(Path(init), "finetune.init")
     kw = dict(num_labels=num_labels, problem_type="regression" if labels is None else "single_label_classification")
     if labels is not None:
         kw.update(id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
     config = AutoConfig.from_pretrained(str(init), **kw)
-    if config.model_type != "bert":
-        raise ConfigError(f"finetune.init: {init} holds a {config.model_type!r} model, not BERT")
     if random_init:
         model = AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
     else:

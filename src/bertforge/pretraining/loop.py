@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from bertforge.config import ConfigError
+from bertforge.config import ConfigError, check_bert_dir
 from bertforge.data.masking import SpecialIds
 from bertforge.data.pretraining_examples import check_example_config
 from bertforge.data.shards import Shard
@@ -50,12 +50,11 @@ def init_config(pc, tokenizer):
     positions whose vocabulary is the prepared corpus's, since token ids index its embedding rows."""
     from transformers import AutoConfig
 
-    path, key = init_dir(pc), f"pretrain.init={pc.init}"
-    if not (path / "config.json").is_file():
-        raise ConfigError(f"{key}: {path} is not a model directory (no config.json)")
+    key = "pretrain.init"
+    path = check_bert_dir(init_dir(pc), key)
     config = AutoConfig.from_pretrained(str(path))
-    if config.model_type != "bert" or (getattr(config, "position_embedding_type", None) or "absolute") != "absolute":
-        raise ConfigError(f"{key}: {path} holds no BERT with absolute positions ({config.model_type})")
+    if (getattr(config, "position_embedding_type", None) or "absolute") != "absolute":
+        raise ConfigError(f"{key}: {path} has {config.position_embedding_type} positions (BERT's are absolute)")
     if (path / "tokenizer.json").is_file() or (path / "vocab.txt").is_file():
         theirs = load_tokenizer(path).get_vocab()
         if theirs != tokenizer.get_vocab():

@@ -1,10 +1,9 @@
 """Stage `finetune@<task>`: fine-tune the pre-trained BERT (and, if the task asks, the same
 architecture from random init as a control) -> HF-format classifier directories."""
 
-import json
 from pathlib import Path
 
-from bertforge.config import ConfigError, finetune_settings, resolve_path, stage_main, to_plain
+from bertforge.config import ConfigError, check_bert_dir, finetune_settings, resolve_path, stage_main, to_plain
 from bertforge.outputs import atomic_dir, read_json, write_json
 from bertforge.tracking import (
     lightning_logger,
@@ -27,15 +26,7 @@ def init_dir(cfg) -> tuple[Path, bool]:
                 "first (dvc repro pretrain), or set finetune.init to a BERT directory"
             )
         return path, init == "random"
-    path = resolve_path(init)
-    if not path.exists():
-        raise ConfigError(f"finetune.init: {path} does not exist")
-    if not (path / "config.json").is_file():
-        raise ConfigError(f"finetune.init: {path} is not a model directory (no config.json)")
-    model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
-    if model_type != "bert":
-        raise ConfigError(f"finetune.init: {path} holds a {model_type!r} model, not BERT")
-    return path, False
+    return check_bert_dir(resolve_path(init), "finetune.init"), False
 
 
 def run(cfg):
