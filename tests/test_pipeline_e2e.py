@@ -1,6 +1,7 @@
 """`dvc exp run` end to end on a tiny configuration in a temporary git copy of the repository:
 stage outputs, DVC metrics, MLflow runs and lineage tags, and transformers loading."""
 
+import contextlib
 import json
 import math
 import os
@@ -26,10 +27,14 @@ TINY = [
 ]
 
 
-def sh(args, cwd, **kw):
+def _env() -> dict:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, **kw)
+    return env
+
+
+def sh(args, cwd, **kw):
+    r = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, **kw)
     assert r.returncode == 0, f"{args} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r.stdout + r.stderr
 
@@ -225,13 +230,34 @@ def test_queued_and_temporary_experiments_run_in_their_own_workspace(repo_copy):
             ["dvc", "exp", "run", "--queue", "-n", name, *[a for o in TINY + [f"finetune.lr={lr}"] for a in ("-S", o)]],
             repo,
         )
-    sh(["dvc", "queue", "start", "-j", "2"], repo)
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        status = sh(["dvc", "queue", "status"], repo)
-        if not any(w in status for w in ("Queued", "Running")):
-            break
-        time.sleep(3)
+    # the workers run detached and inherit the output of `dvc queue start`: through a pipe, `sh`
+    # would wait for them to exit, and a worker can miss its shutdown (dvc-task's empty-queue
+    # monitor racing a task still running; seen once here) and idle for ever. So: a file, and a kill.
+    try:
+        with open(repo.parent / "queue-start.log", "w") as log:
+            subprocess.run(
+                ["dvc", "queue", "start", "-j", "2"],
+                cwd=repo,
+                env=_env(),
+                stdout=log,
+                stderr=log,
+                timeout=120,
+                check=True,
+            )
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            status = sh(["dvc", "queue", "status"], repo, timeout=120)
+            if not any(w in status for w in ("Queued", "Running")):
+                break
+            time.sleep(3)
+    finally:
+        import psutil
+
+        for pid in (repo / ".dvc" / "tmp" / "exps" / "celery").glob("*.pid"):
+            with contextlib.suppress(ValueError, psutil.Error):
+                worker = psutil.Process(int(pid.read_text().strip()))
+                if "queue-worker" in " ".join(worker.cmdline()):  # not a process that took a finished one's id
+                    worker.terminate()
     assert "Failed" not in status and status.count("Success") >= 2, status + sh(["dvc", "queue", "logs", "q-lr1"], repo)
     exps = _exp_metrics(json.loads(sh(["dvc", "exp", "show", "--json"], repo)))
     for name in names:
