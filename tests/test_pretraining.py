@@ -321,8 +321,9 @@ def test_continued_pretraining_starts_from_the_init_and_takes_its_architecture(
     assert all(torch.equal(start.state[k], v) for k, v in weights.items())  # every exported weight, heads included
     assert more["parameters"] == first["parameters"]
     assert exported["bert.encoder.layer.1.output.dense.weight"].shape == (128, 512)  # Tiny's, not Mini's
-    # it goes on from where the first run stopped (10 steps of a new BERT-Mini are at ~7.5, ln 3000 = 8.0)
-    assert more["mlm_loss"] < first["mlm_loss"] + 0.2
+    # it goes on from where the first run stopped: 7.18 after 7.26 (Zen 5, bf16), where 10 steps of a
+    # new BERT-Mini reach 7.64
+    assert more["mlm_loss"] < first["mlm_loss"] + 0.1
     cfg = compose(["corpus.num_documents=300", "tokenizer.vocab_size=3000", *over])
     check_pretrain_config(cfg, prepared)  # the stage records (MLflow params, run.json, card) read cfg.model
     assert (cfg.model.name, cfg.model.hidden_size, cfg.model.num_hidden_layers) == ("model", 128, 2)
