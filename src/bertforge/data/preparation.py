@@ -87,13 +87,9 @@ def encode_range(task: dict) -> dict:
     """Encode the documents in bytes [b0, b1) of a text part into one shard part per split."""
     from tokenizers import Tokenizer
 
-    tok = _TOKENIZERS.get(task["tokenizer"])
-    if tok is None:
-        tok = _TOKENIZERS[task["tokenizer"]] = Tokenizer.from_file(task["tokenizer"])
-        # shards hold every sentence whole: a reused tokenizer.json may carry its model's padding and
-        # truncation (sentence-transformers' MiniLM pads and cuts every encoding to 128)
-        tok.no_padding()
-        tok.no_truncation()
+    tok = _TOKENIZERS.get(task["tokenizer"]) or _TOKENIZERS.setdefault(
+        task["tokenizer"], Tokenizer.from_file(task["tokenizer"])
+    )
     unk = tok.token_to_id("[UNK]")
     with open(task["text"], "rb") as fh:
         fh.seek(task["b0"])
@@ -186,7 +182,10 @@ def tokenizer_for(cfg, reused, texts: list[Path], char_counts: Counter, out_dir:
     sample = _sample_lines(texts, 5000)
     if reused is not None:
         check_keeps_hangul(reused[1], sample)
-        backend = reused[1].backend_tokenizer  # nor does the copy pad or cut (raw `tokenizers` users)
+        # the copy (which the shards are encoded with) keeps every sentence whole: a reused
+        # tokenizer.json may carry its model's padding and truncation (sentence-transformers'
+        # MiniLM pads and cuts every encoding to 128)
+        backend = reused[1].backend_tokenizer
         backend.no_padding()
         backend.no_truncation()
         save_tokenizer_dir(reused[1], out_dir)
