@@ -157,3 +157,122 @@ def test_fill_mask_cli_prints_each_mask_and_refuses_what_it_cannot_fill(mlm_dir,
     assert "sentence 2 ('no mask here') has no [MASK]" in capsys.readouterr().err
     assert main(["fill-mask", "--model", str(minilm), "a [MASK] ."]) == 2  # a sentence model: no MLM head
     assert "lacks an MLM head (cls.predictions.*)" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def classifiers(minilm, tmp_path_factory):
+    """Small randomly initialised fine-tuned directories with MiniLM's tokenizer, recorded as the
+    finetune stage records them: a 3-label single-sentence classifier fine-tuned on 16 tokens, and
+    a pair regressor."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(str(minilm))
+    dirs = {}
+    for name, kw in {
+        "topic": dict(
+            num_labels=3, id2label={0: "sport", 1: "food", 2: "music"}, text_pairs=False, finetuning_max_length=16
+        ),
+        "similarity": dict(num_labels=1, problem_type="regression", text_pairs=True),
+    }.items():
+        torch.manual_seed(0)
+        config = BertConfig(
+            vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, **kw
+        )
+        config.finetuning_task = name
+        dirs[name] = tmp_path_factory.mktemp(name)
+        model = BertForSequenceClassification(config)
+        with torch.no_grad():  # a head as decided as a trained one's: every token moves the probabilities
+            model.classifier.weight.mul_(300)
+        model.save_pretrained(str(dirs[name]))
+        tok.save_pretrained(str(dirs[name]))
+    return dirs
+
+
+def test_predict_gives_the_text_classification_pipelines_scores(classifiers):
+    from transformers import pipeline
+
+    from bertforge.predict import predict
+
+    # batch_size 2 mixes lengths within a batch: padding must not change any probability
+    got = predict(classifiers["topic"], SENTENCES, batch_size=2)
+    assert got.labels == ["sport", "food", "music"] and got.values.shape == (4, 3)
+    reference = pipeline("text-classification", model=str(classifiers["topic"]), device="cpu", top_k=None)
+    # cut at the length the model was fine-tuned at: SENTENCES[2] is longer
+    for row, want in zip(got.values, reference(SENTENCES, truncation=True, max_length=16)):
+        np.testing.assert_allclose(row, [{w["label"]: w["score"] for w in want}[k] for k in got.labels], atol=1e-5)
+    assert [label for label, _ in got.best()] == [got.labels[k] for k in got.values.argmax(1)]
+    pairs = ["A man sleeps.\tA man is asleep.", "It rains.\tThe sun shines on the long and empty beach."]
+    scores = predict(classifiers["similarity"], pairs, batch_size=2)
+    assert scores.labels is None and scores.values.shape == (2,)
+    assert scores.examples[0] == ("A man sleeps.", "A man is asleep.")
+    reference = pipeline("text-classification", model=str(classifiers["similarity"]), device="cpu")
+    want = [reference({"text": a, "text_pair": b}, function_to_apply="none")["score"] for a, b in scores.examples]
+    np.testing.assert_allclose(scores.values, want, atol=1e-5)
+
+
+def test_predict_cli_prints_writes_and_refuses_the_wrong_input(classifiers, mlm_dir, tmp_path, capsys):
+    from bertforge.predict import predict
+
+    topic, similarity = str(classifiers["topic"]), str(classifiers["similarity"])
+    fp32 = ["--precision", "32-true"]  # as predict() computes by default
+    assert main(["predict", "--model", topic, *fp32, "Hello, how are you?", "a b"]) == 0
+    want = predict(topic, ["Hello, how are you?", "a b"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"{label}\t{p:.3f}\t{s}" for (label, p), s in zip(want.best(), ["Hello, how are you?", "a b"])]
+    assert main(["predict", "--model", topic, "--output", str(tmp_path / "p.tsv"), "x", "y"]) == 0
+    rows = [r.split("\t") for r in (tmp_path / "p.tsv").read_text().splitlines()]
+    assert rows[0] == ["text_a", "prediction", "sport", "food", "music"] and [r[0] for r in rows[1:]] == ["x", "y"]
+    assert all(abs(sum(map(float, r[2:])) - 1) < 1e-5 and r[1] == rows[0][2 + np.argmax(r[2:])] for r in rows[1:])
+    src = tmp_path / "pairs.txt"
+    src.write_text("A man sleeps. ||| A man is asleep.\nIt rains. ||| The sun shines.\n", encoding="utf-8")
+    args = ["predict", "--model", similarity, *fp32, "--file", str(src), "--sep", " ||| "]
+    assert main([*args, "--output", str(tmp_path / "p.jsonl")]) == 0
+    records = [json.loads(r) for r in (tmp_path / "p.jsonl").read_text().splitlines()]
+    scores = predict(similarity, src.read_text().splitlines(), sep=" ||| ").values
+    assert [r["text_b"] for r in records] == ["A man is asleep.", "The sun shines."]
+    np.testing.assert_allclose([r["score"] for r in records], scores, rtol=1e-6)
+    capsys.readouterr()
+    assert main(args) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"{scores[0]:.4f}\tA man sleeps. | A man is asleep."
+    # one line each, and nothing written: a pair for a sentence model, a sentence for a pair model,
+    # an unknown output format (before the model runs), a pre-trained directory without a task head
+    assert main(["predict", "--model", topic, "ok", "a\tb", "--output", str(tmp_path / "q.tsv")]) == 2
+    err = capsys.readouterr().err
+    assert "example 2 ('a\\tb') holds '\\t', a pair's separator, but the model reads single sentences" in err
+    assert "(fine-tuned on topic)" in err and not (tmp_path / "q.tsv").exists()
+    assert main(["predict", "--model", similarity, "A man sleeps."]) == 2
+    assert "example 1 ('A man sleeps.'): the model reads sentence pairs (fine-tuned on similarity)" in (
+        capsys.readouterr().err
+    )
+    assert main(["predict", "--model", topic, "--output", str(tmp_path / "p.csv"), "x"]) == 2
+    assert "p.csv: unknown format (use .tsv, .jsonl)" in capsys.readouterr().err
+    assert main(["predict", "--model", str(mlm_dir), "x"]) == 2
+    assert "lacks a task head (classifier.*)" in capsys.readouterr().err
+
+
+def test_predict_benchmark_prints_both_sides_and_their_agreement(classifiers, tmp_path, capsys, monkeypatch):
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(repo / "benchmarks"))
+    import predict_vs_pipeline
+
+    examples = tmp_path / "predictions.tsv"  # the evaluate stage's layout
+    examples.write_text(
+        "source\tlabel\tprediction\ttext_a\ttext_b\n"
+        "dev:1\t1.0\t0.5\tA man sleeps.\tA man is asleep.\ndev:2\t4.0\t0.5\tIt rains.\tThe sun shines.\n"
+    )
+    for model, n in ((classifiers["similarity"], 2), (classifiers["topic"], 4)):
+        if n == 4:
+            examples = tmp_path / "sentences.txt"
+            examples.write_text("\n".join(SENTENCES[:3] + ["x"]) + "\n")
+        argv = ["predict_vs_pipeline.py", "--model", str(model), "--examples", str(examples), "--repeats", "1"]
+        monkeypatch.setattr(sys, "argv", argv)
+        predict_vs_pipeline.main()
+        out = capsys.readouterr().out
+        assert out.startswith("# machine: ") and f"\n{n} examples, " in out
+        rows = {r.split(" | ")[0].strip("| "): r.strip("|").split("|") for r in out.splitlines() if r.startswith("| ")}
+        fp32 = rows["bertforge predict (fp32, batches of 32 by length)"]
+        assert float(fp32[1].replace(",", "")) > 0 and float(fp32[4]) < 1e-5  # equal to the pipeline's in fp32
+        assert fp32[3].strip() == ("—" if n == 2 else "1.0000")  # labels: classification only
+        assert len(rows) == 5  # the header and four runs

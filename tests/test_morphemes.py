@@ -112,3 +112,15 @@ def test_embed_and_fill_mask_cut_like_pretraining(tmp_path):
     (got,) = fill_mask(model_dir, ["국민은 [MASK]을 공유했다."])
     assert [t for t, _ in got[0]] == tok.convert_ids_to_tokens([w["token"] for w in want])
     assert [p for _, p in got[0]] == pytest.approx([w["score"] for w in want], rel=1e-5)
+    # and `bertforge predict` too, for a classifier fine-tuned from it
+    from transformers import BertForSequenceClassification
+
+    from bertforge.predict import predict
+
+    BertForSequenceClassification(cfg).save_pretrained(tmp_path / "classifier")
+    save_tokenizer_dir(tok, tmp_path / "classifier")
+    classify = pipeline("text-classification", model=str(tmp_path / "classifier"), tokenizer=tok, top_k=None)
+    texts = ["국민은 모델을 공유했다.", "안녕하세요"]
+    got = predict(tmp_path / "classifier", texts)
+    for row, want in zip(got.values, classify(texts)):
+        assert row.tolist() == pytest.approx([{w["label"]: w["score"] for w in want}[k] for k in got.labels], abs=1e-6)

@@ -174,6 +174,9 @@ def test_model_cards_describe_the_run(repo_copy):
             assert values == [round(best[k], 4) for k in best if k != "epoch"]
         run_id = json.loads((repo / directory.replace("/model", "") / "run.json").read_text())["run_id"]
         assert f"MLflow run: `{run_id}`" in text and "DVC experiment: `tiny`" in text
+    config = json.loads((repo / "outputs/finetune/demo/model/config.json").read_text())
+    assert config["finetuning_task"] == "demo" and config["text_pairs"] is False  # what `bertforge predict` reads
+    assert "Input: single sentences." in text
 
 
 def test_hydra_sweep_runs_every_job_and_writes_nothing_into_the_repo(repo_copy):

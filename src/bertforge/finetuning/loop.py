@@ -61,6 +61,9 @@ def finetune_one(
     )
     trainer.fit(module, train_dataloaders=train, val_dataloaders=dev)
     best = module.best_model()
+    # how `bertforge predict` reads new text: as this task's (HF's `finetuning_task`; ours beside it)
+    best.config.finetuning_task, best.config.text_pairs = str(task.name), data.pairs
+    best.config.finetuning_max_length = int(fc.max_seq_length)
     best.save_pretrained(str(out_dir))
     save_tokenizer_dir(tokenizer, out_dir)
     return {
@@ -70,4 +73,5 @@ def finetune_one(
         "dev_examples": len(dev.dataset),
         "init": str(init),
         "random_init": random_init,
+        "text_pairs": data.pairs,
     }

@@ -27,6 +27,11 @@ class TaskData:
     labels: list[str] | None  # None: regression
 
     @property
+    def pairs(self) -> bool:
+        """Whether the examples are sentence pairs (every split has the task's columns)."""
+        return any(split and split[0].text_b is not None for split in self.splits.values())
+
+    @property
     def num_labels(self) -> int:
         return 1 if self.labels is None else len(self.labels)
 

@@ -1,0 +1,110 @@
+"""What a fine-tuned model says about new text (`bertforge predict`): each example's label and
+the probability of every label, or its score for a regression task (STS-B), encoded with the
+directory's own tokenizer (morpheme cuts included) as the task's sentences or sentence pairs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bertforge.config import ConfigError, check_bert_dir
+
+
+@dataclass
+class Predictions:
+    examples: list[tuple[str, str | None]]  # (text, its pair's second text or None), as read
+    labels: list[str] | None  # the model's label names, by id; None: a regression model
+    values: np.ndarray  # [n, len(labels)] class probabilities, or [n] scores
+
+    def best(self) -> list[tuple[str, float]]:
+        """(label, its probability) per example; a regression model's (score, score)."""
+        if self.labels is None:
+            return [(f"{v:.4f}", float(v)) for v in self.values]
+        top = self.values.argmax(-1)
+        return [(self.labels[int(k)], float(row[k])) for k, row in zip(top, self.values)]
+
+
+def recorded_input(model_dir: Path) -> tuple[bool | None, str | None, int | None]:
+    """(pairs, task, max length) as the finetune stage records them in config.json; None for what a
+    classifier trained elsewhere does not say."""
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    return config.get("text_pairs"), config.get("finetuning_task"), config.get("finetuning_max_length")
+
+
+def split_examples(texts: list[str], sep: str, pairs: bool | None, task: str | None) -> list[tuple[str, str | None]]:
+    """Each text is one example; `sep` (a tab by default) divides a pair's two texts. The model's
+    fine-tuning task fixes whether it reads pairs; one clear error for an example of the other kind."""
+    split = [tuple(t.split(sep, 1)) if sep in t else (t, None) for t in texts]
+    if pairs is None and split:  # no record: the first example decides
+        pairs = split[0][1] is not None
+    trained_on = f" (fine-tuned on {task})" if task else ""
+    for i, (text, (_, second)) in enumerate(zip(texts, split), 1):
+        if pairs and second is None:
+            raise ConfigError(
+                f"example {i} ({text[:60]!r}): the model reads sentence pairs{trained_on}; "
+                f"give both texts, separated by {sep!r} (--sep)"
+            )
+        if not pairs and second is not None:
+            raise ConfigError(
+                f"example {i} ({text[:60]!r}) holds {sep!r}, a pair's separator, but the model reads "
+                f"single sentences{trained_on}"
+            )
+    return split  # type: ignore[return-value]
+
+
+def load_finetuned(model_dir: Path):
+    """BertForSequenceClassification with its trained head; one clear error for a directory without one."""
+    from transformers import AutoModelForSequenceClassification
+
+    from bertforge.pretraining.model import load_weights
+
+    check_bert_dir(model_dir, "--model")
+    hint = "a task head (classifier.*): predict needs a fine-tuned directory such as outputs/finetune/<task>/model"
+    return load_weights(AutoModelForSequenceClassification, model_dir, "--model", hints={"classifier.": hint}).eval()
+
+
+@torch.inference_mode()
+def predict(
+    model_dir: str | Path,
+    texts: list[str],
+    sep: str = "\t",
+    max_length: int | None = None,
+    batch_size: int = 32,
+    place=None,
+) -> Predictions:
+    """Predictions for `texts` (order kept), batched by length so that padding costs little. Each
+    is cut to `max_length` tokens, by default the length the model was fine-tuned at (else 128);
+    `place` (hardware.place(...)) sets device and precision; default: fp32 on the CPU."""
+    from bertforge.data.tokenization import load_tokenizer
+    from bertforge.embeddings import check_vocab
+
+    model_dir = Path(model_dir).expanduser().resolve()
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size={batch_size}: must be >= 1")
+    model = load_finetuned(model_dir)
+    pairs, task, trained_length = recorded_input(model_dir)
+    examples = split_examples(texts, sep, pairs, task)
+    max_length = max_length or trained_length or 128
+    tokenizer = load_tokenizer(model_dir)
+    check_vocab(tokenizer, model, model_dir)
+    if place is not None:
+        model = model.to(place.device)
+    device = next(model.parameters()).device
+    second = [b for _, b in examples] if examples and examples[0][1] is not None else None
+    enc = tokenizer([a for a, _ in examples], second, truncation=True, max_length=max_length)
+    order = sorted(range(len(examples)), key=lambda i: len(enc["input_ids"][i]))
+    regression = model.config.problem_type == "regression" or model.num_labels == 1
+    values = np.zeros((len(examples),) if regression else (len(examples), model.num_labels), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = tokenizer.pad([{k: enc[k][i] for k in enc.keys()} for i in idx], return_tensors="pt")
+        with place.autocast() if place is not None else contextlib.nullcontext():
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
+        values[idx] = (logits[:, 0] if regression else logits.softmax(-1)).cpu().numpy()
+    labels = None if regression else [str(model.config.id2label[i]) for i in range(model.num_labels)]
+    return Predictions(examples, labels, values)
