@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from bertforge.config import ConfigError, check_bert_dir
+from bertforge.progress_items import ItemProgress
 
 POOLINGS = ("pooled", "cls", "mean")
 
@@ -85,6 +86,7 @@ def embed(
     out = np.zeros((len(sentences), hidden), dtype=np.float32)
     per_token: list[np.ndarray | None] = [None] * len(sentences)
     device = next(model.parameters()).device
+    progress = ItemProgress("embed", len(sentences), "sentences")
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         batch = tokenizer.pad([{k: enc[k][i] for k in enc.keys()} for i in idx], return_tensors="pt")
@@ -104,5 +106,7 @@ def embed(
             lengths = batch["attention_mask"].sum(1).tolist()
             for row, i in enumerate(idx):
                 per_token[i] = last[row, : lengths[row]].cpu().numpy()
+        progress.update(len(idx))
+    progress.close()
     strings = [tokenizer.convert_ids_to_tokens(ids) for ids in enc["input_ids"]] if tokens else None
     return Embeddings(out, per_token if tokens else None, strings)  # type: ignore[arg-type]

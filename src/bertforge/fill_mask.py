@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from bertforge.config import ConfigError, check_bert_dir
+from bertforge.progress_items import ItemProgress
 
 Prediction = list[tuple[str, float]]  # (token, probability), likeliest first
 
@@ -44,7 +45,7 @@ def fill_mask(
     if place is not None:
         model = model.to(place.device)
     device = next(model.parameters()).device
-    results = []
+    results, progress = [], ItemProgress("fill-mask", len(sentences), "sentences")
     for i, sentence in enumerate(sentences, 1):
         ids = tokenizer(sentence, truncation=True, max_length=max_length, return_tensors="pt")
         where = (ids["input_ids"][0] == tokenizer.mask_token_id).nonzero().squeeze(1)
@@ -61,4 +62,6 @@ def fill_mask(
                 for row, p in zip(top.cpu(), probs.cpu())
             ]
         )
+        progress.update(1)
+    progress.close()
     return results

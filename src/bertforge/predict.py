@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from bertforge.config import ConfigError, check_bert_dir
+from bertforge.progress_items import ItemProgress
 
 
 @dataclass
@@ -100,11 +101,14 @@ def predict(
     order = sorted(range(len(examples)), key=lambda i: len(enc["input_ids"][i]))
     regression = model.config.problem_type == "regression" or model.num_labels == 1
     values = np.zeros((len(examples),) if regression else (len(examples), model.num_labels), dtype=np.float32)
+    progress = ItemProgress("predict", len(examples))
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         batch = tokenizer.pad([{k: enc[k][i] for k in enc.keys()} for i in idx], return_tensors="pt")
         with place.autocast() if place is not None else contextlib.nullcontext():
             logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
         values[idx] = (logits[:, 0] if regression else logits.softmax(-1)).cpu().numpy()
+        progress.update(len(idx))
+    progress.close()
     labels = None if regression else [str(model.config.id2label[i]) for i in range(model.num_labels)]
     return Predictions(examples, labels, values)

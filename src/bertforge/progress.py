@@ -8,10 +8,7 @@ import time
 
 from pytorch_lightning.callbacks.progress import ProgressBar
 
-
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+from bertforge.progress_items import duration as _duration
 
 
 def _value(v) -> str:
