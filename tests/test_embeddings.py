@@ -238,7 +238,7 @@ def test_predict_cli_prints_writes_and_refuses_the_wrong_input(classifiers, mlm_
     # an unknown output format (before the model runs), a pre-trained directory without a task head
     assert main(["predict", "--model", topic, "ok", "a\tb", "--output", str(tmp_path / "q.tsv")]) == 2
     err = capsys.readouterr().err
-    assert "example 2 ('a\\tb') holds '\\t', a pair's separator, but the model reads single sentences" in err
+    assert "example 2 ('a\\tb') is a pair, but the model reads single sentences" in err
     assert "(fine-tuned on topic)" in err and not (tmp_path / "q.tsv").exists()
     assert main(["predict", "--model", similarity, "A man sleeps."]) == 2
     assert "example 1 ('A man sleeps.'): the model reads sentence pairs (fine-tuned on similarity)" in (
@@ -276,3 +276,53 @@ def test_predict_benchmark_prints_both_sides_and_their_agreement(classifiers, tm
         assert float(fp32[1].replace(",", "")) > 0 and float(fp32[4]) < 1e-5  # equal to the pipeline's in fp32
         assert fp32[3].strip() == ("—" if n == 2 else "1.0000")  # labels: classification only
         assert len(rows) == 5  # the header and four runs
+
+
+def test_predict_reads_a_task_files_columns_and_names_each_row(classifiers, tmp_path, capsys):
+    """GLUE's TSV layout, a JSONL with nested keys, a TSV without a header: the same predictions
+    as the pairs given as lines, each row named by file and line in the output and in errors."""
+    from bertforge.predict import predict
+
+    similarity = str(classifiers["similarity"])
+    pairs = [("A man sleeps.", "A man is asleep."), ("It rains.", 'The "sun" shines.')]
+    want = predict(similarity, ["\t".join(p) for p in pairs]).values
+    glue = tmp_path / "dev.tsv"  # quotes in a TSV are text, as GLUE's readers take them
+    glue.write_text(
+        "index\tsentence1\tsentence2\tlabel\n" + "".join(f"{i}\t{a}\t{b}\t1.0\n" for i, (a, b) in enumerate(pairs))
+    )
+    jsonl = tmp_path / "dev.jsonl"
+    jsonl.write_text("".join(json.dumps({"pair": {"a": a, "b": b}}) + "\n" for a, b in pairs))
+    bare = tmp_path / "bare.tsv"
+    bare.write_text("".join(f"x\t{a}\t{b}\n" for a, b in pairs))
+    runs = [
+        (glue, ["sentence1", "sentence2"], ["dev.tsv:2", "dev.tsv:3"]),
+        (jsonl, ["pair.a", "pair.b"], ["dev.jsonl:1", "dev.jsonl:2"]),
+        (bare, ["1", "2", "--no-header"], ["bare.tsv:1", "bare.tsv:2"]),
+    ]
+    for path, columns, sources in runs:
+        out = tmp_path / f"predicted-{path.name}.jsonl"
+        args = ["predict", "--model", similarity, "--precision", "32-true", "--file", str(path), "--columns", *columns]
+        assert main([*args, "--output", str(out)]) == 0
+        records = [json.loads(r) for r in out.read_text().splitlines()]
+        assert [r["source"] for r in records] == sources
+        assert [(r["text_a"], r["text_b"]) for r in records] == pairs
+        np.testing.assert_allclose([r["score"] for r in records], want, rtol=1e-6)
+    capsys.readouterr()
+    errors = [
+        (
+            ["--file", str(glue), "--columns", "sentence1", "sentence3"],
+            "dev.tsv:1: no column 'sentence3' for --columns",
+        ),
+        (
+            ["--file", str(glue), "--columns", "sentence1"],
+            "dev.tsv:2 ('A man sleeps.'): the model reads sentence pairs",
+        ),
+        (["--file", str(glue)], "example 1 ('index\\tsentence1\\tsentence2\\tlabel') holds 3 separators '\\t'"),
+        (["--file", str(glue), "--columns", "a", "b", "c"], "--columns a b c: give one column (sentences) or two"),
+        (["--columns", "a", "x"], "--columns: reads a TSV/CSV/JSONL/JSON --file alone"),
+        (["--no-header", "x\ty"], "--no-header: only with --columns"),
+        (["--file", str(tmp_path / "none.tsv"), "--columns", "a", "b"], "--file: "),
+    ]
+    for args, message in errors:
+        assert main(["predict", "--model", similarity, *args]) == 2, args
+        assert message in capsys.readouterr().err, message

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bertforge.config import ConfigError
+from bertforge.config import ConfigError, UserError
 from bertforge.embeddings import POOLINGS, Embeddings, embed
 from bertforge.outputs import atomic_file
 
@@ -125,24 +125,39 @@ def cmd_fill_mask(args) -> None:
             print(f"  [MASK] {i}: " + ", ".join(f"{token} {p:.3f}" for token, p in predictions))
 
 
+def read_examples(args) -> tuple[list, list[str] | None]:
+    """predict's examples: lines and arguments as for embed, or a task file's `--columns`."""
+    if not args.columns:
+        if args.no_header:
+            raise ConfigError("--no-header: only with --columns (a task file's columns)")
+        return read_sentences(args), None
+    if args.sentences or not args.file or args.file == "-":
+        raise ConfigError("--columns: reads a TSV/CSV/JSONL/JSON --file alone (no sentences as arguments)")
+    from bertforge.predict import read_columns
+
+    return read_columns(Path(args.file), args.columns, header=not args.no_header)
+
+
 def save_predictions(path: Path, preds) -> None:
-    """`.tsv`: text_a, text_b (pairs), prediction, then each label's probability; `.jsonl`: one
-    object per example with the same fields (`probabilities` by label name; `score` for regression)."""
+    """`.tsv`: source (from --columns), text_a, text_b (pairs), prediction, then each label's
+    probability; `.jsonl`: one object per example with the same fields (`probabilities` by label
+    name; `score` for regression)."""
     import csv
     import json
 
-    suffix = path.suffix.lower()
     pairs = bool(preds.examples) and preds.examples[0][1] is not None
+    keys = [*(["source"] if preds.names else []), "text_a", *(["text_b"] if pairs else [])]
+    tsv = path.suffix.lower() == ".tsv"
     with atomic_file(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        if suffix == ".tsv":
-            w = csv.writer(fh, delimiter="\t", quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-            w.writerow(["text_a", *(["text_b"] if pairs else []), "prediction", *(preds.labels or [])])
-        for example, (label, _), row in zip(preds.examples, preds.best(), preds.values):
-            cols = list(example) if pairs else [example[0]]
-            if suffix == ".tsv":
-                w.writerow([*cols, label, *(f"{p:.6f}" for p in (row if preds.labels else []))])
+        w = csv.writer(fh, delimiter="\t", quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+        if tsv:
+            w.writerow([*keys, "prediction", *(preds.labels or [])])
+        for i, (example, (label, _), row) in enumerate(zip(preds.examples, preds.best(), preds.values)):
+            cells = [*([preds.names[i]] if preds.names else []), *(example if pairs else example[:1])]
+            if tsv:
+                w.writerow([*cells, label, *(f"{p:.6f}" for p in (row if preds.labels else []))])
                 continue
-            record = dict(zip(("text_a", "text_b"), cols))
+            record = dict(zip(keys, cells))
             if preds.labels is None:
                 record["score"] = float(row)
             else:
@@ -162,7 +177,8 @@ def cmd_predict(args) -> None:
     sep = "\t" if args.sep == "\\t" else args.sep  # `--sep '\t'` as typed in a shell
     where = place(args.device, args.precision)
     print(where.line(), file=sys.stderr, flush=True)
-    preds = predict(args.model, read_sentences(args), sep, args.max_length, args.batch_size, where)
+    texts, names = read_examples(args)
+    preds = predict(args.model, texts, sep, args.max_length, args.batch_size, where, names)
     if args.output:
         save_predictions(Path(args.output), preds)
         print(f"wrote {len(preds.examples)} predictions to {args.output}")
@@ -219,6 +235,16 @@ def parser() -> argparse.ArgumentParser:
         "sentences; a pair's two texts separated by --sep",
     )
     c.add_argument("--sep", default="\t", help="what separates a pair's two texts (default: a tab)")
+    c.add_argument(
+        "--columns",
+        nargs="+",
+        metavar="COLUMN",
+        help="read --file as a task file (TSV/CSV/JSONL/JSON): the text's column or key, and the second "
+        "text's for pairs",
+    )
+    c.add_argument(
+        "--no-header", action="store_true", help="a TSV/CSV without a header row: --columns as 0-based indices"
+    )
     c.set_defaults(max_length=None)  # predict: the length the model was fine-tuned at
     c.add_argument("--output", help=f"write every label's probability to a file ({', '.join(PREDICTION_FORMATS)})")
     c.add_argument("--batch-size", type=int, default=32)
@@ -230,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.func(args)
-    except ConfigError as e:
+    except UserError as e:  # a bad setting or a bad input file: one line
         print(f"bertforge {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -12,13 +12,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bertforge.config import ConfigError, check_bert_dir
+from bertforge.config import ConfigError, DataError, UserError, check_bert_dir
 from bertforge.progress_items import ItemProgress
+
+Example = tuple[str, str | None]  # a text, and its pair's second text or None
 
 
 @dataclass
 class Predictions:
-    examples: list[tuple[str, str | None]]  # (text, its pair's second text or None), as read
+    examples: list[Example]  # as read
+    names: list[str] | None  # where each example came from (file:line), if from a file's columns
     labels: list[str] | None  # the model's label names, by id; None: a regression model
     values: np.ndarray  # [n, len(labels)] class probabilities, or [n] scores
 
@@ -37,25 +40,69 @@ def recorded_input(model_dir: Path) -> tuple[bool | None, str | None, int | None
     return config.get("text_pairs"), config.get("finetuning_task"), config.get("finetuning_max_length")
 
 
-def split_examples(texts: list[str], sep: str, pairs: bool | None, task: str | None) -> list[tuple[str, str | None]]:
-    """Each text is one example; `sep` (a tab by default) divides a pair's two texts. The model's
-    fine-tuning task fixes whether it reads pairs; one clear error for an example of the other kind."""
-    split = [tuple(t.split(sep, 1)) if sep in t else (t, None) for t in texts]
-    if pairs is None and split:  # no record: the first example decides
-        pairs = split[0][1] is not None
+def split_examples(
+    texts: list, sep: str, pairs: bool | None, task: str | None, names: list[str] | None = None
+) -> list[Example]:
+    """Each text is one example, a string (`sep`, a tab by default, divides a pair's two texts) or
+    a (text, second text or None) tuple. The model's fine-tuning task fixes whether it reads pairs;
+    one clear error, naming the example (`names[i]`, else "example i"), for one of the other kind."""
+    examples = []
+    for i, text in enumerate(texts):
+        if isinstance(text, str):
+            parts = text.split(sep)
+            if len(parts) > 2:
+                raise ConfigError(
+                    f"{names[i] if names else f'example {i + 1}'} ({text[:60]!r}) holds {len(parts) - 1} "
+                    f"separators {sep!r}, but a pair is two texts (a file with columns: --columns)"
+                )
+            text = (parts[0], parts[1] if len(parts) == 2 else None)
+        examples.append(text)
+    if pairs is None and examples:  # no record: the first example decides
+        pairs = examples[0][1] is not None
     trained_on = f" (fine-tuned on {task})" if task else ""
-    for i, (text, (_, second)) in enumerate(zip(texts, split), 1):
+    for i, (first, second) in enumerate(examples):
+        name = names[i] if names else f"example {i + 1}"
         if pairs and second is None:
             raise ConfigError(
-                f"example {i} ({text[:60]!r}): the model reads sentence pairs{trained_on}; "
-                f"give both texts, separated by {sep!r} (--sep)"
+                f"{name} ({first[:60]!r}): the model reads sentence pairs{trained_on}; give both texts, "
+                f"separated by {sep!r} (--sep), or two --columns"
             )
         if not pairs and second is not None:
             raise ConfigError(
-                f"example {i} ({text[:60]!r}) holds {sep!r}, a pair's separator, but the model reads "
-                f"single sentences{trained_on}"
+                f"{name} ({(first + sep + second)[:60]!r}) is a pair, but the model reads single sentences{trained_on}"
             )
-    return split  # type: ignore[return-value]
+    return examples
+
+
+def read_columns(path: Path, columns: list[str], header: bool = True) -> tuple[list[Example], list[str]]:
+    """Examples from a task file's columns, read as a task's TSV/CSV/JSONL/JSON files are (GLUE's
+    TSV quoting, nested JSON keys): `columns` names the text's column and, for pairs, the second
+    text's (0-based indices in a file without a header row); with where each row came from."""
+    from omegaconf import OmegaConf
+
+    from bertforge.data.records import format_suffix
+    from bertforge.data.task_readers import FORMATS, file_rows
+
+    if not 1 <= len(columns) <= 2:
+        raise ConfigError(f"--columns {' '.join(columns)}: give one column (sentences) or two (pairs)")
+    if format_suffix(path) not in FORMATS:
+        raise ConfigError(f"--columns: {path} is not a .tsv, .csv, .jsonl or .json file")
+    cols = [int(c) if not header and c.isdigit() else c for c in columns]
+    spec = {"format": "auto", "header": header, "text_a": cols[0], "text_b": cols[1] if len(cols) == 2 else None}
+    spec = OmegaConf.create({**spec, "label": None, "skip_malformed": False})
+    examples, names = [], []
+    try:
+        for where, first, second, _ in file_rows(path, spec):
+            if first is None or (len(cols) == 2 and second is None):
+                raise DataError(f"{where}: no text in column {columns[0 if first is None else 1]!r}")
+            examples.append((str(first), None if len(cols) == 1 else str(second)))
+            names.append(where)
+    except UserError as e:  # the task readers name the task's keys; here they are the command's options
+        message = str(e).replace("task.local.files", "--file")
+        raise type(e)(
+            message.replace("task.local.text_a", "--columns").replace("task.local.text_b", "--columns")
+        ) from None
+    return examples, names
 
 
 def load_finetuned(model_dir: Path):
@@ -72,14 +119,16 @@ def load_finetuned(model_dir: Path):
 @torch.inference_mode()
 def predict(
     model_dir: str | Path,
-    texts: list[str],
+    texts: list,
     sep: str = "\t",
     max_length: int | None = None,
     batch_size: int = 32,
     place=None,
+    names: list[str] | None = None,
 ) -> Predictions:
-    """Predictions for `texts` (order kept), batched by length so that padding costs little. Each
-    is cut to `max_length` tokens, by default the length the model was fine-tuned at (else 128);
+    """Predictions for `texts` (strings, or (text, second text) tuples; order kept), batched by
+    length so that padding costs little. Each is cut to `max_length` tokens, by default the length
+    the model was fine-tuned at (else 128); `names` name the examples in errors (file:line);
     `place` (hardware.place(...)) sets device and precision; default: fp32 on the CPU."""
     from bertforge.data.tokenization import load_tokenizer
     from bertforge.embeddings import check_vocab
@@ -89,7 +138,7 @@ def predict(
         raise ConfigError(f"--batch-size={batch_size}: must be >= 1")
     model = load_finetuned(model_dir)
     pairs, task, trained_length = recorded_input(model_dir)
-    examples = split_examples(texts, sep, pairs, task)
+    examples = split_examples(texts, sep, pairs, task, names)
     max_length = max_length or trained_length or 128
     tokenizer = load_tokenizer(model_dir)
     check_vocab(tokenizer, model, model_dir)
@@ -111,4 +160,4 @@ def predict(
         progress.update(len(idx))
     progress.close()
     labels = None if regression else [str(model.config.id2label[i]) for i in range(model.num_labels)]
-    return Predictions(examples, labels, values)
+    return Predictions(examples, names, labels, values)
