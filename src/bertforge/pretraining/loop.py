@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from bertforge.config import ConfigError, check_bert_dir
+from bertforge.config import ConfigError, check_bert_dir, resolve_dir
 from bertforge.data.masking import SpecialIds
 from bertforge.data.pretraining_examples import check_example_config
 from bertforge.data.shards import Shard
-from bertforge.data.tokenization import load_tokenizer, resolve_tokenizer_dir, save_tokenizer_dir
+from bertforge.data.tokenization import load_tokenizer, save_tokenizer_dir
 from bertforge.hardware import Placement, placement
 from bertforge.pretraining.budget import TrainingClock, load_budget_clock
 from bertforge.pretraining.datamodule import PretrainData, check_phases
@@ -42,7 +42,7 @@ def most_frequent_token(shard: Shard, special: SpecialIds) -> int:
 def init_dir(pc) -> Path | None:
     """`pretrain.init`: the BERT directory continued pre-training starts from (a path or
     `pkg:PACKAGE/SUBDIR`), or None: from random initialisation."""
-    return resolve_tokenizer_dir(str(pc.init), key="pretrain.init") if pc.init else None
+    return resolve_dir(str(pc.init), "pretrain.init") if pc.init else None
 
 
 def init_config(pc, tokenizer):

@@ -3,7 +3,15 @@ architecture from random init as a control) -> HF-format classifier directories.
 
 from pathlib import Path
 
-from bertforge.config import ConfigError, check_bert_dir, finetune_settings, resolve_path, stage_main, to_plain
+from bertforge.config import (
+    ConfigError,
+    check_bert_dir,
+    finetune_settings,
+    resolve_dir,
+    resolve_path,
+    stage_main,
+    to_plain,
+)
 from bertforge.outputs import atomic_dir, read_json, write_json
 from bertforge.tracking import (
     lightning_logger,
@@ -16,7 +24,8 @@ from bertforge.tracking import (
 
 
 def init_dir(cfg) -> tuple[Path, bool]:
-    """(model directory, random_init) for `finetune.init`: pretrained | random | a BERT directory."""
+    """(model directory, random_init) for `finetune.init`: pretrained | random | a BERT directory
+    (a path, or `pkg:PACKAGE/SUBDIR` in an installed package)."""
     init = str(cfg.finetune.init)
     if init in ("pretrained", "random"):
         path = resolve_path(cfg.paths.pretrained)
@@ -26,7 +35,7 @@ def init_dir(cfg) -> tuple[Path, bool]:
                 "first (dvc repro pretrain), or set finetune.init to a BERT directory"
             )
         return path, init == "random"
-    return check_bert_dir(resolve_path(init), "finetune.init"), False
+    return check_bert_dir(resolve_dir(init, "finetune.init"), "finetune.init"), False
 
 
 def run(cfg):
