@@ -178,7 +178,7 @@ def cmd_predict(args) -> None:
     where = place(args.device, args.precision)
     print(where.line(), file=sys.stderr, flush=True)
     texts, names = read_examples(args)
-    preds = predict(args.model, texts, sep, args.max_length, args.batch_size, where, names)
+    preds = predict(args.model, texts, sep, args.max_length, args.batch_size, place=where, names=names)
     if args.output:
         save_predictions(Path(args.output), preds)
         print(f"wrote {len(preds.examples)} predictions to {args.output}")
@@ -245,10 +245,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--no-header", action="store_true", help="a TSV/CSV without a header row: --columns as 0-based indices"
     )
-    c.set_defaults(max_length=None)  # predict: the length the model was fine-tuned at
     c.add_argument("--output", help=f"write every label's probability to a file ({', '.join(PREDICTION_FORMATS)})")
     c.add_argument("--batch-size", type=int, default=32)
-    c.set_defaults(func=cmd_predict)
+    c.set_defaults(func=cmd_predict, max_length=None)  # by default, the length the model was fine-tuned at
     return p
 
 
