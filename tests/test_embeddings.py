@@ -102,6 +102,12 @@ def test_bad_inputs_give_one_clear_error(minilm, tmp_path, capsys):
     (other / "config.json").write_text(json.dumps({"model_type": "roberta"}))
     with pytest.raises(ConfigError, match="holds a 'roberta' model, not BERT"):
         embed(other, ["x"])
+    for length in ("1000", "0"):  # beyond the model's 512 positions; nothing left to cut to
+        assert main(["embed", "--model", str(minilm), "--max-length", length, "x"]) == 2
+        assert f"--max-length={length}: must be between 5 and 512, the model's positions" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # argparse's own one-line error
+        main(["embed", "--model", str(minilm), "--batch-size", "0", "x"])
+    assert stop.value.code == 2 and "'0' is not a whole number >= 1" in capsys.readouterr().err
     assert main(["embed", "--model", "pkg:no_such_package/model", "x"]) == 2
     assert "--model: package 'no_such_package' is not installed" in capsys.readouterr().err
     assert main(["embed", "--model", str(minilm), "--tokens", "--output", str(tmp_path / "e.npy"), "x"]) == 2

@@ -188,6 +188,13 @@ def cmd_predict(args) -> None:
         print(f"{label}\t{shown}" if preds.labels is None else f"{label}\t{p:.3f}\t{shown}")
 
 
+def positive(text: str) -> int:
+    """An argument that counts something: a whole number >= 1 (argparse prints the one-line error)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
 def _subcommand(sub, name: str, help: str, sentences: str):
     """A subcommand with what embed and fill-mask share: the model, the sentences, the hardware."""
     c = sub.add_parser(name, help=help)
@@ -218,7 +225,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--tokens", action="store_true", help="also return token-level outputs (last layer)")
     e.add_argument("--output", help=f"write embeddings to a file ({', '.join(OUTPUT_FORMATS)})")
     e.add_argument("--print", action="store_true", help="print each sentence's vector (abbreviated)")
-    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--batch-size", type=positive, default=32)
     e.set_defaults(func=cmd_embed)
     f = _subcommand(
         sub,
@@ -226,7 +233,7 @@ def parser() -> argparse.ArgumentParser:
         "the likeliest tokens at each [MASK] (a pre-trained directory: it needs the MLM head)",
         "sentences with [MASK] tokens",
     )
-    f.add_argument("--top-k", type=int, default=5, help="predictions per [MASK]")
+    f.add_argument("--top-k", type=positive, default=5, help="predictions per [MASK]")
     f.set_defaults(func=cmd_fill_mask)
     c = _subcommand(
         sub,
@@ -246,7 +253,7 @@ def parser() -> argparse.ArgumentParser:
         "--no-header", action="store_true", help="a TSV/CSV without a header row: --columns as 0-based indices"
     )
     c.add_argument("--output", help=f"write every label's probability to a file ({', '.join(PREDICTION_FORMATS)})")
-    c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--batch-size", type=positive, default=32)
     c.set_defaults(func=cmd_predict, max_length=None)  # by default, the length the model was fine-tuned at
     return p
 

@@ -43,12 +43,17 @@ def load_encoder(model_dir: str | Path, need_pooler: bool):
     ).eval()
 
 
-def check_vocab(tokenizer, model, model_dir) -> None:
+def check_model_inputs(tokenizer, model, model_dir, max_length: int) -> None:
+    """The tokenizer belongs to the model, and `--max-length` fits its positions (a longer input
+    would fail deep in the forward, a length of 0 would cut nothing)."""
     if len(tokenizer) > model.config.vocab_size:
         raise ConfigError(
             f"--model: {model_dir}: tokenizer has {len(tokenizer)} tokens but the model's "
             f"vocab_size is {model.config.vocab_size}; they do not belong together"
         )
+    limit = model.config.max_position_embeddings
+    if not 5 <= max_length <= limit:  # 5: [CLS], [SEP], a pair's second [SEP] and a token of each text
+        raise ConfigError(f"--max-length={max_length}: must be between 5 and {limit}, the model's positions")
 
 
 @torch.inference_mode()
@@ -79,7 +84,7 @@ def embed(
             model = model.to(place.device)
     if tokenizer is None:
         tokenizer = load_tokenizer(model_dir)
-    check_vocab(tokenizer, model, model_dir)
+    check_model_inputs(tokenizer, model, model_dir, max_length)
     enc = tokenizer(list(sentences), truncation=True, max_length=max_length)
     order = sorted(range(len(sentences)), key=lambda i: len(enc["input_ids"][i]))
     hidden = model.config.hidden_size

@@ -34,14 +34,14 @@ def fill_mask(
     """For each sentence, for each of its [MASK] tokens in order, the `top_k` likeliest tokens.
     Each sentence runs alone (no padding), so a prediction does not depend on its neighbours."""
     from bertforge.data.tokenization import load_tokenizer
-    from bertforge.embeddings import check_vocab
+    from bertforge.embeddings import check_model_inputs
 
     model_dir = command_line_dir(model_dir)
     if top_k < 1:
         raise ConfigError(f"--top-k={top_k}: must be >= 1")
     model = load_mlm(model_dir)
     tokenizer = load_tokenizer(model_dir)
-    check_vocab(tokenizer, model, model_dir)
+    check_model_inputs(tokenizer, model, model_dir, max_length)
     if place is not None:
         model = model.to(place.device)
     device = next(model.parameters()).device

@@ -131,7 +131,7 @@ def predict(
     the model was fine-tuned at (else 128); `names` name the examples in errors (file:line);
     `place` (hardware.place(...)) sets device and precision; default: fp32 on the CPU."""
     from bertforge.data.tokenization import load_tokenizer
-    from bertforge.embeddings import check_vocab
+    from bertforge.embeddings import check_model_inputs
 
     model_dir = command_line_dir(model_dir)
     if batch_size < 1:
@@ -139,9 +139,9 @@ def predict(
     model = load_finetuned(model_dir)
     pairs, task, trained_length = recorded_input(model_dir)
     examples = split_examples(texts, sep, pairs, task, names)
-    max_length = max_length or trained_length or 128
+    max_length = (trained_length or 128) if max_length is None else max_length
     tokenizer = load_tokenizer(model_dir)
-    check_vocab(tokenizer, model, model_dir)
+    check_model_inputs(tokenizer, model, model_dir, max_length)
     if place is not None:
         model = model.to(place.device)
     device = next(model.parameters()).device
