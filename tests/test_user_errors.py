@@ -144,6 +144,13 @@ CASES = [
         "is not a model directory (no config.json)",
     ),
     (
+        "finetune-longer-than-the-model",
+        "finetune",
+        lambda t: ["task=rte", "finetune.max_seq_length=1024"],  # MiniLM-L6 has 512 positions
+        {},
+        "finetune.max_seq_length=1024: ",
+    ),
+    (
         "finetune-lr",
         "finetune",
         lambda t: [*_custom(t), "finetune.lr=0"],

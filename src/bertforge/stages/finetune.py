@@ -34,8 +34,18 @@ def init_dir(cfg) -> tuple[Path, bool]:
                 f"finetune.init={init}: {path} holds no pre-trained model yet; run the pretrain stage "
                 "first (dvc repro pretrain), or set finetune.init to a BERT directory"
             )
-        return path, init == "random"
-    return check_bert_dir(resolve_dir(init, "finetune.init"), "finetune.init"), False
+        return check_fits(cfg, path), init == "random"
+    return check_fits(cfg, check_bert_dir(resolve_dir(init, "finetune.init"), "finetune.init")), False
+
+
+def check_fits(cfg, init: Path) -> Path:
+    """The task's `finetune.max_seq_length` fits the model's positions (from config.json alone): a
+    longer example would otherwise fail in the forward, minutes into training."""
+    limit = read_json(init / "config.json").get("max_position_embeddings", 512)
+    length = finetune_settings(cfg).max_seq_length
+    if length > limit:
+        raise ConfigError(f"finetune.max_seq_length={length}: {init} has {limit} positions")
+    return init
 
 
 def run(cfg):
