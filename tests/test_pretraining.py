@@ -84,6 +84,7 @@ def test_interrupted_run_resumes_to_identical_weights(
     assert [int(r.split(",")[0]) for r in rows] == list(range(10, 41, 10))  # no duplicated steps
 
 
+@pytest.mark.slow  # two stage runs, one with a worker process (10 s on a Zen 5 capped to AVX2); the helper's pairs: fast tier
 def test_loader_workers_start_once_and_change_nothing(tmp_path, demo_prepared, tracking, pretrain_run):
     """With loader workers (the GPU profiles) the same worker processes serve every epoch, each
     epoch's pairs built ahead by a helper process (after the first, a phase switch's too);
@@ -203,6 +204,7 @@ def test_sequence_length_phases_switch_at_the_configured_step(tmp_path, demo_pre
     assert max(widths[s] for s in range(25)) <= 32 < max(widths[s] for s in range(25, 40)) <= 64
 
 
+@pytest.mark.slow  # two stage runs (9 s on a Zen 5 capped to AVX2); the fixed-shape step's exactness: fast tier
 def test_fixed_shapes_train_the_same_run(tmp_path, demo_prepared, tracking, pretrain_run):
     """`trainer.cuda_graphs=true` (on a CPU: the fixed shapes alone, here through loader workers)
     pads every batch to its phase's shapes and trains what the plain run trains: the same tokens,
