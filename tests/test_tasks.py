@@ -84,6 +84,8 @@ def test_finetune_and_evaluate_real_glue_slice(tmp_path, monkeypatch, capsys):
         ]
     )
     finetune_stage.run(cfg)
+    hint = f'bertforge predict --model {tmp_path / "ft/rte/model"} "first text<TAB>second text"'
+    assert hint in capsys.readouterr().out  # how to use the model, where the stage ends
     evaluate_stage.run(cfg)
     report = json.loads((tmp_path / "ft/rte/finetune.json").read_text())
     assert report["model"]["train_examples"] == 48 and "random_init" not in report

@@ -99,6 +99,8 @@ def run(cfg):
         write_json(tmp / "finetune.json", report)
         write_run_file(tmp, mlrun, "finetune", task=name)
     print(f"fine-tuned {name}: best dev {report['model']['best_dev']} -> {out}")
+    example = '"first text<TAB>second text"' if data.pairs else '"a sentence"'
+    print(f"predict new text with it: bertforge predict --model {out / 'model'} {example} (or --file)")
     if job is not None:
         record_sweep_job(out.parent, job, report["model"]["best_dev"], cfg, mlrun.info.run_id)
 
