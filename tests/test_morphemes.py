@@ -3,6 +3,7 @@ time and wherever a tokenizer directory is loaded."""
 
 from collections import Counter
 
+import numpy as np
 import pytest
 
 pytest.importorskip("mecab")
@@ -88,7 +89,7 @@ def test_unknown_analyser_names_the_key(tmp_path):
         prepare(cfg, tmp_path, workers=1)
 
 
-def test_embed_and_fill_mask_cut_like_pretraining(tmp_path):
+def test_embed_fill_mask_and_predict_cut_like_pretraining(tmp_path, monkeypatch):
     from transformers import BertConfig, BertForPreTraining, pipeline
 
     from bertforge.embeddings import embed
@@ -124,3 +125,17 @@ def test_embed_and_fill_mask_cut_like_pretraining(tmp_path):
     got = predict(tmp_path / "classifier", texts)
     for row, want in zip(got.values, classify(texts)):
         assert row.tolist() == pytest.approx([{w["label"]: w["score"] for w in want}[k] for k in got.labels], abs=1e-6)
+    # and from the MLflow registry: the logged tokenizer cannot cut, the logged model's metadata says to
+    import mlflow
+
+    from bertforge.config import compose
+    from bertforge.tracking import log_classifier
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (tmp_path / "classifier" / "README.md").write_text("# a card\n")
+    tcfg = compose(["tracking.register_prefix=test", "tracking.alias=champion"]).tracking
+    with mlflow.start_run(experiment_id=mlflow.create_experiment("kor", artifact_location=str(tmp_path / "art"))):
+        log_classifier(tmp_path / "classifier", tcfg, "kor")
+    registered = predict("models:/test-kor@champion", texts)
+    np.testing.assert_allclose(registered.values, got.values, atol=1e-7)  # the same cuts, the same numbers

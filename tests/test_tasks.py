@@ -122,11 +122,13 @@ def test_finetune_and_evaluate_real_glue_slice(tmp_path, monkeypatch, capsys):
     dev = [r.split("\t") for r in rows[1:]]  # source, label, prediction, text_a, text_b
     (tmp_path / "dev.txt").write_text("".join(f"{r[3]}\t{r[4]}\n" for r in dev), encoding="utf-8")
     (tmp_path / "one.txt").write_text("A man sleeps.\tA man is asleep.\n")
-    assert (
-        cli_main(["predict", "--model", str(model), "--precision", "32-true", "--file", str(tmp_path / "one.txt")]) == 0
-    )
-    label, p, _ = capsys.readouterr().out.splitlines()[-1].split("\t", 2)
-    assert label == out["label"] and float(p) == pytest.approx(out["score"], abs=1e-3)
+    for source in (model, "models:/test-rte@champion"):  # the directory, and its registered copy
+        args = ["predict", "--model", str(source), "--precision", "32-true", "--file", str(tmp_path / "one.txt")]
+        assert cli_main(args) == 0
+        label, p, _ = capsys.readouterr().out.splitlines()[-1].split("\t", 2)
+        assert label == out["label"] and float(p) == pytest.approx(out["score"], abs=1e-3)
+    assert cli_main(["predict", "--model", "models:/test-rte@nope", "A man sleeps.\tA man is asleep."]) == 2
+    assert "--model: models:/test-rte@nope: " in capsys.readouterr().err
     predicted = predict(model, (tmp_path / "dev.txt").read_text().splitlines())
     assert [label for label, _ in predicted.best()] == [r[2] for r in dev]
     assert cli_main(["predict", "--model", str(tmp_path / "ft/rte"), "A man sleeps."]) == 2

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from bertforge.config import UserError, flatten, resolve_path, root_dir, to_plain
+from bertforge.config import ConfigError, UserError, flatten, resolve_path, root_dir, to_plain
 from bertforge.outputs import read_json, write_json
 from bertforge.quiet import dropped
 
@@ -243,6 +243,10 @@ def log_classifier(model_dir: Path, tcfg, task: str) -> str | None:
     from huggingface_hub import ModelCard
 
     card = ModelCard((model_dir / "README.md").read_text(encoding="utf-8"))
+    from bertforge.data.morphemes import read_marker
+
+    # the logged tokenizer cannot carry the morpheme cuts (a Python step); the metadata names them
+    analyzer = read_marker(model_dir)
     # our card's `license: other` is a placeholder it explains; MLflow would warn about it each run
     with dropped("mlflow.transformers", "Unable to find license information"):
         info = mlflow.transformers.log_model(
@@ -251,6 +255,7 @@ def log_classifier(model_dir: Path, tcfg, task: str) -> str | None:
             task="text-classification",
             pip_requirements=reqs,
             model_card=card,
+            metadata={"pre_segmentation": analyzer} if analyzer else None,
         )
     if tcfg.register_prefix:
         name = f"{tcfg.register_prefix}-{task}"
@@ -258,6 +263,40 @@ def log_classifier(model_dir: Path, tcfg, task: str) -> str | None:
         if tcfg.alias:
             mlflow.MlflowClient().set_registered_model_alias(name, str(tcfg.alias), version.version)
     return info.model_uri
+
+
+def logged_model_dir(uri: str, key: str = "--model") -> Path:
+    """A classifier the finetune stage logged (`models:/bertforge-rte@champion`, `models:/m-…`),
+    downloaded to a temporary directory (removed at exit) and laid out as the stage wrote it:
+    weights, config and tokenizer in one directory, with the morpheme cuts the metadata names."""
+    import atexit
+    import shutil
+    import tempfile
+
+    import mlflow
+    import yaml
+
+    from bertforge.data.morphemes import write_marker
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(tracking_uri())
+    dst = tempfile.mkdtemp(prefix="bertforge-model-")
+    atexit.register(shutil.rmtree, dst, True)
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst))
+    except mlflow.exceptions.MlflowException as e:
+        raise ConfigError(f"{key}: {uri}: {str(e.message).splitlines()[0]}") from None
+    model, tokenizer = local / "model", local / "components" / "tokenizer"
+    if not (model / "config.json").is_file() or not tokenizer.is_dir():
+        raise ConfigError(
+            f"{key}: {uri} holds no model as the finetune stage logs them (model/, components/tokenizer/)"
+        )
+    for f in tokenizer.iterdir():
+        shutil.copy2(f, model / f.name)
+    metadata = (yaml.safe_load((local / "MLmodel").read_text(encoding="utf-8")) or {}).get("metadata") or {}
+    if metadata.get("pre_segmentation"):
+        write_marker(model, metadata["pre_segmentation"])
+    return model
 
 
 def log_dataset(name: str, source: str, digest: str, profile: dict, context: str) -> None:
