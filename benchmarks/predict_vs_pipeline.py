@@ -51,7 +51,7 @@ def main() -> None:
 
     from bertforge.data.tokenization import load_tokenizer
     from bertforge.hardware import place
-    from bertforge.predict import predict, recorded_input
+    from bertforge.predict import predict
 
     hf_logging.disable_progress_bar()
     print_header()
@@ -62,7 +62,7 @@ def main() -> None:
     classify = pipeline("text-classification", model=str(args.model), tokenizer=load_tokenizer(args.model), top_k=None)
     inputs = [{"text": a, "text_pair": b} if b else a for a, _, b in (t.partition("\t") for t in texts)]
     regression = classify.model.num_labels == 1
-    _, _, length = recorded_input(args.model)
+    length = getattr(classify.model.config, "finetuning_max_length", None)  # as the finetune stage recorded it
     kw = {"truncation": True, "max_length": length or 128}  # cut as ours cuts: at the fine-tuning length
     kw |= {"function_to_apply": "none"} if regression else {}
 

@@ -56,6 +56,20 @@ def check_model_inputs(tokenizer, model, model_dir, max_length: int) -> None:
         raise ConfigError(f"--max-length={max_length}: must be between 5 and {limit}, the model's positions")
 
 
+def batches_by_length(tokenizer, enc, batch_size: int, device, label: str, unit: str):
+    """(indices, padded batch on `device`) over the encodings `enc`, shortest first so that padding
+    costs little, with a progress line for long runs (`embed`, `predict`)."""
+    lengths = [len(ids) for ids in enc["input_ids"]]
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    progress = ItemProgress(label, len(order), unit)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = tokenizer.pad([{k: enc[k][i] for k in enc.keys()} for i in idx], return_tensors="pt")
+        yield idx, {k: v.to(device) for k, v in batch.items()}
+        progress.update(len(idx))
+    progress.close()
+
+
 @torch.inference_mode()
 def embed(
     model_dir: str | Path,
@@ -86,16 +100,11 @@ def embed(
         tokenizer = load_tokenizer(model_dir)
     check_model_inputs(tokenizer, model, model_dir, max_length)
     enc = tokenizer(list(sentences), truncation=True, max_length=max_length)
-    order = sorted(range(len(sentences)), key=lambda i: len(enc["input_ids"][i]))
     hidden = model.config.hidden_size
     out = np.zeros((len(sentences), hidden), dtype=np.float32)
     per_token: list[np.ndarray | None] = [None] * len(sentences)
     device = next(model.parameters()).device
-    progress = ItemProgress("embed", len(sentences), "sentences")
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = tokenizer.pad([{k: enc[k][i] for k in enc.keys()} for i in idx], return_tensors="pt")
-        batch = {k: v.to(device) for k, v in batch.items()}
+    for idx, batch in batches_by_length(tokenizer, enc, batch_size, device, "embed", "sentences"):
         with place.autocast() if place is not None else contextlib.nullcontext():
             res = model(**batch)
         last = res.last_hidden_state.float()
@@ -111,7 +120,5 @@ def embed(
             lengths = batch["attention_mask"].sum(1).tolist()
             for row, i in enumerate(idx):
                 per_token[i] = last[row, : lengths[row]].cpu().numpy()
-        progress.update(len(idx))
-    progress.close()
     strings = [tokenizer.convert_ids_to_tokens(ids) for ids in enc["input_ids"]] if tokens else None
     return Embeddings(out, per_token if tokens else None, strings)  # type: ignore[arg-type]

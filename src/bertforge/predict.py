@@ -5,7 +5,6 @@ directory's own tokenizer (morpheme cuts included) as the task's sentences or se
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import numpy as np
 import torch
 
 from bertforge.config import ConfigError, DataError, UserError, check_bert_dir, command_line_dir
-from bertforge.progress_items import ItemProgress
 
 Example = tuple[str, str | None]  # a text, and its pair's second text or None
 
@@ -31,13 +29,6 @@ class Predictions:
             return [(f"{v:.4f}", float(v)) for v in self.values]
         top = self.values.argmax(-1)
         return [(self.labels[int(k)], float(row[k])) for k, row in zip(top, self.values)]
-
-
-def recorded_input(model_dir: Path) -> tuple[bool | None, str | None, int | None]:
-    """(pairs, task, max length) as the finetune stage records them in config.json; None for what a
-    classifier trained elsewhere does not say."""
-    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    return config.get("text_pairs"), config.get("finetuning_task"), config.get("finetuning_max_length")
 
 
 def split_examples(
@@ -131,15 +122,16 @@ def predict(
     the model was fine-tuned at (else 128); `names` name the examples in errors (file:line);
     `place` (hardware.place(...)) sets device and precision; default: fp32 on the CPU."""
     from bertforge.data.tokenization import load_tokenizer
-    from bertforge.embeddings import check_model_inputs
+    from bertforge.embeddings import batches_by_length, check_model_inputs
 
     model_dir = command_line_dir(model_dir)
     if batch_size < 1:
         raise ConfigError(f"--batch-size={batch_size}: must be >= 1")
     model = load_finetuned(model_dir)
-    pairs, task, trained_length = recorded_input(model_dir)
-    examples = split_examples(texts, sep, pairs, task, names)
-    max_length = (trained_length or 128) if max_length is None else max_length
+    # what the finetune stage recorded in config.json (None from a classifier trained elsewhere)
+    recorded = {k: getattr(model.config, k, None) for k in ("text_pairs", "finetuning_task", "finetuning_max_length")}
+    examples = split_examples(texts, sep, recorded["text_pairs"], recorded["finetuning_task"], names)
+    max_length = (recorded["finetuning_max_length"] or 128) if max_length is None else max_length
     tokenizer = load_tokenizer(model_dir)
     check_model_inputs(tokenizer, model, model_dir, max_length)
     if place is not None:
@@ -147,17 +139,11 @@ def predict(
     device = next(model.parameters()).device
     second = [b for _, b in examples] if examples and examples[0][1] is not None else None
     enc = tokenizer([a for a, _ in examples], second, truncation=True, max_length=max_length)
-    order = sorted(range(len(examples)), key=lambda i: len(enc["input_ids"][i]))
     regression = model.config.problem_type == "regression" or model.num_labels == 1
     values = np.zeros((len(examples),) if regression else (len(examples), model.num_labels), dtype=np.float32)
-    progress = ItemProgress("predict", len(examples))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = tokenizer.pad([{k: enc[k][i] for k in enc.keys()} for i in idx], return_tensors="pt")
+    for idx, batch in batches_by_length(tokenizer, enc, batch_size, device, "predict", "examples"):
         with place.autocast() if place is not None else contextlib.nullcontext():
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
+            logits = model(**batch).logits.float()
         values[idx] = (logits[:, 0] if regression else logits.softmax(-1)).cpu().numpy()
-        progress.update(len(idx))
-    progress.close()
     labels = None if regression else [str(model.config.id2label[i]) for i in range(model.num_labels)]
     return Predictions(examples, names, labels, values)
