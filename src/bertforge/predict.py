@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bertforge.config import ConfigError, DataError, UserError, check_bert_dir, command_line_dir
+from bertforge.config import ConfigError, DataError, check_bert_dir, command_line_dir
 
 Example = tuple[str, str | None]  # a text, and its pair's second text or None
 
@@ -82,17 +82,12 @@ def read_columns(path: Path, columns: list[str], header: bool = True) -> tuple[l
     spec = {"format": "auto", "header": header, "text_a": cols[0], "text_b": cols[1] if len(cols) == 2 else None}
     spec = OmegaConf.create({**spec, "label": None, "skip_malformed": False})
     examples, names = [], []
-    try:
-        for where, first, second, _ in file_rows(path, spec):
-            if first is None or (len(cols) == 2 and second is None):
-                raise DataError(f"{where}: no text in column {columns[0 if first is None else 1]!r}")
-            examples.append((str(first), None if len(cols) == 1 else str(second)))
-            names.append(where)
-    except UserError as e:  # the task readers name the task's keys; here they are the command's options
-        message = str(e).replace("task.local.files", "--file")
-        raise type(e)(
-            message.replace("task.local.text_a", "--columns").replace("task.local.text_b", "--columns")
-        ) from None
+    options = {"files": "--file", "text_a": "--columns", "text_b": "--columns"}  # the errors name these
+    for where, first, second, _ in file_rows(path, spec, options):
+        if first is None or (len(cols) == 2 and second is None):
+            raise DataError(f"{where}: no text in column {columns[0 if first is None else 1]!r}")
+        examples.append((str(first), None if len(cols) == 1 else str(second)))
+        names.append(where)
     return examples, names
 
 

@@ -16,6 +16,12 @@ from bertforge.data.records import delimited_records, format_suffix, json_array_
 Row = tuple[str, Any, Any, Any]
 
 
+def setting(what: str, names: dict[str, str] | None) -> str:
+    """The name a reader's error gives the setting `what`: the task's `task.local.<what>`, or the
+    caller's own (`bertforge predict` reads a file's columns with `--file` and `--columns`)."""
+    return (names or {}).get(what, f"task.local.{what}")
+
+
 def _index(header: list[str] | None, col, path: Path, key: str) -> int:
     if isinstance(col, int):
         return col
@@ -26,15 +32,15 @@ def _index(header: list[str] | None, col, path: Path, key: str) -> int:
     return header.index(col)
 
 
-def delimited_rows(path: Path, spec, delimiter: str) -> Iterator[Row]:
+def delimited_rows(path: Path, spec, delimiter: str, names: dict[str, str] | None = None) -> Iterator[Row]:
     """GLUE-style TSV/CSV rows (records.delimited_records: TSV quotes are literal, a BOM is dropped).
     With `skip_malformed` (QQP has a few short rows) rows with too few columns are counted, not fatal."""
     skipped, first = 0, None
     rows = delimited_records(path, delimiter)
     header = next(rows, (1, None))[1] if spec.header else None
-    ia = _index(header, spec.text_a, path, "task.local.text_a")
-    ib = None if spec.text_b is None else _index(header, spec.text_b, path, "task.local.text_b")
-    il = None if spec.label is None else _index(header, spec.label, path, "task.local.label")
+    ia = _index(header, spec.text_a, path, setting("text_a", names))
+    ib = None if spec.text_b is None else _index(header, spec.text_b, path, setting("text_b", names))
+    il = None if spec.label is None else _index(header, spec.label, path, setting("label", names))
     need = max(i for i in (ia, ib, il) if i is not None)
     for lineno, row in rows:
         if not row or (len(row) == 1 and not row[0].strip()):
@@ -66,7 +72,7 @@ def field(obj: dict, key: str):
     return value
 
 
-def _object_row(where: str, obj, spec, keys: str = "keys") -> Row:
+def _object_row(where: str, obj, spec, names: dict[str, str] | None = None) -> Row:
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object, found {type(obj).__name__}")
     values = {}
@@ -78,22 +84,22 @@ def _object_row(where: str, obj, spec, keys: str = "keys") -> Row:
         try:
             values[what] = field(obj, key)
         except KeyError:
-            raise DataError(f"{where}: no key {key!r} for task.local.{what} ({keys}: {list(obj)})") from None
+            raise DataError(f"{where}: no key {key!r} for {setting(what, names)} (keys: {list(obj)})") from None
     return where, values["text_a"], values["text_b"], values["label"]
 
 
 ARRAY_HINT = " (one JSON array in the file? set task.local.format=json)"
 
 
-def jsonl_rows(path: Path, spec) -> Iterator[Row]:
+def jsonl_rows(path: Path, spec, names: dict[str, str] | None = None) -> Iterator[Row]:
     for where, obj in jsonl_records(path, array_hint=ARRAY_HINT):
-        yield _object_row(where.replace(str(path), path.name, 1), obj, spec)
+        yield _object_row(where.replace(str(path), path.name, 1), obj, spec, names)
 
 
-def json_array_rows(path: Path, spec) -> Iterator[Row]:
+def json_array_rows(path: Path, spec, names: dict[str, str] | None = None) -> Iterator[Row]:
     """One JSON array of objects (KLUE's official release files); rows are named `file.json[i]`."""
     for where, obj in json_array_records(path):
-        yield _object_row(where.replace(str(path), path.name, 1), obj, spec)
+        yield _object_row(where.replace(str(path), path.name, 1), obj, spec, names)
 
 
 FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}  # .json: lines unless format=json
@@ -114,14 +120,15 @@ def file_format(path: Path, spec) -> str:
     return fmt
 
 
-def file_rows(path: Path, spec) -> Iterator[Row]:
+def file_rows(path: Path, spec, names: dict[str, str] | None = None) -> Iterator[Row]:
+    """Rows of a task file; `names` renames settings in the errors (see `setting`)."""
     if not path.is_file():
-        raise ConfigError(f"task.local.files: {path} does not exist")
+        raise ConfigError(f"{setting('files', names)}: {path} does not exist")
     fmt = file_format(path, spec)
     if fmt in ("jsonl", "json"):
-        rows = jsonl_rows(path, spec) if fmt == "jsonl" else json_array_rows(path, spec)
+        rows = jsonl_rows(path, spec, names) if fmt == "jsonl" else json_array_rows(path, spec, names)
     else:
-        rows = delimited_rows(path, spec, "\t" if fmt == "tsv" else ",")
+        rows = delimited_rows(path, spec, "\t" if fmt == "tsv" else ",", names)
     return _decoded(rows, path, fmt)
 
 
