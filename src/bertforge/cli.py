@@ -1,5 +1,6 @@
 """`bertforge` command line: `bertforge embed --model DIR "sentence" ...` (sentence and token
-embeddings), `bertforge fill-mask --model DIR "a [MASK] sentence" ...` (MLM predictions),
+embeddings), `bertforge similarity --model DIR "a<TAB>b" ...` (the cosine of a pair's sentence
+vectors), `bertforge fill-mask --model DIR "a [MASK] sentence" ...` (MLM predictions),
 `bertforge predict --model DIR "sentence" ...` (a fine-tuned model's labels or scores)."""
 
 from __future__ import annotations
@@ -92,7 +93,9 @@ def cmd_embed(args) -> None:
         max_length=args.max_length,
         batch_size=args.batch_size,
         place=where,
+        normalize=args.normalize,
     )
+    print(f"embeddings: {emb.recipe.describe()}", file=sys.stderr, flush=True)
     print(f"Shape of BERT embeddings: {emb.sentences.shape}")
     if emb.tokens is not None:
         print(
@@ -126,7 +129,7 @@ def cmd_fill_mask(args) -> None:
 
 
 def read_examples(args) -> tuple[list, list[str] | None]:
-    """predict's examples: lines and arguments as for embed, or a task file's `--columns`."""
+    """predict's and similarity's examples: lines and arguments as for embed, or a task file's `--columns`."""
     if not args.columns:
         if args.no_header:
             raise ConfigError("--no-header: only with --columns (a task file's columns)")
@@ -166,10 +169,10 @@ def save_predictions(path: Path, preds) -> None:
 
 
 def cmd_predict(args) -> None:
+    """`predict` (a fine-tuned model's labels or scores) and `similarity` (a pair's cosine)."""
     from transformers.utils import logging as hf_logging
 
     from bertforge.hardware import place
-    from bertforge.predict import predict
 
     hf_logging.disable_progress_bar()
     if args.output and Path(args.output).suffix.lower() not in PREDICTION_FORMATS:  # before the model runs
@@ -178,10 +181,22 @@ def cmd_predict(args) -> None:
     where = place(args.device, args.precision)
     print(where.line(), file=sys.stderr, flush=True)
     texts, names = read_examples(args)
-    preds = predict(args.model, texts, sep, args.max_length, args.batch_size, place=where, names=names)
+    common = dict(max_length=args.max_length, batch_size=args.batch_size, place=where, names=names)
+    if args.command == "similarity":
+        from bertforge.similarity import similarity
+
+        preds = similarity(args.model, texts, sep, pooling=args.pooling, normalize=args.normalize, **common)
+    else:
+        from bertforge.predict import predict
+
+        preds = predict(args.model, texts, sep, **common)
+    if preds.how:
+        print(preds.how, file=sys.stderr, flush=True)
     if args.output:
         save_predictions(Path(args.output), preds)
-        print(f"wrote {len(preds.examples)} predictions to {args.output}")
+        print(
+            f"wrote {len(preds.examples)} {'predictions' if args.command == 'predict' else 'scores'} to {args.output}"
+        )
         return
     for example, (label, p) in zip(preds.examples, preds.best()):
         shown = " | ".join(t for t in example if t is not None)
@@ -210,7 +225,8 @@ def _subcommand(sub, name: str, help: str, sentences: str):
         "--max-length",
         type=int,
         default=128,
-        help="cut sentences to this many tokens (predict: the fine-tuning length)",
+        help="cut sentences to this many tokens (default 128; embed and similarity: a sentence model's "
+        "own length; predict: the fine-tuning length)",
     )
     c.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help="auto: a GPU if one is visible")
     c.add_argument(
@@ -222,21 +238,60 @@ def _subcommand(sub, name: str, help: str, sentences: str):
     return c
 
 
+def _pooling_options(c) -> None:
+    """How embed and similarity make a sentence's vector."""
+    c.add_argument(
+        "--pooling",
+        choices=POOLINGS,
+        default="auto",
+        help="auto (default): a sentence-transformers directory's own pooling (MiniLM-L6: mean, "
+        "normalised, 256 tokens), else pooled; pooled: pooled_output; cls: last-layer [CLS]; "
+        "mean: masked mean of tokens",
+    )
+    c.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="L2-normalise each vector (default: as --pooling auto finds; otherwise not)",
+    )
+
+
+def _example_options(c, output: str) -> None:
+    """How predict and similarity read their examples and write their results."""
+    c.add_argument("--sep", default="\t", help="what separates a pair's two texts (default: a tab)")
+    c.add_argument(
+        "--columns",
+        nargs="+",
+        metavar="COLUMN",
+        help="read --file as a task file (TSV/CSV/JSONL/JSON): the text's column or key, and the second "
+        "text's for pairs",
+    )
+    c.add_argument(
+        "--no-header", action="store_true", help="a TSV/CSV without a header row: --columns as 0-based indices"
+    )
+    c.add_argument("--output", help=f"write {output} to a file ({', '.join(PREDICTION_FORMATS)})")
+    c.add_argument("--batch-size", type=positive, default=32)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bertforge", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     e = _subcommand(sub, "embed", "sentence (and token) embeddings from a BERT directory", "sentences to embed")
-    e.add_argument(
-        "--pooling",
-        choices=POOLINGS,
-        default="pooled",
-        help="pooled: pooled_output (default); cls: last-layer [CLS]; mean: masked mean of tokens",
-    )
+    _pooling_options(e)
     e.add_argument("--tokens", action="store_true", help="also return token-level outputs (last layer)")
     e.add_argument("--output", help=f"write embeddings to a file ({', '.join(OUTPUT_FORMATS)})")
     e.add_argument("--print", action="store_true", help="print each sentence's vector (abbreviated)")
     e.add_argument("--batch-size", type=positive, default=32)
-    e.set_defaults(func=cmd_embed)
+    e.set_defaults(func=cmd_embed, max_length=None)  # by default, --pooling's (a sentence model's own, else 128)
+    s = _subcommand(
+        sub,
+        "similarity",
+        "the cosine similarity of each pair's sentence vectors (as embed makes them)",
+        "pairs of texts, separated by --sep",
+    )
+    _pooling_options(s)
+    _example_options(s, "each pair's score")
+    s.set_defaults(func=cmd_predict, max_length=None)
     f = _subcommand(
         sub,
         "fill-mask",
@@ -251,19 +306,7 @@ def parser() -> argparse.ArgumentParser:
         "a fine-tuned model's label (and its probability) or score for each sentence or pair",
         "sentences; a pair's two texts separated by --sep",
     )
-    c.add_argument("--sep", default="\t", help="what separates a pair's two texts (default: a tab)")
-    c.add_argument(
-        "--columns",
-        nargs="+",
-        metavar="COLUMN",
-        help="read --file as a task file (TSV/CSV/JSONL/JSON): the text's column or key, and the second "
-        "text's for pairs",
-    )
-    c.add_argument(
-        "--no-header", action="store_true", help="a TSV/CSV without a header row: --columns as 0-based indices"
-    )
-    c.add_argument("--output", help=f"write every label's probability to a file ({', '.join(PREDICTION_FORMATS)})")
-    c.add_argument("--batch-size", type=positive, default=32)
+    _example_options(c, "every label's probability")
     c.set_defaults(func=cmd_predict, max_length=None)  # by default, the length the model was fine-tuned at
     return p
 

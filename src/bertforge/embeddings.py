@@ -2,20 +2,43 @@
 
 `pooled` is BERT's `pooled_output` ([CLS] through the pre-trained dense + tanh pooler), `cls`
 the last layer's [CLS] vector, `mean` the mask-weighted mean of the last layer's token vectors.
+`auto` is the directory's own recipe: a sentence-transformers model (MiniLM-L6 and its kind, whose
+`modules.json` names the pooling it was trained with, a normalisation and a length) gets that,
+anything else BERT's `pooled_output`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bertforge.config import ConfigError, check_bert_dir, command_line_dir
+from bertforge.config import ConfigError, DataError, check_bert_dir, command_line_dir
 from bertforge.progress_items import ItemProgress
 
-POOLINGS = ("pooled", "cls", "mean")
+POOLINGS = ("auto", "pooled", "cls", "mean")
+DEFAULT_MAX_LENGTH = 128
+# sentence-transformers' Pooling modes that are one of ours (others, e.g. max, are refused)
+ST_POOLINGS = {"cls": "cls", "mean": "mean"}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How sentence vectors are made: the pooling, L2 normalisation, the length sentences are cut to."""
+
+    pooling: str
+    normalize: bool
+    max_length: int
+    source: str  # what chose them, for the line the command line prints
+
+    def describe(self) -> str:
+        return (
+            f"pooling {self.pooling}{', L2-normalised' if self.normalize else ''}, "
+            f"cut at {self.max_length} tokens ({self.source})"
+        )
 
 
 @dataclass
@@ -23,6 +46,84 @@ class Embeddings:
     sentences: np.ndarray  # [n, hidden], float32
     tokens: list[np.ndarray] | None  # per sentence [length_i, hidden], special tokens included
     token_strings: list[list[str]] | None
+    recipe: Recipe | None = None
+
+
+def _json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: not readable JSON ({e})") from None
+
+
+def pooling_modes(config: dict) -> list[str]:
+    """A Pooling module's modes: `pooling_mode` ("mean", or a list: concatenated), as sentence-
+    transformers writes it since v5, or the older `pooling_mode_mean_tokens: true` flags."""
+    if "pooling_mode" in config:
+        mode = config["pooling_mode"]
+        return [mode] if isinstance(mode, str) else list(mode)
+    prefix = "pooling_mode_"
+    return [
+        k[len(prefix) :].removesuffix("_tokens").removesuffix("_token")
+        for k, v in config.items()
+        if k.startswith(prefix) and v is True
+    ]
+
+
+def sentence_model_recipe(model_dir: Path) -> Recipe | None:
+    """What a sentence-transformers directory was trained to output (`SentenceTransformer(dir).encode`):
+    its Pooling module's mode, whether a Normalize module follows, and `sentence_bert_config.json`'s
+    `max_seq_length`; None for a plain BERT directory. A module we do not apply (a Dense projection,
+    max pooling) is one error rather than vectors the model was not trained to give."""
+    modules_file = model_dir / "modules.json"
+    if not modules_file.is_file():
+        return None
+    pooling, normalize = None, False
+    for module in _json(modules_file):
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        if kind == "Transformer":  # the BERT itself
+            continue
+        if kind == "Normalize":
+            normalize = True
+        elif kind == "Pooling":
+            pooling_file = model_dir / module.get("path", "") / "config.json"
+            modes = pooling_modes(_json(pooling_file))
+            if len(modes) != 1 or modes[0] not in ST_POOLINGS:
+                raise ConfigError(
+                    f"{pooling_file}: pooling {' + '.join(modes) or 'none'} is not one bertforge computes; "
+                    "choose --pooling cls, mean or pooled"
+                )
+            pooling = ST_POOLINGS[modes[0]]
+        else:
+            raise ConfigError(
+                f"{modules_file}: a {kind or 'nameless'} module after the encoder, which bertforge does not "
+                "apply; choose --pooling cls, mean or pooled for the encoder's own vectors"
+            )
+    if pooling is None:
+        raise ConfigError(f"{modules_file}: no Pooling module; choose --pooling cls, mean or pooled")
+    st_config = model_dir / "sentence_bert_config.json"
+    length = _json(st_config).get("max_seq_length") if st_config.is_file() else None
+    return Recipe(
+        pooling, normalize, int(length or DEFAULT_MAX_LENGTH), "the directory's sentence-transformers modules"
+    )
+
+
+def choose_recipe(
+    model_dir: Path, pooling: str = "auto", normalize: bool | None = None, max_length: int | None = None
+) -> Recipe:
+    """`auto` pooling takes the directory's recipe (a sentence model's own, else BERT's pooled_output);
+    a pooling named outright is that pooling alone. A `normalize` or `max_length` given wins either way."""
+    if pooling not in POOLINGS:
+        raise ConfigError(f"pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
+    if pooling != "auto":
+        own = Recipe(pooling, False, DEFAULT_MAX_LENGTH, "as asked")
+    else:
+        own = sentence_model_recipe(model_dir) or Recipe("pooled", False, DEFAULT_MAX_LENGTH, "BERT's pooled_output")
+    return replace(
+        own,
+        normalize=own.normalize if normalize is None else normalize,
+        max_length=own.max_length if max_length is None else max_length,
+    )
 
 
 def load_encoder(model_dir: str | Path, need_pooler: bool):
@@ -74,24 +175,26 @@ def batches_by_length(tokenizer, enc, batch_size: int, device, label: str, unit:
 def embed(
     model_dir: str | Path,
     sentences: list[str],
-    pooling: str = "pooled",
+    pooling: str = "auto",
     tokens: bool = False,
-    max_length: int = 128,
+    max_length: int | None = None,
     batch_size: int = 32,
     model=None,
     tokenizer=None,
     place=None,
+    normalize: bool | None = None,
 ) -> Embeddings:
     """Embed `sentences` (order kept). Batches are built from length-sorted sentences so that
     padding costs little; `model`/`tokenizer` may be passed in to embed many lists with one load.
+    `pooling`, `normalize` and `max_length` default to the directory's recipe (`choose_recipe`).
     `place` (hardware.place(...)) sets device and precision; default: fp32 on the model's device."""
     import contextlib
 
     from bertforge.data.tokenization import load_tokenizer
 
     model_dir = command_line_dir(model_dir)
-    if pooling not in POOLINGS:
-        raise ConfigError(f"pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
+    recipe = choose_recipe(model_dir, pooling, normalize, max_length)
+    pooling, max_length = recipe.pooling, recipe.max_length
     if model is None:
         model = load_encoder(model_dir, need_pooler=pooling == "pooled")
         if place is not None:
@@ -115,10 +218,12 @@ def embed(
         else:
             m = batch["attention_mask"].unsqueeze(-1).to(last.dtype)
             vec = (last * m).sum(1) / m.sum(1).clamp(min=1)
+        if recipe.normalize:  # as sentence-transformers' Normalize module
+            vec = torch.nn.functional.normalize(vec, dim=-1)
         out[idx] = vec.cpu().numpy()
         if tokens:
             lengths = batch["attention_mask"].sum(1).tolist()
             for row, i in enumerate(idx):
                 per_token[i] = last[row, : lengths[row]].cpu().numpy()
     strings = [tokenizer.convert_ids_to_tokens(ids) for ids in enc["input_ids"]] if tokens else None
-    return Embeddings(out, per_token if tokens else None, strings)  # type: ignore[arg-type]
+    return Embeddings(out, per_token if tokens else None, strings, recipe)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ class Predictions:
     names: list[str] | None  # where each example came from (file:line), if from a file's columns
     labels: list[str] | None  # the model's label names, by id; None: a regression model
     values: np.ndarray  # [n, len(labels)] class probabilities, or [n] scores
+    how: str | None = None  # how the scores were made, where it is worth a line (similarity)
 
     def best(self) -> list[tuple[str, float]]:
         """(label, its probability) per example; a regression model's (score, score)."""
@@ -31,28 +32,39 @@ class Predictions:
         return [(self.labels[int(k)], float(row[k])) for k, row in zip(top, self.values)]
 
 
-def split_examples(
-    texts: list, sep: str, pairs: bool | None, task: str | None, names: list[str] | None = None
-) -> list[Example]:
+def parse_examples(texts: list, sep: str, names: list[str] | None = None) -> list[Example]:
     """Each text is one example, a string (`sep`, a tab by default, divides a pair's two texts) or
-    a (text, second text or None) tuple. The model's fine-tuning task fixes whether it reads pairs;
-    one clear error, naming the example (`names[i]`, else "example i"), for one of the other kind."""
+    a (text, second text or None) tuple; a string with more separators is one error naming it
+    (`names[i]`, else "example i")."""
     examples = []
     for i, text in enumerate(texts):
         if isinstance(text, str):
             parts = text.split(sep)
             if len(parts) > 2:
                 raise ConfigError(
-                    f"{names[i] if names else f'example {i + 1}'} ({text[:60]!r}) holds {len(parts) - 1} "
+                    f"{example_name(names, i)} ({text[:60]!r}) holds {len(parts) - 1} "
                     f"separators {sep!r}, but a pair is two texts (a file with columns: --columns)"
                 )
             text = (parts[0], parts[1] if len(parts) == 2 else None)
         examples.append(text)
+    return examples
+
+
+def example_name(names: list[str] | None, i: int) -> str:
+    return names[i] if names else f"example {i + 1}"
+
+
+def split_examples(
+    texts: list, sep: str, pairs: bool | None, task: str | None, names: list[str] | None = None
+) -> list[Example]:
+    """`parse_examples`, all of the kind the model reads: its fine-tuning task fixes whether it reads
+    pairs; one clear error, naming the example, for one of the other kind."""
+    examples = parse_examples(texts, sep, names)
     if pairs is None and examples:  # no record: the first example decides
         pairs = examples[0][1] is not None
     trained_on = f" (fine-tuned on {task})" if task else ""
     for i, (first, second) in enumerate(examples):
-        name = names[i] if names else f"example {i + 1}"
+        name = example_name(names, i)
         if pairs and second is None:
             raise ConfigError(
                 f"{name} ({first[:60]!r}): the model reads sentence pairs{trained_on}; give both texts, "
