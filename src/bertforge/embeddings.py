@@ -21,8 +21,8 @@ from bertforge.progress_items import ItemProgress
 
 POOLINGS = ("auto", "pooled", "cls", "mean")
 DEFAULT_MAX_LENGTH = 128
-# sentence-transformers' Pooling modes that are one of ours (others, e.g. max, are refused)
-ST_POOLINGS = {"cls": "cls", "mean": "mean"}
+# sentence-transformers' Pooling modes that are one of ours, by the same name (others, e.g. max, are refused)
+ST_POOLINGS = ("cls", "mean")
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def sentence_model_recipe(model_dir: Path) -> Recipe | None:
                     f"{pooling_file}: pooling {' + '.join(modes) or 'none'} is not one bertforge computes; "
                     "choose --pooling cls, mean or pooled"
                 )
-            pooling = ST_POOLINGS[modes[0]]
+            pooling = modes[0]
         else:
             raise ConfigError(
                 f"{modules_file}: a {kind or 'nameless'} module after the encoder, which bertforge does not "
@@ -157,6 +157,14 @@ def check_model_inputs(tokenizer, model, model_dir, max_length: int) -> None:
         raise ConfigError(f"--max-length={max_length}: must be between 5 and {limit}, the model's positions")
 
 
+def encode(tokenizer, texts: list[str], second: list[str] | None = None, max_length: int = DEFAULT_MAX_LENGTH):
+    """The texts' (or pairs') encodings, cut at `max_length`; none for no texts, on which the
+    tokenizer fails (an empty list gives empty results)."""
+    if not texts:
+        return {"input_ids": []}
+    return tokenizer(texts, second, truncation=True, max_length=max_length)
+
+
 def batches_by_length(tokenizer, enc, batch_size: int, device, label: str, unit: str):
     """(indices, padded batch on `device`) over the encodings `enc`, shortest first so that padding
     costs little, with a progress line for long runs (`embed`, `predict`)."""
@@ -202,7 +210,7 @@ def embed(
     if tokenizer is None:
         tokenizer = load_tokenizer(model_dir)
     check_model_inputs(tokenizer, model, model_dir, max_length)
-    enc = tokenizer(list(sentences), truncation=True, max_length=max_length)
+    enc = encode(tokenizer, list(sentences), max_length=max_length)
     hidden = model.config.hidden_size
     out = np.zeros((len(sentences), hidden), dtype=np.float32)
     per_token: list[np.ndarray | None] = [None] * len(sentences)

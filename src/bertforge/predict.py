@@ -129,7 +129,7 @@ def predict(
     the model was fine-tuned at (else 128); `names` name the examples in errors (file:line);
     `place` (hardware.place(...)) sets device and precision; default: fp32 on the CPU."""
     from bertforge.data.tokenization import load_tokenizer
-    from bertforge.embeddings import batches_by_length, check_model_inputs
+    from bertforge.embeddings import batches_by_length, check_model_inputs, encode
 
     model_dir = command_line_dir(model_dir)
     if batch_size < 1:
@@ -145,7 +145,7 @@ def predict(
         model = model.to(place.device)
     device = next(model.parameters()).device
     second = [b for _, b in examples] if examples and examples[0][1] is not None else None
-    enc = tokenizer([a for a, _ in examples], second, truncation=True, max_length=max_length)
+    enc = encode(tokenizer, [a for a, _ in examples], second, max_length)
     regression = model.config.problem_type == "regression" or model.num_labels == 1
     values = np.zeros((len(examples),) if regression else (len(examples), model.num_labels), dtype=np.float32)
     for idx, batch in batches_by_length(tokenizer, enc, batch_size, device, "predict", "examples"):

@@ -49,6 +49,6 @@ def similarity(
     vectors = emb.sentences / np.maximum(np.linalg.norm(emb.sentences, axis=1, keepdims=True), 1e-12)
     a = vectors[[row[t] for t, _ in examples]]
     b = vectors[[row[t] for _, t in examples]]
-    scores = (a * b).sum(1) if examples else np.zeros(0, dtype=np.float32)
+    scores = (a * b).sum(1)
     how = f"cosine of sentence vectors: {emb.recipe.describe()}"
     return Predictions(examples, names, None, scores.astype(np.float32), how)
