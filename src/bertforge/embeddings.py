@@ -168,6 +168,8 @@ def encode(tokenizer, texts: list[str], second: list[str] | None = None, max_len
 def batches_by_length(tokenizer, enc, batch_size: int, device, label: str, unit: str):
     """(indices, padded batch on `device`) over the encodings `enc`, shortest first so that padding
     costs little, with a progress line for long runs (`embed`, `predict`)."""
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size={batch_size}: must be >= 1")
     lengths = [len(ids) for ids in enc["input_ids"]]
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     progress = ItemProgress(label, len(order), unit)

@@ -132,8 +132,6 @@ def predict(
     from bertforge.embeddings import batches_by_length, check_model_inputs, encode
 
     model_dir = command_line_dir(model_dir)
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size={batch_size}: must be >= 1")
     model = load_finetuned(model_dir)
     # what the finetune stage recorded in config.json (None from a classifier trained elsewhere)
     recorded = {k: getattr(model.config, k, None) for k in ("text_pairs", "finetuning_task", "finetuning_max_length")}

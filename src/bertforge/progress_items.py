@@ -1,4 +1,4 @@
-"""Progress over a list of items outside Lightning (`bertforge embed`, `fill-mask`, `predict`):
+"""Progress over a list of items outside Lightning (`bertforge embed`, `similarity`, `fill-mask`, `predict`):
 light to import, so the command line does not pay for Lightning to report it."""
 
 from __future__ import annotations
