@@ -129,14 +129,14 @@ def predict(
     the model was fine-tuned at (else 128); `names` name the examples in errors (file:line);
     `place` (hardware.place(...)) sets device and precision; default: fp32 on the CPU."""
     from bertforge.data.tokenization import load_tokenizer
-    from bertforge.embeddings import batches_by_length, check_model_inputs, encode
+    from bertforge.embeddings import DEFAULT_MAX_LENGTH, batches_by_length, check_model_inputs, encode
 
     model_dir = command_line_dir(model_dir)
     model = load_finetuned(model_dir)
     # what the finetune stage recorded in config.json (None from a classifier trained elsewhere)
     recorded = {k: getattr(model.config, k, None) for k in ("text_pairs", "finetuning_task", "finetuning_max_length")}
     examples = split_examples(texts, sep, recorded["text_pairs"], recorded["finetuning_task"], names)
-    max_length = (recorded["finetuning_max_length"] or 128) if max_length is None else max_length
+    max_length = (recorded["finetuning_max_length"] or DEFAULT_MAX_LENGTH) if max_length is None else max_length
     tokenizer = load_tokenizer(model_dir)
     check_model_inputs(tokenizer, model, model_dir, max_length)
     if place is not None:
