@@ -48,9 +48,8 @@ def main() -> None:
     print_header()
     torch.set_num_threads(torch.get_num_threads())
     model_dir = command_line_dir(args.model)
-    pairs, _ = read_columns(args.pairs, args.columns)
-    gold_rows, _ = read_columns(args.pairs, [args.gold])
-    gold = np.array([float(g) for g, _ in gold_rows])
+    pairs, _, gold = read_columns(args.pairs, args.columns, gold=args.gold)
+    gold = np.array(gold, dtype=float)
     sentences = [t for pair in pairs for t in pair]  # a+b of pair i at rows 2i, 2i+1
     st = SentenceTransformer(str(model_dir), device="cpu")
     auto, fp32 = place("cpu", "auto"), place("cpu", "32-true")

@@ -342,6 +342,88 @@ def test_predict_reads_a_task_files_columns_and_names_each_row(classifiers, tmp_
         assert message in capsys.readouterr().err, message
 
 
+def test_gold_column_scores_predictions_as_the_evaluate_stage_would(classifiers, minilm, tmp_path, capsys):
+    """`--gold`: a classifier's accuracy and macro-F1 (F1 and Matthews for two labels), a regressor's
+    or a similarity's Pearson and Spearman, against sklearn's and scipy's; the reference in --output;
+    one error naming the row for a label the model does not have or a score that is not a number."""
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    from bertforge.predict import Predictions, predict, with_gold
+
+    # the command line: the line it prints, the reference beside each prediction in --output
+    texts = [f"{w} number {i}" for i, w in enumerate(["goal", "pizza", "guitar", "match", "soup", "drums"] * 2)]
+    gold = ["sport", "food", "music", "sport", "food", "music", "sport", "music", "food", "music", "food", "music"]
+    topic = tmp_path / "topic.tsv"
+    topic.write_text("text\ttopic\n" + "".join(f"{t}\t{g}\n" for t, g in zip(texts, gold)), encoding="utf-8")
+    args = ["predict", "--model", str(classifiers["topic"]), "--precision", "32-true", "--file", str(topic)]
+    assert main([*args, "--columns", "text", "--gold", "topic", "--output", str(tmp_path / "t.tsv")]) == 0
+    predicted = [label for label, _ in predict(classifiers["topic"], texts).best()]
+    scores = (
+        f"accuracy {accuracy_score(gold, predicted):.4f}, macro_f1 {f1_score(gold, predicted, average='macro'):.4f}"
+    )
+    assert capsys.readouterr().out.splitlines()[-1] == f"against 'topic' (12 examples): {scores}"
+    rows = [r.split("\t") for r in (tmp_path / "t.tsv").read_text().splitlines()]
+    assert rows[0][:4] == ["source", "text_a", "gold", "prediction"] and [r[2] for r in rows[1:]] == gold
+    # the metrics on predictions of every kind (the random head above says "music" to everything)
+    rng = np.random.default_rng(0)
+    examples = [(t, None) for t in texts]
+    for labels in (["sport", "food", "music"], ["no", "yes"]):
+        values = rng.dirichlet(np.ones(len(labels)), size=len(texts)).astype(np.float32)
+        truth = [labels[k] for k in rng.integers(0, len(labels), len(texts))]
+        got = with_gold(Predictions(examples, None, labels, values), truth, "label").metrics()
+        picked = [labels[k] for k in values.argmax(1)]
+        assert len(set(picked)) == len(labels) and 0 < accuracy_score(truth, picked) < 1  # nothing degenerate
+        want = {"accuracy": accuracy_score(truth, picked)}
+        if len(labels) == 2:  # F1 of the second label, GLUE's positive class
+            want |= {"f1": f1_score(truth, picked, pos_label="yes"), "matthews_corr": matthews_corrcoef(truth, picked)}
+        else:
+            want["macro_f1"] = f1_score(truth, picked, average="macro")
+        assert got == pytest.approx(want, abs=1e-12)
+    # a similarity against STS scores; the reference as a number in the JSONL
+    pairs = [
+        ("A man sleeps.", "A man is asleep."),
+        ("It rains.", "The sun shines."),
+        ("A dog runs.", "A dog is running."),
+    ]
+    sts = tmp_path / "sts.jsonl"
+    sts.write_text("".join(json.dumps({"a": a, "b": b, "score": s}) + "\n" for (a, b), s in zip(pairs, [4.2, 0.4, 5])))
+    args = ["similarity", "--model", str(minilm), "--precision", "32-true", "--file", str(sts), "--columns", "a", "b"]
+    assert main([*args, "--gold", "score"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    values = [float(line.split("\t")[0]) for line in out[:3]]
+    r, rho = pearsonr(values, [4.2, 0.4, 5]).statistic, spearmanr(values, [4.2, 0.4, 5]).statistic
+    assert out[3] == f"against 'score' (3 examples): pearson {r:.4f}, spearman {rho:.4f}" and rho == 1.0
+    assert main([*args, "--gold", "score", "--output", str(tmp_path / "s.jsonl")]) == 0
+    assert [json.loads(r)["gold"] for r in (tmp_path / "s.jsonl").read_text().splitlines()] == [4.2, 0.4, 5.0]
+    capsys.readouterr()
+    topic.write_text(topic.read_text().replace("music", "jazz", 1))
+    sts.write_text(sts.read_text().replace("0.4", '"low"'))
+    errors = [
+        (
+            [
+                "predict",
+                "--model",
+                str(classifiers["topic"]),
+                "--file",
+                str(topic),
+                "--columns",
+                "text",
+                "--gold",
+                "topic",
+            ],
+            "topic.tsv:4: column 'topic': label 'jazz' is not one of the model's ['sport', 'food', 'music']",
+        ),
+        ([*args, "--gold", "score"], "sts.jsonl:2: column 'score': 'low' is not a number"),
+        ([*args, "--gold", "label"], "sts.jsonl:1: no key 'label' for --gold"),
+        (["similarity", "--model", str(minilm), "--gold", "score", "a\tb"], "--gold: only with --columns"),
+    ]
+    for argv, message in errors:
+        assert main([*argv, "--output", str(tmp_path / "bad.tsv")]) == 2, argv
+        assert message in capsys.readouterr().err, message
+        assert not (tmp_path / "bad.tsv").exists()
+
+
 # a sentence of ~300 word pieces: sentence-transformers cuts MiniLM-L6 at 256, the plain default at 128
 LONG = " ".join(f"word{i}" for i in range(120))
 
@@ -461,9 +543,8 @@ def test_similarity_ranks_sts_b_pairs_as_the_gold_scores_do(minilm):
     from bertforge.similarity import similarity
 
     dev = needs_shared("STS-B/dev.tsv")
-    pairs, _ = read_columns(dev, ["sentence1", "sentence2"])
-    gold = [float(g) for g, _ in read_columns(dev, ["score"])[0]]
-    pairs, gold = pairs[::8], gold[::8]  # every genre of the file, not only its first (captions)
+    pairs, _, gold = read_columns(dev, ["sentence1", "sentence2"], gold="score")
+    pairs, gold = pairs[::8], [float(g) for g in gold[::8]]  # every genre of the file, not only its first (captions)
     own = spearmanr(similarity(minilm, pairs).values, gold).statistic
     pooled = spearmanr(similarity(minilm, pairs, pooling="pooled").values, gold).statistic
     assert own > 0.84 and own - pooled > 0.05, (own, pooled)

@@ -128,28 +128,31 @@ def cmd_fill_mask(args) -> None:
             print(f"  [MASK] {i}: " + ", ".join(f"{token} {p:.3f}" for token, p in predictions))
 
 
-def read_examples(args) -> tuple[list, list[str] | None]:
-    """predict's and similarity's examples: lines and arguments as for embed, or a task file's `--columns`."""
+def read_examples(args) -> tuple[list, list[str] | None, list | None]:
+    """predict's and similarity's examples: lines and arguments as for embed, or a task file's
+    `--columns` (with where each came from, and the `--gold` column's values)."""
     if not args.columns:
-        if args.no_header:
-            raise ConfigError("--no-header: only with --columns (a task file's columns)")
-        return read_sentences(args), None
+        for option, given in (("--no-header", args.no_header), ("--gold", args.gold)):
+            if given:
+                raise ConfigError(f"{option}: only with --columns (a task file's columns)")
+        return read_sentences(args), None, None
     if args.sentences or not args.file or args.file == "-":
         raise ConfigError("--columns: reads a TSV/CSV/JSONL/JSON --file alone (no sentences as arguments)")
     from bertforge.predict import read_columns
 
-    return read_columns(Path(args.file), args.columns, header=not args.no_header)
+    return read_columns(Path(args.file), args.columns, header=not args.no_header, gold=args.gold)
 
 
 def save_predictions(path: Path, preds) -> None:
-    """`.tsv`: source (from --columns), text_a, text_b (pairs), prediction, then each label's
-    probability; `.jsonl`: one object per example with the same fields (`probabilities` by label
-    name; `score` for regression)."""
+    """`.tsv`: source (from --columns), text_a, text_b (pairs), gold (from --gold), prediction, then
+    each label's probability; `.jsonl`: one object per example with the same fields (`probabilities`
+    by label name; `score` for regression)."""
     import csv
     import json
 
     pairs = bool(preds.examples) and preds.examples[0][1] is not None
     keys = [*(["source"] if preds.names else []), "text_a", *(["text_b"] if pairs else [])]
+    keys += ["gold"] if preds.gold is not None else []
     tsv = path.suffix.lower() == ".tsv"
     with atomic_file(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, delimiter="\t", quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
@@ -157,6 +160,8 @@ def save_predictions(path: Path, preds) -> None:
             w.writerow([*keys, "prediction", *(preds.labels or [])])
         for i, (example, (label, _), row) in enumerate(zip(preds.examples, preds.best(), preds.values)):
             cells = [*([preds.names[i]] if preds.names else []), *(example if pairs else example[:1])]
+            if preds.gold is not None:  # a class by name, as the file had it; a score as a number
+                cells.append(preds.labels[preds.gold[i]] if preds.labels else preds.gold[i])
             if tsv:
                 w.writerow([*cells, label, *(f"{p:.6f}" for p in (row if preds.labels else []))])
                 continue
@@ -180,7 +185,7 @@ def cmd_predict(args) -> None:
     sep = "\t" if args.sep == "\\t" else args.sep  # `--sep '\t'` as typed in a shell
     where = place(args.device, args.precision)
     print(where.line(), file=sys.stderr, flush=True)
-    texts, names = read_examples(args)
+    texts, names, gold = read_examples(args)
     common = dict(max_length=args.max_length, batch_size=args.batch_size, place=where, names=names)
     if args.command == "similarity":
         from bertforge.similarity import similarity
@@ -192,15 +197,22 @@ def cmd_predict(args) -> None:
         preds = predict(args.model, texts, sep, **common)
     if preds.how:
         print(preds.how, file=sys.stderr, flush=True)
+    if gold is not None:
+        from bertforge.predict import with_gold
+
+        preds = with_gold(preds, gold, args.gold)  # before anything is written: a bad label is one error
     if args.output:
         save_predictions(Path(args.output), preds)
         print(
             f"wrote {len(preds.examples)} {'predictions' if args.command == 'predict' else 'scores'} to {args.output}"
         )
-        return
-    for example, (label, p) in zip(preds.examples, preds.best()):
-        shown = " | ".join(t for t in example if t is not None)
-        print(f"{label}\t{shown}" if preds.labels is None else f"{label}\t{p:.3f}\t{shown}")
+    else:
+        for example, (label, p) in zip(preds.examples, preds.best()):
+            shown = " | ".join(t for t in example if t is not None)
+            print(f"{label}\t{shown}" if preds.labels is None else f"{label}\t{p:.3f}\t{shown}")
+    if gold is not None:
+        scores = ", ".join(f"{name} {value:.4f}" for name, value in preds.metrics().items())
+        print(f"against {args.gold!r} ({len(preds.examples)} examples): {scores}")
 
 
 def positive(text: str) -> int:
@@ -268,6 +280,12 @@ def _example_options(c, output: str) -> None:
     )
     c.add_argument(
         "--no-header", action="store_true", help="a TSV/CSV without a header row: --columns as 0-based indices"
+    )
+    c.add_argument(
+        "--gold",
+        metavar="COLUMN",
+        help="with --columns: the column of each row's reference label or score; prints the metrics "
+        "the evaluate stage reports (accuracy, F1, Matthews; Pearson, Spearman) and adds it to --output",
     )
     c.add_argument("--output", help=f"write {output} to a file ({', '.join(PREDICTION_FORMATS)})")
     c.add_argument("--batch-size", type=positive, default=32)

@@ -23,6 +23,21 @@ class Predictions:
     labels: list[str] | None  # the model's label names, by id; None: a regression model
     values: np.ndarray  # [n, len(labels)] class probabilities, or [n] scores
     how: str | None = None  # how the scores were made, where it is worth a line (similarity)
+    gold: list | None = None  # each example's reference label or score (`with_gold`), if given
+
+    def metrics(self) -> dict[str, float]:
+        """The predictions scored against `gold` as the evaluate stage scores a task: a regression's
+        (or similarity's) Pearson and Spearman; a classifier's accuracy, and F1 of its second label
+        (GLUE's positive class) with Matthews correlation for two labels, macro-F1 for more."""
+        from bertforge.finetuning.metrics import compute_metrics
+
+        if self.gold is None:
+            raise ValueError("no gold labels or scores to score against (with_gold)")
+        gold = np.asarray(self.gold)
+        if self.labels is None:
+            return compute_metrics(["pearson", "spearman"], self.values, gold)
+        names = ["accuracy", *(("f1", "matthews_corr") if len(self.labels) == 2 else ("macro_f1",))]
+        return compute_metrics(names, self.values.argmax(-1), gold, len(self.labels))
 
     def best(self) -> list[tuple[str, float]]:
         """(label, its probability) per example; a regression model's (score, score)."""
@@ -77,10 +92,13 @@ def split_examples(
     return examples
 
 
-def read_columns(path: Path, columns: list[str], header: bool = True) -> tuple[list[Example], list[str]]:
+def read_columns(
+    path: Path, columns: list[str], header: bool = True, gold: str | None = None
+) -> tuple[list[Example], list[str], list | None]:
     """Examples from a task file's columns, read as a task's TSV/CSV/JSONL/JSON files are (GLUE's
     TSV quoting, nested JSON keys): `columns` names the text's column and, for pairs, the second
-    text's (0-based indices in a file without a header row); with where each row came from."""
+    text's (0-based indices in a file without a header row); with where each row came from, and
+    the raw values of the `gold` column (a label or score per row) if one is named."""
     from omegaconf import OmegaConf
 
     from bertforge.data.records import format_suffix
@@ -90,17 +108,42 @@ def read_columns(path: Path, columns: list[str], header: bool = True) -> tuple[l
         raise ConfigError(f"--columns {' '.join(columns)}: give one column (sentences) or two (pairs)")
     if format_suffix(path) not in FORMATS:
         raise ConfigError(f"--columns: {path} is not a .tsv, .csv, .jsonl or .json file")
-    cols = [int(c) if not header and c.isdigit() else c for c in columns]
-    spec = {"format": "auto", "header": header, "text_a": cols[0], "text_b": cols[1] if len(cols) == 2 else None}
-    spec = OmegaConf.create({**spec, "label": None, "skip_malformed": False})
-    examples, names = [], []
-    options = {"files": "--file", "text_a": "--columns", "text_b": "--columns"}  # the errors name these
-    for where, first, second, _ in file_rows(path, spec, options):
-        if first is None or (len(cols) == 2 and second is None):
+    cols = [int(c) if not header and c and c.isdigit() else c for c in [*columns, gold]]
+    spec = {"format": "auto", "header": header, "text_a": cols[0], "text_b": cols[1] if len(columns) == 2 else None}
+    spec = OmegaConf.create({**spec, "label": cols[-1], "skip_malformed": False})
+    examples, names, golds = [], [], []
+    # the errors name these options
+    options = {"files": "--file", "text_a": "--columns", "text_b": "--columns", "label": "--gold"}
+    for where, first, second, label in file_rows(path, spec, options):
+        if first is None or (len(columns) == 2 and second is None):
             raise DataError(f"{where}: no text in column {columns[0 if first is None else 1]!r}")
-        examples.append((str(first), None if len(cols) == 1 else str(second)))
+        if gold is not None and label is None:
+            raise DataError(f"{where}: no value in column {gold!r} (--gold)")
+        examples.append((str(first), None if len(columns) == 1 else str(second)))
         names.append(where)
-    return examples, names
+        golds.append(label)
+    return examples, names, golds if gold is not None else None
+
+
+def with_gold(preds: Predictions, raw: list, column: str) -> Predictions:
+    """`preds` with each example's reference from the `column` a task file holds (`--gold`): a score
+    for a regression model or a similarity, one of the model's labels for a classifier; one error
+    naming the row for a value that is neither."""
+    from dataclasses import replace
+
+    from bertforge.finetuning.tasks import label_value
+
+    if not raw:
+        raise DataError(f"--gold {column}: no examples to score")
+    names = preds.names or [example_name(None, i) for i in range(len(raw))]
+    problem = "regression" if preds.labels is None else "classification"
+    gold = [label_value(name, value, problem, column) for name, value in zip(names, raw)]
+    if preds.labels is not None:
+        for name, label in zip(names, gold):
+            if label not in preds.labels:
+                raise DataError(f"{name}: column {column!r}: label {label!r} is not one of the model's {preds.labels}")
+        gold = [preds.labels.index(label) for label in gold]
+    return replace(preds, gold=gold)
 
 
 def load_finetuned(model_dir: Path):

@@ -66,7 +66,8 @@ def demo_task(task) -> TaskData:
     return TaskData({"train": split(task.num_train, "train"), "dev": split(task.num_dev, "dev")}, labels)
 
 
-def _label_value(where: str, raw, problem: str, column) -> str | float:
+def label_value(where: str, raw, problem: str, column) -> str | float:
+    """A label as read from a file (a regression's number, a class's name), or one error naming the row."""
     if problem == "regression":
         try:
             return float(raw)
@@ -89,7 +90,7 @@ def _examples(rows, task, split: str, known: list[str] | None, where_split: str)
             )
         if spec_b is not None and not b.strip():
             raise DataError(f"{where}: column {spec_b!r}: empty second text in a pair task")
-        label = _label_value(where, y, task.problem, column)
+        label = label_value(where, y, task.problem, column)
         if known is not None and label not in known:
             raise DataError(f"{where}: column {column!r}: label {label!r} is not one of {known}")
         out.append(Example(a, b, label, where))
