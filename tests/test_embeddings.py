@@ -1,6 +1,7 @@
 """Embeddings equal transformers' BertModel outputs on the offline MiniLM-L6; CLI shapes and files."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -456,25 +457,35 @@ def test_auto_pooling_is_a_sentence_models_own_recipe(minilm, st_vectors, mlm_di
     np.testing.assert_array_equal(plain.sentences, embed(mlm_dir, SENTENCES[:2], pooling="pooled").sentences)
 
 
+def linked_copy(src: Path, dst: Path, own: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> Path:
+    """`dst` with links to `src`'s files (the weights stay where they are), copies of `own` (files
+    the test edits) and of folders, and nothing of `skip`."""
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.name in skip:
+            continue
+        if f.name in own or f.is_dir():
+            (shutil.copytree if f.is_dir() else shutil.copy)(f, dst / f.name)
+        else:
+            (dst / f.name).symlink_to(f)
+    return dst
+
+
 def test_a_sentence_models_modules_we_cannot_apply_are_one_error(minilm, tmp_path):
     from bertforge.config import DataError
     from bertforge.embeddings import sentence_model_recipe
 
-    copy = tmp_path / "st"
-    copy.mkdir()
-    for f in minilm.iterdir():  # links: the weights stay where they are
-        (copy / f.name).symlink_to(f)
-    (copy / "1_Pooling").unlink()
-    (copy / "1_Pooling").mkdir()
+    copy = linked_copy(minilm, tmp_path / "st")
     modules = json.loads((minilm / "modules.json").read_text())
 
     def recipe(pooling: dict, kinds=("Transformer", "Pooling", "Normalize")):
         (copy / "modules.json").unlink(missing_ok=True)
         listed = [
-            dict(modules[0], type=f"sentence_transformers.models.{k}", path=f"{i}_{k}") for i, k in enumerate(kinds)
+            dict(modules[0], type=f"sentence_transformers.models.{k}", path=f"{i}_{k}" if i else "")
+            for i, k in enumerate(kinds)
         ]
         (copy / "modules.json").write_text(json.dumps(listed))
-        for i, k in enumerate(kinds):
+        for i, k in enumerate(kinds[1:], 1):
             (copy / f"{i}_{k}").mkdir(exist_ok=True)
         (copy / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
         return sentence_model_recipe(copy)
@@ -493,6 +504,88 @@ def test_a_sentence_models_modules_we_cannot_apply_are_one_error(minilm, tmp_pat
     (copy / "1_Pooling" / "config.json").write_text("{not json")
     with pytest.raises(DataError, match="1_Pooling/config.json: not readable JSON"):
         sentence_model_recipe(copy)
+
+
+def test_prompts_old_layouts_and_lowercasing_give_sentence_transformers_vectors(minilm, tmp_path, capsys):
+    """What else a sentence model's directory may ask, each equal to `SentenceTransformer(dir).encode`
+    to 1e-5 in fp32: a default prompt, a named one, one given outright, a prompt left out of the
+    pooling (mean and cls), the weights in 0_Transformer/ (before sentence-transformers v2), and
+    `do_lower_case` over a cased tokenizer."""
+    st = pytest.importorskip("sentence_transformers")
+    from bertforge.similarity import similarity
+
+    texts = ["Hello, how are you?", "I am doing WELL, thank you!", LONG]
+    prompted = linked_copy(minilm, tmp_path / "prompted", skip=("config_sentence_transformers.json",))
+    prompts = {"query": "query: ", "document": "passage: "}
+    (prompted / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": prompts, "default_prompt_name": "query"})
+    )
+    for mode in ("mean", "cls"):
+        for include in (True, False):
+            pooling = {"pooling_mode": mode, "include_prompt": include, "embedding_dimension": 384}
+            (prompted / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+            model = st.SentenceTransformer(str(prompted), device="cpu")
+            for kw in ({}, {"prompt_name": "document"}, {"prompt": "Represent this: "}):
+                got = embed(prompted, texts, batch_size=2, **kw)
+                np.testing.assert_allclose(got.sentences, model.encode(texts, batch_size=2, **kw), atol=1e-5)
+                assert (got.recipe.prompt, got.recipe.include_prompt) == (
+                    kw.get("prompt", prompts[kw.get("prompt_name", "query")]),
+                    include,
+                )
+    # the prompt matters, and so does leaving it out of the pooling: a test of each can fail
+    cls_without = embed(prompted, texts[:1]).sentences
+    (prompted / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "cls", "embedding_dimension": 384}))
+    assert np.abs(embed(prompted, texts[:1]).sentences - cls_without).max() > 1e-2
+    assert np.abs(embed(prompted, texts[:1], prompt="").sentences - cls_without).max() > 1e-2
+    pairs = [(texts[0], texts[1])]
+    vectors = st.SentenceTransformer(str(prompted), device="cpu").encode(list(pairs[0]), prompt_name="document")
+    np.testing.assert_allclose(
+        similarity(prompted, pairs, prompt_name="document").values, [vectors[0] @ vectors[1]], atol=1e-5
+    )
+    assert main(["embed", "--model", str(prompted), "--prompt-name", "document", "x"]) == 0
+    assert "pooling cls, L2-normalised, prompt 'passage: ', cut at 256" in capsys.readouterr().err
+    errors = [
+        (
+            ["--prompt-name", "title"],
+            "--prompt-name: " + str(prompted) + " names no prompt 'title' (its prompts: document, query)",
+        ),
+        (["--prompt-name", "query", "--prompt", "q: "], "--prompt and --prompt-name: give one or the other"),
+    ]
+    for args, message in errors:
+        assert main(["embed", "--model", str(prompted), *args, "x"]) == 2
+        assert message in capsys.readouterr().err
+    (prompted / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": prompts, "default_prompt_name": "q"})
+    )
+    with pytest.raises(ConfigError, match="default_prompt_name 'q' is not among its prompts \\['document', 'query'\\]"):
+        embed(prompted, texts)
+
+    # the layout before sentence-transformers v2: the BERT, its tokenizer and its length in 0_Transformer/
+    old = tmp_path / "old"
+    linked_copy(minilm, old / "0_Transformer", skip=("modules.json", "config_sentence_transformers.json", "1_Pooling"))
+    shutil.copytree(minilm / "1_Pooling", old / "1_Pooling")
+    modules = json.loads((minilm / "modules.json").read_text())
+    (old / "modules.json").write_text(json.dumps([dict(modules[0], path="0_Transformer"), *modules[1:]]))
+    got = embed(old, texts, batch_size=2)
+    assert (got.recipe.encoder, got.recipe.max_length) == ("0_Transformer", 256)
+    np.testing.assert_allclose(got.sentences, st.SentenceTransformer(str(old), device="cpu").encode(texts), atol=1e-5)
+    assert embed(old, texts[:1], pooling="mean").sentences.shape == (1, 384)  # a named pooling finds the BERT too
+
+    # do_lower_case: the sentence model lowercases what a cased tokenizer would keep (the prompt too)
+    cased = linked_copy(
+        minilm, tmp_path / "cased", own=("tokenizer.json", "tokenizer_config.json", "sentence_bert_config.json")
+    )
+    for name, key in (("tokenizer.json", "normalizer"), ("tokenizer_config.json", None)):
+        config = json.loads((cased / name).read_text())
+        (config[key] if key else config)["lowercase" if key else "do_lower_case"] = False
+        (cased / name).write_text(json.dumps(config))
+    as_cased = embed(cased, texts[:2]).sentences
+    (cased / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 256, "do_lower_case": True}))
+    got = embed(cased, texts, prompt="Query: ")
+    assert got.recipe.lowercase and "lowercased" in got.recipe.describe()
+    want = st.SentenceTransformer(str(cased), device="cpu").encode(texts, prompt="Query: ")
+    np.testing.assert_allclose(got.sentences, want, atol=1e-5)
+    assert np.abs(embed(cased, texts[:2]).sentences - as_cased).max() > 1e-2  # "WELL" is another token cased
 
 
 def test_similarity_is_the_cosine_of_the_sentence_vectors(minilm, st_vectors, tmp_path, capsys):

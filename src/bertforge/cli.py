@@ -88,12 +88,11 @@ def cmd_embed(args) -> None:
     emb = embed(
         args.model,
         sentences,
-        pooling=args.pooling,
         tokens=args.tokens,
         max_length=args.max_length,
         batch_size=args.batch_size,
         place=where,
-        normalize=args.normalize,
+        **vector_options(args),
     )
     print(f"embeddings: {emb.recipe.describe()}", file=sys.stderr, flush=True)
     print(f"Shape of BERT embeddings: {emb.sentences.shape}")
@@ -190,7 +189,7 @@ def cmd_predict(args) -> None:
     if args.command == "similarity":
         from bertforge.similarity import similarity
 
-        preds = similarity(args.model, texts, sep, pooling=args.pooling, normalize=args.normalize, **common)
+        preds = similarity(args.model, texts, sep, **vector_options(args), **common)
     else:
         from bertforge.predict import predict
 
@@ -266,6 +265,19 @@ def _pooling_options(c) -> None:
         default=None,
         help="L2-normalise each vector (default: as --pooling auto finds; otherwise not)",
     )
+    c.add_argument(
+        "--prompt",
+        help="text put before every sentence, as a sentence model's instruction (e.g. 'query: '); "
+        "default: the model's default_prompt_name under --pooling auto, else none",
+    )
+    c.add_argument(
+        "--prompt-name", help="one of the model's named prompts (config_sentence_transformers.json), e.g. query"
+    )
+
+
+def vector_options(args) -> dict:
+    """What `_pooling_options` read, as embed() and similarity() take it."""
+    return {k: getattr(args, k) for k in ("pooling", "normalize", "prompt", "prompt_name")}
 
 
 def _example_options(c, output: str) -> None:

@@ -3,8 +3,8 @@
 `pooled` is BERT's `pooled_output` ([CLS] through the pre-trained dense + tanh pooler), `cls`
 the last layer's [CLS] vector, `mean` the mask-weighted mean of the last layer's token vectors.
 `auto` is the directory's own recipe: a sentence-transformers model (MiniLM-L6 and its kind, whose
-`modules.json` names the pooling it was trained with, a normalisation and a length) gets that,
-anything else BERT's `pooled_output`.
+`modules.json` names the pooling it was trained with, a normalisation, a length, maybe a prompt and
+lowercasing) gets that, anything else BERT's `pooled_output`.
 """
 
 from __future__ import annotations
@@ -27,17 +27,23 @@ ST_POOLINGS = ("cls", "mean")
 
 @dataclass(frozen=True)
 class Recipe:
-    """How sentence vectors are made: the pooling, L2 normalisation, the length sentences are cut to."""
+    """How sentence vectors are made: the pooling, L2 normalisation, the length sentences are cut to,
+    and, as a sentence model may ask, a prompt before each text and lowercasing."""
 
     pooling: str
     normalize: bool
     max_length: int
     source: str  # what chose them, for the line the command line prints
+    prompt: str = ""  # prepended to every text (an instruction such as E5's "query: ")
+    include_prompt: bool = True  # False: the prompt's positions are left out of the pooling
+    lowercase: bool = False  # sentence_bert_config.json's do_lower_case
+    encoder: str = ""  # the subdirectory that holds the BERT and its tokenizer (older layouts: 0_Transformer)
 
     def describe(self) -> str:
+        prompt = f", prompt {self.prompt!r}{'' if self.include_prompt else ' (not pooled)'}" if self.prompt else ""
         return (
-            f"pooling {self.pooling}{', L2-normalised' if self.normalize else ''}, "
-            f"cut at {self.max_length} tokens ({self.source})"
+            f"pooling {self.pooling}{', L2-normalised' if self.normalize else ''}{prompt}"
+            f"{', lowercased' if self.lowercase else ''}, cut at {self.max_length} tokens ({self.source})"
         )
 
 
@@ -70,30 +76,60 @@ def pooling_modes(config: dict) -> list[str]:
     ]
 
 
-def sentence_model_recipe(model_dir: Path) -> Recipe | None:
-    """What a sentence-transformers directory was trained to output (`SentenceTransformer(dir).encode`):
-    its Pooling module's mode, whether a Normalize module follows, and `sentence_bert_config.json`'s
-    `max_seq_length`; None for a plain BERT directory. A module we do not apply (a Dense projection,
-    max pooling) is one error rather than vectors the model was not trained to give."""
+def _modules(model_dir: Path) -> list[dict]:
+    """A sentence-transformers directory's modules (`modules.json`), each with its bare `kind`; none
+    for a plain BERT directory."""
     modules_file = model_dir / "modules.json"
     if not modules_file.is_file():
+        return []
+    return [{**m, "kind": str(m.get("type", "")).rsplit(".", 1)[-1]} for m in _json(modules_file)]
+
+
+def encoder_subdir(model_dir: Path) -> str:
+    """Where a sentence model keeps its BERT: the Transformer module's path ("" since
+    sentence-transformers v2; "0_Transformer" before)."""
+    return next((str(m.get("path", "")) for m in _modules(model_dir) if m["kind"] == "Transformer"), "")
+
+
+def sentence_model_prompts(model_dir: Path) -> tuple[dict[str, str], str | None]:
+    """The prompts a sentence model names (`config_sentence_transformers.json`: `prompts`, e.g.
+    {"query": "query: "}, and `default_prompt_name`); none for other directories."""
+    path = model_dir / "config_sentence_transformers.json"
+    config = _json(path) if path.is_file() else {}
+    prompts = {str(k): str(v or "") for k, v in (config.get("prompts") or {}).items()}
+    default = config.get("default_prompt_name")
+    if default is not None and default not in prompts:
+        raise ConfigError(f"{path}: default_prompt_name {default!r} is not among its prompts {sorted(prompts)}")
+    return prompts, default
+
+
+def sentence_model_recipe(model_dir: Path) -> Recipe | None:
+    """What a sentence-transformers directory was trained to output (`SentenceTransformer(dir).encode`):
+    its Pooling module's mode (and whether a prompt is pooled), whether a Normalize module follows,
+    its default prompt, and `sentence_bert_config.json`'s `max_seq_length` and `do_lower_case`; None
+    for a plain BERT directory. A module we do not apply (a Dense projection, max pooling) is one
+    error rather than vectors the model was not trained to give."""
+    modules = _modules(model_dir)
+    if not modules:
         return None
-    pooling, normalize = None, False
-    for module in _json(modules_file):
-        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+    modules_file = model_dir / "modules.json"
+    pooling, include_prompt, normalize = None, True, False
+    for module in modules:
+        kind = module["kind"]
         if kind == "Transformer":  # the BERT itself
             continue
         if kind == "Normalize":
             normalize = True
         elif kind == "Pooling":
             pooling_file = model_dir / module.get("path", "") / "config.json"
-            modes = pooling_modes(_json(pooling_file))
+            config = _json(pooling_file)
+            modes = pooling_modes(config)
             if len(modes) != 1 or modes[0] not in ST_POOLINGS:
                 raise ConfigError(
                     f"{pooling_file}: pooling {' + '.join(modes) or 'none'} is not one bertforge computes; "
                     "choose --pooling cls, mean or pooled"
                 )
-            pooling = modes[0]
+            pooling, include_prompt = modes[0], config.get("include_prompt", True) is not False
         else:
             raise ConfigError(
                 f"{modules_file}: a {kind or 'nameless'} module after the encoder, which bertforge does not "
@@ -101,29 +137,65 @@ def sentence_model_recipe(model_dir: Path) -> Recipe | None:
             )
     if pooling is None:
         raise ConfigError(f"{modules_file}: no Pooling module; choose --pooling cls, mean or pooled")
-    st_config = model_dir / "sentence_bert_config.json"
-    length = _json(st_config).get("max_seq_length") if st_config.is_file() else None
+    encoder = encoder_subdir(model_dir)
+    st_config = model_dir / encoder / "sentence_bert_config.json"  # beside the BERT it configures
+    st = _json(st_config) if st_config.is_file() else {}
+    prompts, default = sentence_model_prompts(model_dir)
     return Recipe(
-        pooling, normalize, int(length or DEFAULT_MAX_LENGTH), "the directory's sentence-transformers modules"
+        pooling,
+        normalize,
+        int(st.get("max_seq_length") or DEFAULT_MAX_LENGTH),
+        "the directory's sentence-transformers modules",
+        prompt=prompts.get(default, "") if default else "",
+        include_prompt=include_prompt,
+        lowercase=st.get("do_lower_case") is True,
+        encoder=encoder,
     )
 
 
 def choose_recipe(
-    model_dir: Path, pooling: str = "auto", normalize: bool | None = None, max_length: int | None = None
+    model_dir: Path,
+    pooling: str = "auto",
+    normalize: bool | None = None,
+    max_length: int | None = None,
+    prompt: str | None = None,
+    prompt_name: str | None = None,
 ) -> Recipe:
     """`auto` pooling takes the directory's recipe (a sentence model's own, else BERT's pooled_output);
-    a pooling named outright is that pooling alone. A `normalize` or `max_length` given wins either way."""
+    a pooling named outright is that pooling alone. A `normalize`, `max_length` or prompt (the text
+    itself, or the name of one of the directory's prompts) given wins either way."""
     if pooling not in POOLINGS:
         raise ConfigError(f"pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
+    if prompt is not None and prompt_name is not None:
+        raise ConfigError("--prompt and --prompt-name: give one or the other")
     if pooling != "auto":
-        own = Recipe(pooling, False, DEFAULT_MAX_LENGTH, "as asked")
+        own = Recipe(pooling, False, DEFAULT_MAX_LENGTH, "as asked", encoder=encoder_subdir(model_dir))
     else:
         own = sentence_model_recipe(model_dir) or Recipe("pooled", False, DEFAULT_MAX_LENGTH, "BERT's pooled_output")
+    if prompt_name is not None:
+        prompts, _ = sentence_model_prompts(model_dir)
+        if prompt_name not in prompts:
+            raise ConfigError(
+                f"--prompt-name: {model_dir} names no prompt {prompt_name!r} "
+                f"(its prompts: {', '.join(sorted(prompts)) or 'none'})"
+            )
+        prompt = prompts[prompt_name]
     return replace(
         own,
         normalize=own.normalize if normalize is None else normalize,
         max_length=own.max_length if max_length is None else max_length,
+        prompt=own.prompt if prompt is None else prompt,
     )
+
+
+def prompt_positions(tokenizer, recipe: Recipe) -> int:
+    """How many leading positions the pooling leaves out: a prompt's, [CLS] included, where the
+    sentence model pools without it (`include_prompt: false`), as sentence-transformers counts them
+    (the prompt tokenized alone, less its closing [SEP]); else 0."""
+    if recipe.include_prompt or not recipe.prompt:
+        return 0
+    ids = tokenizer(recipe.prompt.lower() if recipe.lowercase else recipe.prompt)["input_ids"]
+    return len(ids) - (1 if ids and ids[-1] in tokenizer.all_special_ids else 0)
 
 
 def load_encoder(model_dir: str | Path, need_pooler: bool):
@@ -193,26 +265,31 @@ def embed(
     tokenizer=None,
     place=None,
     normalize: bool | None = None,
+    prompt: str | None = None,
+    prompt_name: str | None = None,
 ) -> Embeddings:
     """Embed `sentences` (order kept). Batches are built from length-sorted sentences so that
     padding costs little; `model`/`tokenizer` may be passed in to embed many lists with one load.
-    `pooling`, `normalize` and `max_length` default to the directory's recipe (`choose_recipe`).
+    `pooling`, `normalize`, `max_length` and the prompt default to the directory's recipe (`choose_recipe`).
     `place` (hardware.place(...)) sets device and precision; default: fp32 on the model's device."""
     import contextlib
 
     from bertforge.data.tokenization import load_tokenizer
 
     model_dir = command_line_dir(model_dir)
-    recipe = choose_recipe(model_dir, pooling, normalize, max_length)
+    recipe = choose_recipe(model_dir, pooling, normalize, max_length, prompt, prompt_name)
     pooling, max_length = recipe.pooling, recipe.max_length
+    encoder_dir = model_dir / recipe.encoder
     if model is None:
-        model = load_encoder(model_dir, need_pooler=pooling == "pooled")
+        model = load_encoder(encoder_dir, need_pooler=pooling == "pooled")
         if place is not None:
             model = model.to(place.device)
     if tokenizer is None:
-        tokenizer = load_tokenizer(model_dir)
-    check_model_inputs(tokenizer, model, model_dir, max_length)
-    enc = encode(tokenizer, list(sentences), max_length=max_length)
+        tokenizer = load_tokenizer(encoder_dir)
+    check_model_inputs(tokenizer, model, encoder_dir, max_length)
+    texts = [recipe.prompt + s for s in sentences]  # as sentence-transformers prepends it
+    enc = encode(tokenizer, [t.lower() for t in texts] if recipe.lowercase else texts, max_length=max_length)
+    skip = prompt_positions(tokenizer, recipe)
     hidden = model.config.hidden_size
     out = np.zeros((len(sentences), hidden), dtype=np.float32)
     per_token: list[np.ndarray | None] = [None] * len(sentences)
@@ -224,9 +301,10 @@ def embed(
         if pooling == "pooled":
             vec = res.pooler_output.float()
         elif pooling == "cls":
-            vec = last[:, 0]
+            vec = last[:, skip]  # the first position pooled (sentence-transformers: the first unmasked)
         else:
             m = batch["attention_mask"].unsqueeze(-1).to(last.dtype)
+            m[:, :skip] = 0
             vec = (last * m).sum(1) / m.sum(1).clamp(min=1)
         if recipe.normalize:  # as sentence-transformers' Normalize module
             vec = torch.nn.functional.normalize(vec, dim=-1)

@@ -22,6 +22,8 @@ def similarity(
     batch_size: int = 32,
     place=None,
     names: list[str] | None = None,
+    prompt: str | None = None,
+    prompt_name: str | None = None,
 ) -> Predictions:
     """The cosine similarity of each pair in `texts` (strings whose two texts `sep` divides, or
     (text, text) tuples; order kept), as a regression's Predictions (`values`: [n] in [-1, 1]).
@@ -44,6 +46,8 @@ def similarity(
         max_length=max_length,
         batch_size=batch_size,
         place=place,
+        prompt=prompt,
+        prompt_name=prompt_name,
     )
     row = {t: i for i, t in enumerate(unique)}
     vectors = emb.sentences / np.maximum(np.linalg.norm(emb.sentences, axis=1, keepdims=True), 1e-12)
