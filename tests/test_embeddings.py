@@ -106,6 +106,9 @@ def test_bad_inputs_give_one_clear_error(minilm, tmp_path, capsys):
     (other / "config.json").write_text(json.dumps({"model_type": "roberta"}))
     with pytest.raises(ConfigError, match="holds a 'roberta' model, not BERT"):
         embed(other, ["x"])
+    (other / "config.json").write_text('{"model_type": "bert",\n "hidden_size": 64,,}')  # edited by hand
+    assert main(["embed", "--model", str(other), "x"]) == 2
+    assert "roberta/config.json:2:20: invalid JSON (Expecting property name" in capsys.readouterr().err
     for length in ("1000", "0"):  # beyond the model's 512 positions; nothing left to cut to
         assert main(["embed", "--model", str(minilm), "--max-length", length, "x"]) == 2
         assert f"--max-length={length}: must be between 5 and 512, the model's positions" in capsys.readouterr().err
@@ -502,7 +505,7 @@ def test_a_sentence_models_modules_we_cannot_apply_are_one_error(minilm, tmp_pat
     assert main(["embed", "--model", str(copy), "x"]) == 2  # the command line: one line
     assert embed(copy, ["x"], pooling="mean").sentences.shape == (1, 384)  # the encoder's own vectors still
     (copy / "1_Pooling" / "config.json").write_text("{not json")
-    with pytest.raises(DataError, match="1_Pooling/config.json: not readable JSON"):
+    with pytest.raises(DataError, match="1_Pooling/config.json:1:2: invalid JSON \\(Expecting property name"):
         sentence_model_recipe(copy)
 
 

@@ -116,7 +116,6 @@ def command_line_dir(spec: str | os.PathLike, key: str = "--model") -> Path:
 def check_bert_dir(path: Path, key: str) -> Path:
     """`path` (named by `key`) holds a BERT model, or one clear error: read from its config.json
     alone, so that the check comes before torch and transformers load."""
-    import json
 
     if not path.exists():
         raise ConfigError(f"{key}: {path} does not exist")
@@ -124,7 +123,10 @@ def check_bert_dir(path: Path, key: str) -> Path:
         inside = path / "model"  # a finetune stage's task directory holds the model one level down
         hint = f"; the model is in {inside}" if (inside / "config.json").is_file() else ""
         raise ConfigError(f"{key}: {path} is not a model directory (no config.json){hint}")
-    model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    from bertforge.data.records import read_json  # here: records imports this module
+
+    config = read_json(path / "config.json")
+    model_type = config.get("model_type") if isinstance(config, dict) else None
     if model_type != "bert":
         raise ConfigError(f"{key}: {path} holds a {model_type!r} model, not BERT")
     return path

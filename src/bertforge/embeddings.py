@@ -9,14 +9,14 @@ lowercasing) gets that, anything else BERT's `pooled_output`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bertforge.config import ConfigError, DataError, check_bert_dir, command_line_dir
+from bertforge.config import ConfigError, check_bert_dir, command_line_dir
+from bertforge.data.records import read_json
 from bertforge.progress_items import ItemProgress
 
 POOLINGS = ("auto", "pooled", "cls", "mean")
@@ -55,13 +55,6 @@ class Embeddings:
     recipe: Recipe | None = None
 
 
-def _json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: not readable JSON ({e})") from None
-
-
 def pooling_modes(config: dict) -> list[str]:
     """A Pooling module's modes: `pooling_mode` ("mean", or a list: concatenated), as sentence-
     transformers writes it since v5, or the older `pooling_mode_mean_tokens: true` flags."""
@@ -82,7 +75,7 @@ def _modules(model_dir: Path) -> list[dict]:
     modules_file = model_dir / "modules.json"
     if not modules_file.is_file():
         return []
-    return [{**m, "kind": str(m.get("type", "")).rsplit(".", 1)[-1]} for m in _json(modules_file)]
+    return [{**m, "kind": str(m.get("type", "")).rsplit(".", 1)[-1]} for m in read_json(modules_file)]
 
 
 def encoder_subdir(model_dir: Path) -> str:
@@ -95,7 +88,7 @@ def sentence_model_prompts(model_dir: Path) -> tuple[dict[str, str], str | None]
     """The prompts a sentence model names (`config_sentence_transformers.json`: `prompts`, e.g.
     {"query": "query: "}, and `default_prompt_name`); none for other directories."""
     path = model_dir / "config_sentence_transformers.json"
-    config = _json(path) if path.is_file() else {}
+    config = read_json(path) if path.is_file() else {}
     prompts = {str(k): str(v or "") for k, v in (config.get("prompts") or {}).items()}
     default = config.get("default_prompt_name")
     if default is not None and default not in prompts:
@@ -122,7 +115,7 @@ def sentence_model_recipe(model_dir: Path) -> Recipe | None:
             normalize = True
         elif kind == "Pooling":
             pooling_file = model_dir / module.get("path", "") / "config.json"
-            config = _json(pooling_file)
+            config = read_json(pooling_file)
             modes = pooling_modes(config)
             if len(modes) != 1 or modes[0] not in ST_POOLINGS:
                 raise ConfigError(
@@ -139,7 +132,7 @@ def sentence_model_recipe(model_dir: Path) -> Recipe | None:
         raise ConfigError(f"{modules_file}: no Pooling module; choose --pooling cls, mean or pooled")
     encoder = encoder_subdir(model_dir)
     st_config = model_dir / encoder / "sentence_bert_config.json"  # beside the BERT it configures
-    st = _json(st_config) if st_config.is_file() else {}
+    st = read_json(st_config) if st_config.is_file() else {}
     prompts, default = sentence_model_prompts(model_dir)
     return Recipe(
         pooling,

@@ -10,7 +10,8 @@ import yaml
 from omegaconf import DictConfig, ListConfig
 
 from bertforge.config import finetune_settings, to_plain
-from bertforge.outputs import read_json, write_text
+from bertforge.data.records import read_json
+from bertforge.outputs import write_text
 
 
 def _plain(value):

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Iterator
 
 from bertforge.config import ConfigError, UserError, flatten, resolve_path, root_dir, to_plain
-from bertforge.outputs import read_json, write_json
+from bertforge.data.records import read_json
+from bertforge.outputs import write_json
 from bertforge.quiet import dropped
 
 RUN_FILE = "run.json"

@@ -98,15 +98,22 @@ def jsonl_records(
         yield f"{path}:{lineno}", rec
 
 
-def json_array_records(path: Path) -> Iterator[tuple[str, dict]]:
-    """One JSON array of objects (KLUE's official release files); records are named `path[i]`."""
+def read_json(path: Path):
+    """A whole JSON file, or one error naming the file, line and column (or that it is unreadable)."""
     try:
         with open_text(path) as fh:
-            data = json.load(fh)
+            return json.load(fh)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
     except UnicodeDecodeError as e:
         raise not_utf8(path, e) from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def json_array_records(path: Path) -> Iterator[tuple[str, dict]]:
+    """One JSON array of objects (KLUE's official release files); records are named `path[i]`."""
+    data = read_json(path)
     if not isinstance(data, list):
         raise DataError(f"{path}:1:1: expected a JSON array of objects, found {type(data).__name__}")
     for i, rec in enumerate(data):

@@ -15,7 +15,8 @@ import shutil
 from pathlib import Path
 
 from bertforge.config import to_plain
-from bertforge.outputs import read_json, write_json
+from bertforge.data.records import read_json
+from bertforge.outputs import write_json
 
 
 def fingerprint(cfg, upstream_run: str | None) -> str:

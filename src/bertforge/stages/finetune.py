@@ -12,7 +12,8 @@ from bertforge.config import (
     stage_main,
     to_plain,
 )
-from bertforge.outputs import atomic_dir, read_json, write_json
+from bertforge.data.records import read_json
+from bertforge.outputs import atomic_dir, write_json
 from bertforge.tracking import (
     lightning_logger,
     log_classifier,

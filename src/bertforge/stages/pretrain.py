@@ -92,7 +92,7 @@ def run(cfg):
 
 def log_shards(prepared: Path) -> None:
     """The prepared shards as the run's input dataset, identified by their metadata and vocabulary."""
-    from bertforge.outputs import read_json
+    from bertforge.data.records import read_json
 
     meta = read_json(prepared / "shards" / "meta.json")
     vocab = (prepared / "tokenizer" / "tokenizer.json").read_bytes()

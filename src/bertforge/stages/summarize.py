@@ -1,7 +1,7 @@
 """Stage `summarize`: one table of per-task dev scores and their GLUE-style average."""
 
 from bertforge.config import resolve_path, stage_main
-from bertforge.outputs import read_json
+from bertforge.data.records import read_json
 from bertforge.tracking import log_metrics_dict, log_pipeline_metrics, stage_run, upstream_run_id, write_metrics
 
 
