@@ -528,7 +528,8 @@ def test_prompts_old_layouts_and_lowercasing_give_sentence_transformers_vectors(
             pooling = {"pooling_mode": mode, "include_prompt": include, "embedding_dimension": 384}
             (prompted / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
             model = st.SentenceTransformer(str(prompted), device="cpu")
-            for kw in ({}, {"prompt_name": "document"}, {"prompt": "Represent this: "}):
+            every = (mode, include) == ("mean", False)  # each way of giving a prompt, once
+            for kw in ({}, {"prompt_name": "document"}, {"prompt": "Represent this: "})[: 3 if every else 1]:
                 got = embed(prompted, texts, batch_size=2, **kw)
                 np.testing.assert_allclose(got.sentences, model.encode(texts, batch_size=2, **kw), atol=1e-5)
                 assert (got.recipe.prompt, got.recipe.include_prompt) == (
