@@ -440,7 +440,7 @@ def st_vectors(minilm):
 
 
 def test_auto_pooling_is_a_sentence_models_own_recipe(minilm, st_vectors, mlm_dir):
-    from bertforge.embeddings import Recipe
+    from bertforge.sentence_models import Recipe
 
     emb = embed(minilm, [*SENTENCES, LONG], batch_size=3)  # fp32, lengths mixed within batches
     assert emb.recipe == Recipe("mean", True, 256, "the directory's sentence-transformers modules")
@@ -476,7 +476,7 @@ def linked_copy(src: Path, dst: Path, own: tuple[str, ...] = (), skip: tuple[str
 
 def test_a_sentence_models_modules_we_cannot_apply_are_one_error(minilm, tmp_path):
     from bertforge.config import DataError
-    from bertforge.embeddings import sentence_model_recipe
+    from bertforge.sentence_models import sentence_model_recipe
 
     copy = linked_copy(minilm, tmp_path / "st")
     modules = json.loads((minilm / "modules.json").read_text())
@@ -500,13 +500,86 @@ def test_a_sentence_models_modules_we_cannot_apply_are_one_error(minilm, tmp_pat
         recipe({"pooling_mode_max_tokens": True})
     with pytest.raises(ConfigError, match="pooling mean \\+ max is not one"):
         recipe({"pooling_mode": ["mean", "max"]})
-    with pytest.raises(ConfigError, match="modules.json: a Dense module after the encoder, which bertforge does not"):
-        recipe({"pooling_mode": "mean"}, ("Transformer", "Pooling", "Dense", "Normalize"))
+    with pytest.raises(ConfigError, match="modules.json: a LayerNorm module after the encoder, which bertforge does"):
+        recipe({"pooling_mode": "mean"}, ("Transformer", "Pooling", "LayerNorm", "Normalize"))
     assert main(["embed", "--model", str(copy), "x"]) == 2  # the command line: one line
     assert embed(copy, ["x"], pooling="mean").sentences.shape == (1, 384)  # the encoder's own vectors still
     (copy / "1_Pooling" / "config.json").write_text("{not json")
     with pytest.raises(DataError, match="1_Pooling/config.json:1:2: invalid JSON \\(Expecting property name"):
         sentence_model_recipe(copy)
+
+
+def test_dense_projections_give_sentence_transformers_vectors(minilm, tmp_path, capsys):
+    """LaBSE's recipe (cls, a Dense layer with tanh, Normalize), and two Dense layers in a row (a
+    residual one from an older `pytorch_model.bin`, then a narrowing GELU one), equal to
+    `SentenceTransformer(dir).encode` to 1e-5; what we cannot apply is one error before any text."""
+    modules = pytest.importorskip("sentence_transformers.sentence_transformer.modules")
+    st = pytest.importorskip("sentence_transformers")
+    texts = ["Hello, how are you?", "I am doing WELL, thank you!", LONG]
+
+    def model_dir(name: str, denses: list, kinds=None):
+        d = linked_copy(minilm, tmp_path / name, skip=("modules.json", "1_Pooling"))
+        (d / "1_Pooling").mkdir()
+        (d / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "cls", "embedding_dimension": 384}))
+        for i, (dense, safe) in enumerate(denses, 2):
+            (d / f"{i}_Dense").mkdir()
+            dense.save(str(d / f"{i}_Dense"), safe_serialization=safe)
+        kinds = kinds or ["Transformer", "Pooling", *["Dense"] * len(denses), "Normalize"]
+        paths = {"Transformer": iter([""]), "Pooling": iter(["1_Pooling"])}
+        paths["Dense"] = iter(f"{i}_Dense" for i in range(2, 2 + len(denses)))
+        paths["Normalize"] = iter([f"{2 + len(denses)}_Normalize"])
+        listed = [
+            {"idx": i, "name": str(i), "path": next(paths[k]), "type": f"sentence_transformers.models.{k}"}
+            for i, k in enumerate(kinds)
+        ]
+        (d / "modules.json").write_text(json.dumps(listed))
+        return d
+
+    torch.manual_seed(0)
+    labse = model_dir("labse", [(modules.Dense(384, 384, activation_function=torch.nn.Tanh()), True)])
+    torch.manual_seed(1)
+    two = model_dir(
+        "two",
+        [
+            (modules.Dense(384, 384, activation_function=torch.nn.Identity(), use_residual=True), False),
+            (modules.Dense(384, 128, activation_function=torch.nn.GELU(), use_residual=True), True),
+        ],
+    )
+    assert (two / "2_Dense" / "pytorch_model.bin").is_file()
+    wants = {}
+    for d, size in ((labse, 384), (two, 128)):
+        got = embed(d, texts, batch_size=2)
+        want = wants[d] = st.SentenceTransformer(str(d), device="cpu").encode(texts, batch_size=2)
+        assert got.sentences.shape == (3, size) and got.recipe.dense
+        np.testing.assert_allclose(got.sentences, want, atol=1e-5)
+        assert np.abs(embed(d, texts, pooling="cls", normalize=True).sentences[:, :size] - want).max() > 1e-2
+    assert main(["embed", "--model", str(two), "x"]) == 0
+    assert "pooling cls, projected by 2_Dense, 3_Dense, L2-normalised, cut at 256" in capsys.readouterr().err
+
+    # one error each, before any text: a Dense on token vectors, after Normalize, an activation
+    # that is not torch's, weights of another shape, no weights
+    config_file = labse / "2_Dense" / "config.json"
+    good = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({k: v for k, v in good.items() if k != "activation_function"}))
+    np.testing.assert_allclose(embed(labse, texts).sentences, wants[labse], atol=1e-5)  # none named: tanh
+    out_of_order = model_dir("order", [], kinds=["Transformer", "Pooling", "Normalize"])
+    listed = json.loads((out_of_order / "modules.json").read_text())
+    (out_of_order / "modules.json").write_text(json.dumps([*listed, dict(listed[-1], type="x.Dense", path="")]))
+    cases = [
+        (out_of_order, None, "a Dense module after Normalize; bertforge applies Pooling, then Dense"),
+        (labse, dict(good, module_input_name="token_embeddings"), "2_Dense/config.json: a Dense module on token"),
+        (labse, dict(good, activation_function="os.system"), "activation_function 'os.system' is not a torch.nn"),
+        (labse, dict(good, out_features=128), "2_Dense/model.safetensors: does not match"),
+    ]
+    for d, config, message in cases:
+        if config:
+            config_file.write_text(json.dumps(config))
+        assert main(["embed", "--model", str(d), "x"]) == 2
+        assert message in capsys.readouterr().err, message
+    config_file.write_text(json.dumps(good))
+    (labse / "2_Dense" / "model.safetensors").unlink()
+    with pytest.raises(ConfigError, match="2_Dense: no Dense weights"):
+        embed(labse, texts)
 
 
 def test_prompts_old_layouts_and_lowercasing_give_sentence_transformers_vectors(minilm, tmp_path, capsys):

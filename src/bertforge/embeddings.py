@@ -16,35 +16,18 @@ import numpy as np
 import torch
 
 from bertforge.config import ConfigError, check_bert_dir, command_line_dir
-from bertforge.data.records import read_json
 from bertforge.progress_items import ItemProgress
+from bertforge.sentence_models import (
+    DEFAULT_MAX_LENGTH,
+    Recipe,
+    encoder_subdir,
+    load_dense,
+    prompt_positions,
+    sentence_model_prompts,
+    sentence_model_recipe,
+)
 
 POOLINGS = ("auto", "pooled", "cls", "mean")
-DEFAULT_MAX_LENGTH = 128
-# sentence-transformers' Pooling modes that are one of ours, by the same name (others, e.g. max, are refused)
-ST_POOLINGS = ("cls", "mean")
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How sentence vectors are made: the pooling, L2 normalisation, the length sentences are cut to,
-    and, as a sentence model may ask, a prompt before each text and lowercasing."""
-
-    pooling: str
-    normalize: bool
-    max_length: int
-    source: str  # what chose them, for the line the command line prints
-    prompt: str = ""  # prepended to every text (an instruction such as E5's "query: ")
-    include_prompt: bool = True  # False: the prompt's positions are left out of the pooling
-    lowercase: bool = False  # sentence_bert_config.json's do_lower_case
-    encoder: str = ""  # the subdirectory that holds the BERT and its tokenizer (older layouts: 0_Transformer)
-
-    def describe(self) -> str:
-        prompt = f", prompt {self.prompt!r}{'' if self.include_prompt else ' (not pooled)'}" if self.prompt else ""
-        return (
-            f"pooling {self.pooling}{', L2-normalised' if self.normalize else ''}{prompt}"
-            f"{', lowercased' if self.lowercase else ''}, cut at {self.max_length} tokens ({self.source})"
-        )
 
 
 @dataclass
@@ -53,97 +36,6 @@ class Embeddings:
     tokens: list[np.ndarray] | None  # per sentence [length_i, hidden], special tokens included
     token_strings: list[list[str]] | None
     recipe: Recipe | None = None
-
-
-def pooling_modes(config: dict) -> list[str]:
-    """A Pooling module's modes: `pooling_mode` ("mean", or a list: concatenated), as sentence-
-    transformers writes it since v5, or the older `pooling_mode_mean_tokens: true` flags."""
-    if "pooling_mode" in config:
-        mode = config["pooling_mode"]
-        return [mode] if isinstance(mode, str) else list(mode)
-    prefix = "pooling_mode_"
-    return [
-        k[len(prefix) :].removesuffix("_tokens").removesuffix("_token")
-        for k, v in config.items()
-        if k.startswith(prefix) and v is True
-    ]
-
-
-def _modules(model_dir: Path) -> list[dict]:
-    """A sentence-transformers directory's modules (`modules.json`), each with its bare `kind`; none
-    for a plain BERT directory."""
-    modules_file = model_dir / "modules.json"
-    if not modules_file.is_file():
-        return []
-    return [{**m, "kind": str(m.get("type", "")).rsplit(".", 1)[-1]} for m in read_json(modules_file)]
-
-
-def encoder_subdir(model_dir: Path) -> str:
-    """Where a sentence model keeps its BERT: the Transformer module's path ("" since
-    sentence-transformers v2; "0_Transformer" before)."""
-    return next((str(m.get("path", "")) for m in _modules(model_dir) if m["kind"] == "Transformer"), "")
-
-
-def sentence_model_prompts(model_dir: Path) -> tuple[dict[str, str], str | None]:
-    """The prompts a sentence model names (`config_sentence_transformers.json`: `prompts`, e.g.
-    {"query": "query: "}, and `default_prompt_name`); none for other directories."""
-    path = model_dir / "config_sentence_transformers.json"
-    config = read_json(path) if path.is_file() else {}
-    prompts = {str(k): str(v or "") for k, v in (config.get("prompts") or {}).items()}
-    default = config.get("default_prompt_name")
-    if default is not None and default not in prompts:
-        raise ConfigError(f"{path}: default_prompt_name {default!r} is not among its prompts {sorted(prompts)}")
-    return prompts, default
-
-
-def sentence_model_recipe(model_dir: Path) -> Recipe | None:
-    """What a sentence-transformers directory was trained to output (`SentenceTransformer(dir).encode`):
-    its Pooling module's mode (and whether a prompt is pooled), whether a Normalize module follows,
-    its default prompt, and `sentence_bert_config.json`'s `max_seq_length` and `do_lower_case`; None
-    for a plain BERT directory. A module we do not apply (a Dense projection, max pooling) is one
-    error rather than vectors the model was not trained to give."""
-    modules = _modules(model_dir)
-    if not modules:
-        return None
-    modules_file = model_dir / "modules.json"
-    pooling, include_prompt, normalize = None, True, False
-    for module in modules:
-        kind = module["kind"]
-        if kind == "Transformer":  # the BERT itself
-            continue
-        if kind == "Normalize":
-            normalize = True
-        elif kind == "Pooling":
-            pooling_file = model_dir / module.get("path", "") / "config.json"
-            config = read_json(pooling_file)
-            modes = pooling_modes(config)
-            if len(modes) != 1 or modes[0] not in ST_POOLINGS:
-                raise ConfigError(
-                    f"{pooling_file}: pooling {' + '.join(modes) or 'none'} is not one bertforge computes; "
-                    "choose --pooling cls, mean or pooled"
-                )
-            pooling, include_prompt = modes[0], config.get("include_prompt", True) is not False
-        else:
-            raise ConfigError(
-                f"{modules_file}: a {kind or 'nameless'} module after the encoder, which bertforge does not "
-                "apply; choose --pooling cls, mean or pooled for the encoder's own vectors"
-            )
-    if pooling is None:
-        raise ConfigError(f"{modules_file}: no Pooling module; choose --pooling cls, mean or pooled")
-    encoder = encoder_subdir(model_dir)
-    st_config = model_dir / encoder / "sentence_bert_config.json"  # beside the BERT it configures
-    st = read_json(st_config) if st_config.is_file() else {}
-    prompts, default = sentence_model_prompts(model_dir)
-    return Recipe(
-        pooling,
-        normalize,
-        int(st.get("max_seq_length") or DEFAULT_MAX_LENGTH),
-        "the directory's sentence-transformers modules",
-        prompt=prompts.get(default, "") if default else "",
-        include_prompt=include_prompt,
-        lowercase=st.get("do_lower_case") is True,
-        encoder=encoder,
-    )
 
 
 def choose_recipe(
@@ -179,16 +71,6 @@ def choose_recipe(
         max_length=own.max_length if max_length is None else max_length,
         prompt=own.prompt if prompt is None else prompt,
     )
-
-
-def prompt_positions(tokenizer, recipe: Recipe) -> int:
-    """How many leading positions the pooling leaves out: a prompt's, [CLS] included, where the
-    sentence model pools without it (`include_prompt: false`), as sentence-transformers counts them
-    (the prompt tokenized alone, less its closing [SEP]); else 0."""
-    if recipe.include_prompt or not recipe.prompt:
-        return 0
-    ids = tokenizer(recipe.prompt.lower() if recipe.lowercase else recipe.prompt)["input_ids"]
-    return len(ids) - (1 if ids and ids[-1] in tokenizer.all_special_ids else 0)
 
 
 def load_encoder(model_dir: str | Path, need_pooler: bool):
@@ -283,10 +165,11 @@ def embed(
     texts = [recipe.prompt + s for s in sentences]  # as sentence-transformers prepends it
     enc = encode(tokenizer, [t.lower() for t in texts] if recipe.lowercase else texts, max_length=max_length)
     skip = prompt_positions(tokenizer, recipe)
-    hidden = model.config.hidden_size
-    out = np.zeros((len(sentences), hidden), dtype=np.float32)
-    per_token: list[np.ndarray | None] = [None] * len(sentences)
     device = next(model.parameters()).device
+    heads = [load_dense(model_dir / path).to(device) for path in recipe.dense]  # fp32, as sentence-transformers
+    size = heads[-1].linear.out_features if heads else model.config.hidden_size
+    out = np.zeros((len(sentences), size), dtype=np.float32)
+    per_token: list[np.ndarray | None] = [None] * len(sentences)
     for idx, batch in batches_by_length(tokenizer, enc, batch_size, device, "embed", "sentences"):
         with place.autocast() if place is not None else contextlib.nullcontext():
             res = model(**batch)
@@ -299,6 +182,8 @@ def embed(
             m = batch["attention_mask"].unsqueeze(-1).to(last.dtype)
             m[:, :skip] = 0
             vec = (last * m).sum(1) / m.sum(1).clamp(min=1)
+        for head in heads:
+            vec = head(vec)
         if recipe.normalize:  # as sentence-transformers' Normalize module
             vec = torch.nn.functional.normalize(vec, dim=-1)
         out[idx] = vec.cpu().numpy()
