@@ -496,10 +496,12 @@ def test_a_sentence_models_modules_we_cannot_apply_are_one_error(minilm, tmp_pat
     got = recipe({"pooling_mode": "cls"}, ("Transformer", "Pooling"))  # sentence-transformers >= 5 writes one key
     assert (got.pooling, got.normalize, got.max_length) == ("cls", False, 256)
     assert recipe({"pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False}).pooling == "mean"
-    with pytest.raises(ConfigError, match=r"1_Pooling/config.json: pooling max is not one bertforge computes"):
-        recipe({"pooling_mode_max_tokens": True})
-    with pytest.raises(ConfigError, match="pooling mean \\+ max is not one"):
-        recipe({"pooling_mode": ["mean", "max"]})
+    # the old flags concatenate in sentence-transformers' order, whatever the file's; none set: mean
+    assert recipe({"pooling_mode_mean_tokens": True, "pooling_mode_cls_token": True}).pooling == "cls+mean"
+    assert recipe({"pooling_mode_cls_token": False}).pooling == "mean"
+    assert recipe({"pooling_mode": ["mean", "max"]}).pooling == "mean+max"  # the new key: as listed
+    with pytest.raises(ConfigError, match=r"1_Pooling/config.json: pooling 'median' is not one of sentence-"):
+        recipe({"pooling_mode": ["mean", "median"]})
     with pytest.raises(ConfigError, match="modules.json: a LayerNorm module after the encoder, which bertforge does"):
         recipe({"pooling_mode": "mean"}, ("Transformer", "Pooling", "LayerNorm", "Normalize"))
     assert main(["embed", "--model", str(copy), "x"]) == 2  # the command line: one line
@@ -507,6 +509,33 @@ def test_a_sentence_models_modules_we_cannot_apply_are_one_error(minilm, tmp_pat
     (copy / "1_Pooling" / "config.json").write_text("{not json")
     with pytest.raises(DataError, match="1_Pooling/config.json:1:2: invalid JSON \\(Expecting property name"):
         sentence_model_recipe(copy)
+
+
+def test_every_pooling_mode_gives_sentence_transformers_vectors(minilm, tmp_path):
+    """Each of sentence-transformers' Pooling modes, concatenations in the new and the old format,
+    and modes with a prompt left out of the pooling, equal `SentenceTransformer(dir).encode` to
+    1e-5 in fp32 (sentences of different lengths in one batch: padding must not count)."""
+    st = pytest.importorskip("sentence_transformers")
+    from bertforge.sentence_models import ST_POOLINGS
+
+    texts = ["Hello, how are you?", "I am doing WELL, thank you!", LONG, "word"]
+    d = linked_copy(minilm, tmp_path / "st", skip=("modules.json",))
+    modules = json.loads((minilm / "modules.json").read_text())
+    (d / "modules.json").write_text(json.dumps(modules[:2]))  # no Normalize: the vectors as pooled
+    configs = [{"pooling_mode": mode} for mode in ST_POOLINGS]
+    configs += [
+        {"pooling_mode": ["max", "cls", "weightedmean"]},
+        {"pooling_mode_mean_sqrt_len_tokens": True, "pooling_mode_lasttoken": True, "pooling_mode_max_tokens": True},
+        {"pooling_mode": ["weightedmean", "max", "lasttoken", "mean"], "include_prompt": False, "prompt": "query: "},
+    ]
+    for config in configs:
+        prompt = config.pop("prompt", None)
+        (d / "1_Pooling" / "config.json").write_text(json.dumps({**config, "embedding_dimension": 384}))
+        got = embed(d, texts, batch_size=4, prompt=prompt)
+        want = st.SentenceTransformer(str(d), device="cpu").encode(texts, batch_size=4, prompt=prompt)
+        assert got.sentences.shape == want.shape == (4, 384 * len(got.recipe.pooling.split("+"))), config
+        np.testing.assert_allclose(got.sentences, want, atol=1e-5, err_msg=str(config))
+    assert embed(d, texts[:1], pooling="max").recipe.pooling == "max"  # a pooling to name outright too
 
 
 def test_dense_projections_give_sentence_transformers_vectors(minilm, tmp_path, capsys):

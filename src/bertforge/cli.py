@@ -257,7 +257,7 @@ def _pooling_options(c) -> None:
         default="auto",
         help="auto (default): a sentence-transformers directory's own pooling (MiniLM-L6: mean, "
         "normalised, 256 tokens), else pooled; pooled: pooled_output; cls: last-layer [CLS]; "
-        "mean: masked mean of tokens",
+        "mean / max: masked mean / maximum of the tokens",
     )
     c.add_argument(
         "--normalize",

@@ -1,7 +1,8 @@
 """Sentence and token embeddings from any BERT directory: the classic TF-Hub sample as a function.
 
 `pooled` is BERT's `pooled_output` ([CLS] through the pre-trained dense + tanh pooler), `cls`
-the last layer's [CLS] vector, `mean` the mask-weighted mean of the last layer's token vectors.
+the last layer's [CLS] vector, `mean` the mask-weighted mean of the last layer's token vectors,
+`max` their maximum (and under `auto`, every mode of sentence-transformers' Pooling).
 `auto` is the directory's own recipe: a sentence-transformers model (MiniLM-L6 and its kind, whose
 `modules.json` names the pooling it was trained with, a normalisation, a length, maybe a prompt and
 lowercasing) gets that, anything else BERT's `pooled_output`.
@@ -27,7 +28,7 @@ from bertforge.sentence_models import (
     sentence_model_recipe,
 )
 
-POOLINGS = ("auto", "pooled", "cls", "mean")
+POOLINGS = ("auto", "pooled", "cls", "mean", "max")
 
 
 @dataclass
@@ -128,6 +129,33 @@ def batches_by_length(tokenizer, enc, batch_size: int, device, label: str, unit:
     progress.close()
 
 
+def pool(last: torch.Tensor, attention_mask: torch.Tensor, modes: list[str], skip: int = 0) -> torch.Tensor:
+    """Sentence vectors from the last layer's token vectors [batch, length, hidden] (padded on the
+    right), as sentence-transformers' Pooling computes each mode, concatenated in the order given;
+    the first `skip` positions (a prompt not pooled) are left out."""
+    mask = attention_mask.clone()
+    mask[:, :skip] = 0
+    weights = mask.unsqueeze(-1).to(last.dtype)
+    out = []
+    for mode in modes:
+        if mode == "cls":  # the first position pooled
+            out.append(last[:, skip])
+        elif mode == "max":
+            out.append(last.masked_fill(weights == 0, float("-inf")).max(1).values)
+        elif mode in ("mean", "mean_sqrt_len_tokens"):
+            count = weights.sum(1).clamp(min=1e-9)
+            out.append((last * weights).sum(1) / (count if mode == "mean" else count.sqrt()))
+        elif mode == "weightedmean":  # position-weighted: later tokens count more
+            w = weights * torch.arange(1, last.shape[1] + 1, device=last.device, dtype=last.dtype).view(1, -1, 1)
+            out.append((last * w).sum(1) / w.sum(1).clamp(min=1e-9))
+        elif mode == "lasttoken":  # the last position pooled ([SEP] in BERT)
+            lastpos = last.shape[1] - 1 - mask.flip(1).int().argmax(1)
+            out.append((last * weights)[torch.arange(last.shape[0], device=last.device), lastpos])
+        else:
+            raise ConfigError(f"pooling: {mode!r} is not a mode bertforge computes")
+    return torch.cat(out, -1)
+
+
 @torch.inference_mode()
 def embed(
     model_dir: str | Path,
@@ -167,21 +195,15 @@ def embed(
     skip = prompt_positions(tokenizer, recipe)
     device = next(model.parameters()).device
     heads = [load_dense(model_dir / path).to(device) for path in recipe.dense]  # fp32, as sentence-transformers
-    size = heads[-1].linear.out_features if heads else model.config.hidden_size
+    modes = pooling.split("+")
+    size = heads[-1].linear.out_features if heads else model.config.hidden_size * len(modes)
     out = np.zeros((len(sentences), size), dtype=np.float32)
     per_token: list[np.ndarray | None] = [None] * len(sentences)
     for idx, batch in batches_by_length(tokenizer, enc, batch_size, device, "embed", "sentences"):
         with place.autocast() if place is not None else contextlib.nullcontext():
             res = model(**batch)
         last = res.last_hidden_state.float()
-        if pooling == "pooled":
-            vec = res.pooler_output.float()
-        elif pooling == "cls":
-            vec = last[:, skip]  # the first position pooled (sentence-transformers: the first unmasked)
-        else:
-            m = batch["attention_mask"].unsqueeze(-1).to(last.dtype)
-            m[:, :skip] = 0
-            vec = (last * m).sum(1) / m.sum(1).clamp(min=1)
+        vec = res.pooler_output.float() if pooling == "pooled" else pool(last, batch["attention_mask"], modes, skip)
         for head in heads:
             vec = head(vec)
         if recipe.normalize:  # as sentence-transformers' Normalize module

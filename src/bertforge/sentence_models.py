@@ -1,7 +1,7 @@
 """What a sentence-transformers directory asks for, read from its files alone (no sentence-transformers
 import, no code from the directory): the modules after the BERT (`modules.json`: Pooling, Dense
 projections, Normalize), its prompts, its length and lowercasing, and where the BERT lies. What
-cannot be applied exactly (max pooling, a module we do not know) is one error.
+cannot be applied exactly (a module we do not know, a Dense on token vectors) is one error.
 """
 
 from __future__ import annotations
@@ -15,8 +15,17 @@ from bertforge.config import ConfigError
 from bertforge.data.records import read_json
 
 DEFAULT_MAX_LENGTH = 128
-# sentence-transformers' Pooling modes that are one of ours, by the same name (others, e.g. max, are refused)
-ST_POOLINGS = ("cls", "mean")
+# sentence-transformers' Pooling modes (all of which `embeddings.pool` computes), by their old config
+# flags, in the order sentence-transformers concatenates the flagged ones
+LEGACY_FLAGS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+ST_POOLINGS = tuple(LEGACY_FLAGS.values())
 
 
 @dataclass(frozen=True)
@@ -24,7 +33,7 @@ class Recipe:
     """How sentence vectors are made: the pooling, L2 normalisation, the length sentences are cut to,
     and, as a sentence model may ask, a prompt before each text, lowercasing and projections."""
 
-    pooling: str
+    pooling: str  # a mode, or modes joined by "+" whose vectors are concatenated ("cls+mean")
     normalize: bool
     max_length: int
     source: str  # what chose them, for the line the command line prints
@@ -44,17 +53,13 @@ class Recipe:
 
 
 def pooling_modes(config: dict) -> list[str]:
-    """A Pooling module's modes: `pooling_mode` ("mean", or a list: concatenated), as sentence-
-    transformers writes it since v5, or the older `pooling_mode_mean_tokens: true` flags."""
+    """A Pooling module's modes, in the order their vectors are concatenated: `pooling_mode` ("mean",
+    or a list), as sentence-transformers writes it since v5, or the older `pooling_mode_mean_tokens:
+    true` flags (none set: mean, as sentence-transformers reads them)."""
     if "pooling_mode" in config:
         mode = config["pooling_mode"]
         return [mode] if isinstance(mode, str) else list(mode)
-    prefix = "pooling_mode_"
-    return [
-        k[len(prefix) :].removesuffix("_tokens").removesuffix("_token")
-        for k, v in config.items()
-        if k.startswith(prefix) and v is True
-    ]
+    return [mode for flag, mode in LEGACY_FLAGS.items() if config.get(flag) is True] or ["mean"]
 
 
 def _modules(model_dir: Path) -> list[dict]:
@@ -85,20 +90,22 @@ def sentence_model_prompts(model_dir: Path) -> tuple[dict[str, str], str | None]
 
 
 def _pooling(pooling_file: Path) -> tuple[str, bool]:
-    """A Pooling module's mode, and whether a prompt's positions are pooled."""
+    """A Pooling module's modes ("cls", or "cls+mean" for vectors concatenated), and whether a
+    prompt's positions are pooled."""
     config = read_json(pooling_file)
     modes = pooling_modes(config)
-    if len(modes) != 1 or modes[0] not in ST_POOLINGS:
+    unknown = [m for m in modes if m not in ST_POOLINGS]
+    if unknown or not modes:
         raise ConfigError(
-            f"{pooling_file}: pooling {' + '.join(modes) or 'none'} is not one bertforge computes; "
-            "choose --pooling cls, mean or pooled"
+            f"{pooling_file}: pooling {', '.join(map(repr, unknown)) or 'none'} is not one of "
+            f"sentence-transformers' ({', '.join(ST_POOLINGS)})"
         )
-    return modes[0], config.get("include_prompt", True) is not False
+    return "+".join(modes), config.get("include_prompt", True) is not False
 
 
 def sentence_model_recipe(model_dir: Path) -> Recipe | None:
     """What a sentence-transformers directory was trained to output (`SentenceTransformer(dir).encode`):
-    its Pooling module's mode (and whether a prompt is pooled), the Dense projections after it,
+    its Pooling module's modes (and whether a prompt is pooled), the Dense projections after it,
     whether a Normalize module ends it, its default prompt, and `sentence_bert_config.json`'s
     `max_seq_length` and `do_lower_case`; None for a plain BERT directory. A module we do not apply,
     or one out of that order, is one error rather than vectors the model was not trained to give."""
