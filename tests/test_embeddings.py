@@ -384,6 +384,20 @@ def test_gold_column_scores_predictions_as_the_evaluate_stage_would(classifiers,
         else:
             want["macro_f1"] = f1_score(truth, picked, average="macro")
         assert got == pytest.approx(want, abs=1e-12)
+        # a model the finetune stage wrote records its task's metrics and score (here CoLA's)
+        cola = {"metrics": ["matthews_corr", "accuracy"], "score_metrics": ["matthews_corr"], "binary_threshold": 3.0}
+        if len(labels) == 2:
+            recorded = with_gold(Predictions(examples, None, labels, values, scoring=cola), truth, "label").metrics()
+            mcc = matthews_corrcoef(truth, picked)
+            assert recorded == pytest.approx({"matthews_corr": mcc, "accuracy": want["accuracy"], "score": mcc})
+    # and a regression task's, KLUE-STS's: Pearson and F1 of "similar" (a score of 3.0 or more)
+    scores, truth = rng.uniform(0, 5, 12).astype(np.float32), rng.uniform(0, 5, 12)
+    klue = {"metrics": ["pearson", "binary_f1"], "score_metrics": [], "binary_threshold": 3.0}
+    got = with_gold(Predictions(examples, None, None, scores, scoring=klue), list(truth), "label").metrics()
+    f1 = f1_score(truth >= 3, scores >= 3)
+    assert got == pytest.approx(
+        {"pearson": pearsonr(scores, truth).statistic, "binary_f1": f1, "score": (got["pearson"] + f1) / 2}
+    )
     # a similarity against STS scores; the reference as a number in the JSONL
     pairs = [
         ("A man sleeps.", "A man is asleep."),

@@ -127,6 +127,15 @@ def test_finetune_and_evaluate_real_glue_slice(tmp_path, monkeypatch, capsys):
         assert cli_main(args) == 0
         label, p, _ = capsys.readouterr().out.splitlines()[-1].split("\t", 2)
         assert label == out["label"] and float(p) == pytest.approx(out["score"], abs=1e-3)
+    # the dev predictions scored again from the file evaluate wrote: the task's metrics, the same numbers
+    evaluated = tmp_path / "ev/rte/model_dev_predictions.tsv"
+    args = ["predict", "--model", str(model), "--precision", "32-true", "--file", str(evaluated)]
+    assert cli_main([*args, "--columns", "text_a", "text_b", "--gold", "label"]) == 0
+    accuracy = metrics["dev"]["accuracy"]
+    assert (
+        capsys.readouterr().out.splitlines()[-1]
+        == f"against 'label' (48 examples): accuracy {accuracy:.4f}, score {accuracy:.4f}"
+    )
     assert cli_main(["predict", "--model", "models:/test-rte@nope", "A man sleeps.\tA man is asleep."]) == 2
     assert "--model: models:/test-rte@nope: " in capsys.readouterr().err
     predicted = predict(model, (tmp_path / "dev.txt").read_text().splitlines())

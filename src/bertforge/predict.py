@@ -24,20 +24,32 @@ class Predictions:
     values: np.ndarray  # [n, len(labels)] class probabilities, or [n] scores
     how: str | None = None  # how the scores were made, where it is worth a line (similarity)
     gold: list | None = None  # each example's reference label or score (`with_gold`), if given
+    # how the finetune stage scored the task (config.json's `finetuning_metrics`): metrics,
+    # score_metrics, binary_threshold; None: by problem type (`metrics`)
+    scoring: dict | None = None
 
     def metrics(self) -> dict[str, float]:
-        """The predictions scored against `gold` as the evaluate stage scores a task: a regression's
-        (or similarity's) Pearson and Spearman; a classifier's accuracy, and F1 of its second label
+        """The predictions scored against `gold`: for a model the finetune stage wrote, its task's
+        metrics and score, as the evaluate stage reports them; else a regression's (or a
+        similarity's) Pearson and Spearman, a classifier's accuracy, and F1 of its second label
         (GLUE's positive class) with Matthews correlation for two labels, macro-F1 for more."""
         from bertforge.finetuning.metrics import compute_metrics
 
         if self.gold is None:
             raise ValueError("no gold labels or scores to score against (with_gold)")
         gold = np.asarray(self.gold)
+        values = self.values if self.labels is None else self.values.argmax(-1)
+        num_labels = None if self.labels is None else len(self.labels)
+        if self.scoring and self.scoring.get("metrics"):
+            names, score = list(self.scoring["metrics"]), list(self.scoring.get("score_metrics") or [])
+            threshold = float(self.scoring.get("binary_threshold", 3.0))
+            out = compute_metrics(names, values, gold, num_labels, threshold)
+            return out | {"score": float(np.mean([out[n] for n in score or names]))}
         if self.labels is None:
-            return compute_metrics(["pearson", "spearman"], self.values, gold)
-        names = ["accuracy", *(("f1", "matthews_corr") if len(self.labels) == 2 else ("macro_f1",))]
-        return compute_metrics(names, self.values.argmax(-1), gold, len(self.labels))
+            names = ["pearson", "spearman"]
+        else:
+            names = ["accuracy", *(("f1", "matthews_corr") if len(self.labels) == 2 else ("macro_f1",))]
+        return compute_metrics(names, values, gold, num_labels)
 
     def best(self) -> list[tuple[str, float]]:
         """(label, its probability) per example; a regression model's (score, score)."""
@@ -194,4 +206,5 @@ def predict(
             logits = model(**batch).logits.float()
         values[idx] = (logits[:, 0] if regression else logits.softmax(-1)).cpu().numpy()
     labels = None if regression else [str(model.config.id2label[i]) for i in range(model.num_labels)]
-    return Predictions(examples, names, labels, values)
+    scoring = getattr(model.config, "finetuning_metrics", None)
+    return Predictions(examples, names, labels, values, scoring=scoring if isinstance(scoring, dict) else None)

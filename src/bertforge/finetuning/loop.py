@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 
 from bertforge.config import ConfigError, finetune_settings
 from bertforge.data.tokenization import load_tokenizer, save_tokenizer_dir
+from bertforge.finetuning.metrics import task_metrics
 from bertforge.finetuning.module import FinetuneModule, encode, load_classifier, make_loader
 from bertforge.finetuning.tasks import load_task
 from bertforge.hardware import Placement, placement
@@ -64,6 +65,12 @@ def finetune_one(
     # how `bertforge predict` reads new text: as this task's (HF's `finetuning_task`; ours beside it)
     best.config.finetuning_task, best.config.text_pairs = str(task.name), data.pairs
     best.config.finetuning_max_length = int(fc.max_seq_length)
+    # and how `predict --gold` scores it: as the evaluate stage scores this task
+    best.config.finetuning_metrics = {
+        "metrics": task_metrics(task),
+        "score_metrics": list(task.score_metrics or []),
+        "binary_threshold": float(task.binary_threshold),
+    }
     best.save_pretrained(str(out_dir))
     save_tokenizer_dir(tokenizer, out_dir)
     return {
