@@ -33,7 +33,7 @@ POOLINGS = ("auto", "pooled", "cls", "mean", "max")
 
 @dataclass
 class Embeddings:
-    sentences: np.ndarray  # [n, hidden], float32
+    sentences: np.ndarray  # [n, dim] float32: hidden, or a Dense projection's or a concatenation's size
     tokens: list[np.ndarray] | None  # per sentence [length_i, hidden], special tokens included
     token_strings: list[list[str]] | None
     recipe: Recipe | None = None
