@@ -516,8 +516,8 @@ def test_a_sentence_models_modules_we_cannot_apply_are_one_error(minilm, tmp_pat
     assert recipe({"pooling_mode": ["mean", "max"]}).pooling == "mean+max"  # the new key: as listed
     with pytest.raises(ConfigError, match=r"1_Pooling/config.json: pooling 'median' is not one of sentence-"):
         recipe({"pooling_mode": ["mean", "median"]})
-    with pytest.raises(ConfigError, match="modules.json: a LayerNorm module after the encoder, which bertforge does"):
-        recipe({"pooling_mode": "mean"}, ("Transformer", "Pooling", "LayerNorm", "Normalize"))
+    with pytest.raises(ConfigError, match="modules.json: a CNN module after the encoder, which bertforge does not"):
+        recipe({"pooling_mode": "mean"}, ("Transformer", "Pooling", "CNN", "Normalize"))
     assert main(["embed", "--model", str(copy), "x"]) == 2  # the command line: one line
     assert embed(copy, ["x"], pooling="mean").sentences.shape == (1, 384)  # the encoder's own vectors still
     (copy / "1_Pooling" / "config.json").write_text("{not json")
@@ -553,38 +553,46 @@ def test_every_pooling_mode_gives_sentence_transformers_vectors(minilm, tmp_path
 
 
 def test_dense_projections_give_sentence_transformers_vectors(minilm, tmp_path, capsys):
-    """LaBSE's recipe (cls, a Dense layer with tanh, Normalize), and two Dense layers in a row (a
-    residual one from an older `pytorch_model.bin`, then a narrowing GELU one), equal to
+    """LaBSE's recipe (cls, a Dense layer with tanh, Normalize), and a chain of modules (a residual
+    Dense from an older `pytorch_model.bin`, Dropout, LayerNorm, a narrowing GELU Dense), equal to
     `SentenceTransformer(dir).encode` to 1e-5; what we cannot apply is one error before any text."""
     modules = pytest.importorskip("sentence_transformers.sentence_transformer.modules")
     st = pytest.importorskip("sentence_transformers")
     texts = ["Hello, how are you?", "I am doing WELL, thank you!", LONG]
 
-    def model_dir(name: str, denses: list, kinds=None):
+    def model_dir(name: str, heads: list, kinds=None):
+        """MiniLM-L6 with cls pooling, then `heads` ((module, safetensors?) each), then Normalize."""
         d = linked_copy(minilm, tmp_path / name, skip=("modules.json", "1_Pooling"))
         (d / "1_Pooling").mkdir()
         (d / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "cls", "embedding_dimension": 384}))
-        for i, (dense, safe) in enumerate(denses, 2):
-            (d / f"{i}_Dense").mkdir()
-            dense.save(str(d / f"{i}_Dense"), safe_serialization=safe)
-        kinds = kinds or ["Transformer", "Pooling", *["Dense"] * len(denses), "Normalize"]
-        paths = {"Transformer": iter([""]), "Pooling": iter(["1_Pooling"])}
-        paths["Dense"] = iter(f"{i}_Dense" for i in range(2, 2 + len(denses)))
-        paths["Normalize"] = iter([f"{2 + len(denses)}_Normalize"])
-        listed = [
-            {"idx": i, "name": str(i), "path": next(paths[k]), "type": f"sentence_transformers.models.{k}"}
-            for i, k in enumerate(kinds)
+        listed = [("Transformer", ""), ("Pooling", "1_Pooling")]
+        for i, (head, safe) in enumerate(heads, 2):
+            kind = type(head).__name__
+            (d / f"{i}_{kind}").mkdir()
+            head.save(str(d / f"{i}_{kind}"), safe_serialization=safe)
+            listed.append((kind, f"{i}_{kind}"))
+        listed.append(("Normalize", f"{len(listed)}_Normalize"))
+        if kinds:
+            listed = [(k, "1_Pooling" if k == "Pooling" else "") for k in kinds]
+        modules_json = [
+            {"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+            for i, (kind, path) in enumerate(listed)
         ]
-        (d / "modules.json").write_text(json.dumps(listed))
+        (d / "modules.json").write_text(json.dumps(modules_json))
         return d
 
     torch.manual_seed(0)
     labse = model_dir("labse", [(modules.Dense(384, 384, activation_function=torch.nn.Tanh()), True)])
     torch.manual_seed(1)
+    norm = modules.LayerNorm(384)
+    with torch.no_grad():  # not the identity it starts as
+        norm.norm.weight.uniform_(0.5, 1.5), norm.norm.bias.uniform_(-0.5, 0.5)
     two = model_dir(
         "two",
         [
             (modules.Dense(384, 384, activation_function=torch.nn.Identity(), use_residual=True), False),
+            (modules.Dropout(0.3), True),
+            (norm, True),
             (modules.Dense(384, 128, activation_function=torch.nn.GELU(), use_residual=True), True),
         ],
     )
@@ -593,11 +601,13 @@ def test_dense_projections_give_sentence_transformers_vectors(minilm, tmp_path, 
     for d, size in ((labse, 384), (two, 128)):
         got = embed(d, texts, batch_size=2)
         want = wants[d] = st.SentenceTransformer(str(d), device="cpu").encode(texts, batch_size=2)
-        assert got.sentences.shape == (3, size) and got.recipe.dense
+        assert got.sentences.shape == (3, size) and got.recipe.heads
         np.testing.assert_allclose(got.sentences, want, atol=1e-5)
         assert np.abs(embed(d, texts, pooling="cls", normalize=True).sentences[:, :size] - want).max() > 1e-2
     assert main(["embed", "--model", str(two), "x"]) == 0
-    assert "pooling cls, projected by 2_Dense, 3_Dense, L2-normalised, cut at 256" in capsys.readouterr().err
+    assert "pooling cls, then 2_Dense, 3_Dropout, 4_LayerNorm, 5_Dense, L2-normalised, cut at 256" in (
+        capsys.readouterr().err
+    )
 
     # one error each, before any text: a Dense on token vectors, after Normalize, an activation
     # that is not torch's, weights of another shape, no weights

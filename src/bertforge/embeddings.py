@@ -22,7 +22,7 @@ from bertforge.sentence_models import (
     DEFAULT_MAX_LENGTH,
     Recipe,
     encoder_subdir,
-    load_dense,
+    load_head,
     prompt_positions,
     sentence_model_prompts,
     sentence_model_recipe,
@@ -33,7 +33,7 @@ POOLINGS = ("auto", "pooled", "cls", "mean", "max")
 
 @dataclass
 class Embeddings:
-    sentences: np.ndarray  # [n, dim] float32: hidden, or a Dense projection's or a concatenation's size
+    sentences: np.ndarray  # [n, dim] float32: hidden, a concatenation's or a Dense projection's size
     tokens: list[np.ndarray] | None  # per sentence [length_i, hidden], special tokens included
     token_strings: list[list[str]] | None
     recipe: Recipe | None = None
@@ -194,9 +194,11 @@ def embed(
     enc = encode(tokenizer, [t.lower() for t in texts] if recipe.lowercase else texts, max_length=max_length)
     skip = prompt_positions(tokenizer, recipe)
     device = next(model.parameters()).device
-    heads = [load_dense(model_dir / path).to(device) for path in recipe.dense]  # fp32, as sentence-transformers
+    heads = [load_head(kind, model_dir / path).to(device) for kind, path in recipe.heads]  # fp32
     modes = pooling.split("+")
-    size = heads[-1].linear.out_features if heads else model.config.hidden_size * len(modes)
+    size = model.config.hidden_size * len(modes)
+    for head in heads:  # what each does to the size (a Dense may change it)
+        size = head(torch.zeros(1, size, device=device)).shape[-1]
     out = np.zeros((len(sentences), size), dtype=np.float32)
     per_token: list[np.ndarray | None] = [None] * len(sentences)
     for idx, batch in batches_by_length(tokenizer, enc, batch_size, device, "embed", "sentences"):

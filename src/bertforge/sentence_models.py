@@ -1,7 +1,8 @@
 """What a sentence-transformers directory asks for, read from its files alone (no sentence-transformers
 import, no code from the directory): the modules after the BERT (`modules.json`: Pooling, Dense
-projections, Normalize), its prompts, its length and lowercasing, and where the BERT lies. What
-cannot be applied exactly (a module we do not know, a Dense on token vectors) is one error.
+projections, LayerNorm, Dropout, Normalize), its prompts, its length and lowercasing, and where the
+BERT lies. What cannot be applied exactly (a module we do not know, a Dense on token vectors) is one
+error.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ LEGACY_FLAGS = {
     "pooling_mode_lasttoken": "lasttoken",
 }
 ST_POOLINGS = tuple(LEGACY_FLAGS.values())
+# sentence-transformers' modules that may follow the Pooling (Normalize ends the chain)
+HEADS = ("Dense", "LayerNorm", "Dropout")
 
 
 @dataclass(frozen=True)
@@ -41,13 +44,14 @@ class Recipe:
     include_prompt: bool = True  # False: the prompt's positions are left out of the pooling
     lowercase: bool = False  # sentence_bert_config.json's do_lower_case
     encoder: str = ""  # the subdirectory that holds the BERT and its tokenizer (older layouts: 0_Transformer)
-    dense: tuple[str, ...] = ()  # subdirectories of the Dense modules applied after the pooling, in order
+    # the modules applied to the pooled vector, in order: (kind, subdirectory), kind Dense, LayerNorm or Dropout
+    heads: tuple[tuple[str, str], ...] = ()
 
     def describe(self) -> str:
         prompt = f", prompt {self.prompt!r}{'' if self.include_prompt else ' (not pooled)'}" if self.prompt else ""
-        dense = f", projected by {', '.join(self.dense)}" if self.dense else ""
+        heads = f", then {', '.join(path or kind for kind, path in self.heads)}" if self.heads else ""
         return (
-            f"pooling {self.pooling}{dense}{', L2-normalised' if self.normalize else ''}{prompt}"
+            f"pooling {self.pooling}{heads}{', L2-normalised' if self.normalize else ''}{prompt}"
             f"{', lowercased' if self.lowercase else ''}, cut at {self.max_length} tokens ({self.source})"
         )
 
@@ -105,7 +109,7 @@ def _pooling(pooling_file: Path) -> tuple[str, bool]:
 
 def sentence_model_recipe(model_dir: Path) -> Recipe | None:
     """What a sentence-transformers directory was trained to output (`SentenceTransformer(dir).encode`):
-    its Pooling module's modes (and whether a prompt is pooled), the Dense projections after it,
+    its Pooling module's modes (and whether a prompt is pooled), the modules after it (Dense, LayerNorm, Dropout),
     whether a Normalize module ends it, its default prompt, and `sentence_bert_config.json`'s
     `max_seq_length` and `do_lower_case`; None for a plain BERT directory. A module we do not apply,
     or one out of that order, is one error rather than vectors the model was not trained to give."""
@@ -113,22 +117,22 @@ def sentence_model_recipe(model_dir: Path) -> Recipe | None:
     if not modules:
         return None
     modules_file = model_dir / "modules.json"
-    pooling, include_prompt, normalize, dense = None, True, False, []
+    pooling, include_prompt, normalize, heads = None, True, False, []
     for module in modules:
         kind, path = module["kind"], str(module.get("path", ""))
         if kind == "Transformer":  # the BERT itself
             continue
-        if normalize or (kind == "Dense" and pooling is None) or (kind == "Pooling" and pooling is not None):
+        if normalize or (kind in HEADS and pooling is None) or (kind == "Pooling" and pooling is not None):
             raise ConfigError(
                 f"{modules_file}: a {kind} module {'after Normalize' if normalize else 'there'}; bertforge applies "
-                "Pooling, then Dense projections, then Normalize (choose --pooling cls, mean or pooled)"
+                f"Pooling, then {', '.join(HEADS)} modules, then Normalize (choose --pooling cls, mean or pooled)"
             )
         if kind == "Normalize":
             normalize = True
         elif kind == "Pooling":
             pooling, include_prompt = _pooling(model_dir / path / "config.json")
-        elif kind == "Dense":
-            dense.append(path)
+        elif kind in HEADS:
+            heads.append((kind, path))
         else:
             raise ConfigError(
                 f"{modules_file}: a {kind or 'nameless'} module after the encoder, which bertforge does not "
@@ -149,10 +153,10 @@ def sentence_model_recipe(model_dir: Path) -> Recipe | None:
         include_prompt=include_prompt,
         lowercase=st.get("do_lower_case") is True,
         encoder=encoder,
-        dense=tuple(dense),
+        heads=tuple(heads),
     )
-    for path in recipe.dense:  # read now: a bad projection is an error before any text is encoded
-        load_dense(model_dir / path)
+    for kind, path in recipe.heads:  # read now: a bad module is an error before any text is encoded
+        load_head(kind, model_dir / path)
     return recipe
 
 
@@ -197,17 +201,34 @@ def _activation(config_file: Path, name: str | None) -> torch.nn.Module:
     return cls()
 
 
-def load_dense(directory: Path) -> Dense:
-    """A Dense module from its directory: `config.json`, and weights in `model.safetensors` (or an
-    older `pytorch_model.bin`, read with weights_only) whose names and shapes must match."""
+class LayerNorm(torch.nn.Module):
+    """sentence-transformers' LayerNorm module (its weights are named `norm.*`)."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(int(config["dimension"]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x)
+
+
+def load_head(kind: str, directory: Path) -> torch.nn.Module:
+    """A module applied to the pooled vector, from its directory: `config.json`, and weights in
+    `model.safetensors` (or an older `pytorch_model.bin`, read with weights_only) whose names and
+    shapes must match. Dropout does nothing at inference."""
+    if kind == "Dropout":
+        return torch.nn.Identity()
     config_file = directory / "config.json"
     config = read_json(config_file)
     if config.get("module_input_name", "sentence_embedding") != "sentence_embedding":
-        raise ConfigError(f"{config_file}: a Dense module on token vectors, which bertforge does not apply")
+        raise ConfigError(f"{config_file}: a {kind} module on token vectors, which bertforge does not apply")
     try:
-        dense = Dense(config, _activation(config_file, config.get("activation_function")))
+        if kind == "Dense":
+            head = Dense(config, _activation(config_file, config.get("activation_function")))
+        else:
+            head = LayerNorm(config)
     except (KeyError, TypeError, ValueError) as e:
-        raise ConfigError(f"{config_file}: not a Dense module's config ({type(e).__name__}: {e})") from None
+        raise ConfigError(f"{config_file}: not a {kind} module's config ({type(e).__name__}: {e})") from None
     if (directory / "model.safetensors").is_file():
         from safetensors.torch import load_file
 
@@ -217,10 +238,10 @@ def load_dense(directory: Path) -> Dense:
         weights_file = directory / "pytorch_model.bin"
         state = torch.load(weights_file, map_location="cpu", weights_only=True)
     else:
-        raise ConfigError(f"{directory}: no Dense weights (model.safetensors or pytorch_model.bin)")
+        raise ConfigError(f"{directory}: no {kind} weights (model.safetensors or pytorch_model.bin)")
     try:
-        dense.load_state_dict(state)
+        head.load_state_dict(state)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[-1].strip()
         raise ConfigError(f"{weights_file}: does not match {config_file} ({first})") from None
-    return dense.eval()
+    return head.eval()
