@@ -182,6 +182,8 @@ def embed(
     model_dir = command_line_dir(model_dir)
     recipe = choose_recipe(model_dir, pooling, normalize, max_length, prompt, prompt_name)
     pooling, max_length = recipe.pooling, recipe.max_length
+    # the modules after the pooling, read first: a bad one is one error before the encoder loads
+    heads = [load_head(kind, model_dir / path) for kind, path in recipe.heads]
     encoder_dir = model_dir / recipe.encoder
     if model is None:
         model = load_encoder(encoder_dir, need_pooler=pooling == "pooled")
@@ -194,7 +196,7 @@ def embed(
     enc = encode(tokenizer, [t.lower() for t in texts] if recipe.lowercase else texts, max_length=max_length)
     skip = prompt_positions(tokenizer, recipe)
     device = next(model.parameters()).device
-    heads = [load_head(kind, model_dir / path).to(device) for kind, path in recipe.heads]  # fp32
+    heads = [head.to(device) for head in heads]  # fp32, as sentence-transformers applies them
     modes = pooling.split("+")
     size = model.config.hidden_size * len(modes)
     for head in heads:  # what each does to the size (a Dense may change it)

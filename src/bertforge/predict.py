@@ -33,18 +33,25 @@ class Predictions:
         metrics and score, as the evaluate stage reports them; else a regression's (or a
         similarity's) Pearson and Spearman, a classifier's accuracy, and F1 of its second label
         (GLUE's positive class) with Matthews correlation for two labels, macro-F1 for more."""
-        from bertforge.finetuning.metrics import compute_metrics
+        from types import SimpleNamespace
+
+        from bertforge.finetuning.metrics import compute_metrics, score_predictions
 
         if self.gold is None:
             raise ValueError("no gold labels or scores to score against (with_gold)")
         gold = np.asarray(self.gold)
         values = self.values if self.labels is None else self.values.argmax(-1)
         num_labels = None if self.labels is None else len(self.labels)
-        if self.scoring and self.scoring.get("metrics"):
-            names, score = list(self.scoring["metrics"]), list(self.scoring.get("score_metrics") or [])
-            threshold = float(self.scoring.get("binary_threshold", 3.0))
-            out = compute_metrics(names, values, gold, num_labels, threshold)
-            return out | {"score": float(np.mean([out[n] for n in score or names]))}
+        if self.scoring and self.scoring.get("metrics"):  # the task as the evaluate stage scores it
+            task = SimpleNamespace(
+                problem="regression" if self.labels is None else "classification",
+                labels=self.labels,
+                metrics=list(self.scoring["metrics"]),
+                score_metrics=list(self.scoring.get("score_metrics") or []),
+                binary_threshold=float(self.scoring.get("binary_threshold", 3.0)),
+            )
+            out, score = score_predictions(task, values, gold)
+            return out | {"score": score}
         if self.labels is None:
             names = ["pearson", "spearman"]
         else:

@@ -117,10 +117,11 @@ def sentence_model_recipe(model_dir: Path) -> Recipe | None:
     if not modules:
         return None
     modules_file = model_dir / "modules.json"
-    pooling, include_prompt, normalize, heads = None, True, False, []
+    pooling, include_prompt, normalize, heads, encoder = None, True, False, [], ""
     for module in modules:
         kind, path = module["kind"], str(module.get("path", ""))
         if kind == "Transformer":  # the BERT itself
+            encoder = path
             continue
         if normalize or (kind in HEADS and pooling is None) or (kind == "Pooling" and pooling is not None):
             raise ConfigError(
@@ -140,11 +141,10 @@ def sentence_model_recipe(model_dir: Path) -> Recipe | None:
             )
     if pooling is None:
         raise ConfigError(f"{modules_file}: no Pooling module; choose --pooling cls, mean or pooled")
-    encoder = encoder_subdir(model_dir)
     st_config = model_dir / encoder / "sentence_bert_config.json"  # beside the BERT it configures
     st = read_json(st_config) if st_config.is_file() else {}
     prompts, default = sentence_model_prompts(model_dir)
-    recipe = Recipe(
+    return Recipe(
         pooling,
         normalize,
         int(st.get("max_seq_length") or DEFAULT_MAX_LENGTH),
@@ -155,9 +155,6 @@ def sentence_model_recipe(model_dir: Path) -> Recipe | None:
         encoder=encoder,
         heads=tuple(heads),
     )
-    for kind, path in recipe.heads:  # read now: a bad module is an error before any text is encoded
-        load_head(kind, model_dir / path)
-    return recipe
 
 
 def prompt_positions(tokenizer, recipe: Recipe) -> int:
