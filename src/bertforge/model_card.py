@@ -18,11 +18,13 @@ def _plain(value):
     return to_plain(value) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
-def _front_matter(language: str, pipeline_tag: str, tags: list[str], model_index: list[dict]) -> str:
+def _front_matter(
+    language: str, pipeline_tag: str, tags: list[str], model_index: list[dict], library: str = "transformers"
+) -> str:
     header = {
         "language": [language],
         "license": "other",
-        "library_name": "transformers",
+        "library_name": library,
         "pipeline_tag": pipeline_tag,
         "tags": ["bert", "bertforge", *tags],
         "model-index": model_index,
@@ -190,13 +192,15 @@ def classifier_card(cfg, report: dict, labels: list[str] | None, run_id: str | N
     """The card of `outputs/finetune/<task>/model`: task and data, settings, best-epoch dev results."""
     task, fc = cfg.task, finetune_settings(cfg)  # as this task was trained
     best = {k: v for k, v in report["best_dev"].items() if k != "epoch"}
+    bi_encoder = report.get("objective") == "bi_encoder"
+    kind = "sentence-similarity" if bi_encoder else "text-classification"
     index = [
         {
             "name": f"bertforge BERT fine-tuned on {task.name}",
             "results": [
                 {
                     "task": {
-                        "type": "text-classification",
+                        "type": kind,
                         "name": "Regression" if labels is None else "Text classification",
                     },
                     "dataset": {"name": str(task.name), "type": str(task.name), "split": "dev"},
@@ -211,9 +215,14 @@ def classifier_card(cfg, report: dict, labels: list[str] | None, run_id: str | N
     body = f"""
 # BERT fine-tuned on {task.name} by bertforge
 
-A sequence {"regression" if labels is None else "classification"} model ({
-        "a score" if labels is None else "labels " + ", ".join(map(str, labels))
-    })
+{
+        f"A sentence model (bi-encoder: each text {fc.pooling}-pooled alone, the cosine of two texts times "
+        f"{report.get('similarity_scale')} predicts their score)"
+        if bi_encoder
+        else f"A sequence {'regression' if labels is None else 'classification'} model ("
+        + ("a score" if labels is None else "labels " + ", ".join(map(str, labels)))
+        + ")"
+    }
 fine-tuned from `{Path(report["init"]).name}`{
         " (random initialisation, a control)" if report.get("random_init") else ""
     }.
@@ -230,6 +239,7 @@ task's data; check the dev results below first.
 {
         _table(
             {
+                **({"objective": f"bi-encoder, {fc.pooling} pooling, cosine loss"} if bi_encoder else {}),
                 "learning rate": fc.lr,
                 "batch size": fc.batch_size,
                 "epochs": fc.epochs,
@@ -252,20 +262,40 @@ task's data; check the dev results below first.
 {_table({k: f"{float(v):.4f}" for k, v in best.items()}, "metric")}
 ## How to load
 
-```python
+{_sentence_model_use(fc) if bi_encoder else _classifier_use(example, cli_example, pairs)}
+{_segmentation_note(Path(report["init"]))}
+## Lineage
+
+{_lineage(run_id, tags)}{_license_note()}"""
+    card_tags = ["sentence-transformers", "sentence-similarity"] if bi_encoder else ["text-classification"]
+    library = "sentence-transformers" if bi_encoder else "transformers"
+    return _front_matter(task.language, kind, card_tags, index, library) + body
+
+
+def _classifier_use(example: str, cli_example: str, pairs: bool) -> str:
+    sep = " (a pair's two texts separated by a tab; `--sep` sets another separator)" if pairs else ""
+    return f"""```python
 from transformers import pipeline
 classify = pipeline("text-classification", model="path/to/this/directory")
 classify({example})
 ```
 
-or from the command line: `bertforge predict --model path/to/this/directory {cli_example}`{
-        " (a pair's two texts separated by a tab; `--sep` sets another separator)" if pairs else ""
-    }.
-{_segmentation_note(Path(report["init"]))}
-## Lineage
+or from the command line: `bertforge predict --model path/to/this/directory {cli_example}`{sep}."""
 
-{_lineage(run_id, tags)}{_license_note()}"""
-    return _front_matter(task.language, "text-classification", ["text-classification"], index) + body
+
+def _sentence_model_use(fc) -> str:
+    return f"""A sentence-transformers directory (the BERT at its root, then {fc.pooling} pooling):
+
+```python
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer("path/to/this/directory")
+vectors = model.encode(["first sentence", "second sentence"])
+```
+
+or from the command line: `bertforge embed --model path/to/this/directory "a sentence"` (its vectors),
+`bertforge similarity --model path/to/this/directory "first sentence<TAB>second sentence"` (the cosine), and
+`bertforge predict` with the same arguments (the cosine on the task's scale). `AutoModel` loads the BERT
+alone (the token vectors; pool them by the mask-weighted {fc.pooling} to get these vectors)."""
 
 
 def write_card(directory: Path, text: str) -> None:

@@ -5,7 +5,7 @@ directory's own tokenizer (morpheme cuts included) as the task's sentences or se
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -148,7 +148,6 @@ def with_gold(preds: Predictions, raw: list, column: str) -> Predictions:
     """`preds` with each example's reference from the `column` a task file holds (`--gold`): a score
     for a regression model or a similarity, one of the model's labels for a classifier; one error
     naming the row for a value that is neither."""
-    from dataclasses import replace
 
     from bertforge.finetuning.tasks import label_value
 
@@ -192,8 +191,19 @@ def predict(
     `place` (hardware.place(...)) sets device and precision; default: fp32 on the CPU."""
     from bertforge.data.tokenization import load_tokenizer
     from bertforge.embeddings import DEFAULT_MAX_LENGTH, batches_by_length, check_model_inputs, encode
+    from bertforge.finetuning.bi_encoder import sentence_model_config
 
     model_dir = command_line_dir(model_dir)
+    sentence_model = sentence_model_config(model_dir)
+    if sentence_model is not None:  # a bi-encoder the finetune stage wrote: its cosine, on the task's scale
+        from bertforge.similarity import similarity
+
+        preds = similarity(
+            model_dir, texts, sep, max_length=max_length, batch_size=batch_size, place=place, names=names
+        )
+        scale = float(sentence_model["finetuning_similarity"]["scale"])
+        how = f"{preds.how}, times {scale:g} (the score a cosine of 1 stands for)"
+        return replace(preds, values=preds.values * scale, how=how, scoring=sentence_model.get("finetuning_metrics"))
     model = load_finetuned(model_dir)
     # what the finetune stage recorded in config.json (None from a classifier trained elsewhere)
     recorded = {k: getattr(model.config, k, None) for k in ("text_pairs", "finetuning_task", "finetuning_max_length")}

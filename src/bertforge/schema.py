@@ -104,6 +104,8 @@ class Pretrain:
 @dataclass
 class Finetune:
     init: str = MISSING
+    objective: str = _bounded("cross_encoder or bi_encoder", lambda v: v in ("cross_encoder", "bi_encoder"))
+    pooling: str = _bounded("mean, cls or max", lambda v: v in ("mean", "cls", "max"))
     lr: float = _bounded(*POSITIVE)
     batch_size: int = _bounded(*AT_LEAST_ONE)
     epochs: int = _bounded(*AT_LEAST_ONE)

@@ -223,14 +223,19 @@ def write_metrics(path: Path, metrics: dict, place=None) -> None:
     mlflow.log_artifact(str(path))
 
 
-def log_classifier(model_dir: Path, tcfg, task: str) -> str | None:
+def log_classifier(model_dir: Path, tcfg, task: str, sentence_model: bool = False) -> str | None:
     """Log a fine-tuned classifier with `mlflow.transformers` (a text-classification pipeline)
     and, if `tracking.register_prefix` is set, register it as `<prefix>-<task>` and point
-    `tracking.alias` at the new version."""
+    `tracking.alias` at the new version. A bi-encoder's sentence-transformers directory
+    (`sentence_model`) is logged as plain artifacts (`sentence_model/`), not registered."""
     if not tcfg.log_model:
         return None
     import mlflow
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if sentence_model:  # no MLflow flavour of ours loads a bi-encoder with its pooling: its files, as they are
+        mlflow.log_artifacts(str(model_dir), "sentence_model")
+        return None
 
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))

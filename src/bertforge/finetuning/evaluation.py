@@ -8,15 +8,21 @@ from pathlib import Path
 import numpy as np
 
 from bertforge.data.tokenization import load_tokenizer
+from bertforge.finetuning.bi_encoder import sentence_model_config
 from bertforge.finetuning.metrics import score_predictions
 from bertforge.finetuning.module import encode, make_loader, predict
 from bertforge.finetuning.tasks import TaskData
 from bertforge.hardware import Placement
+from bertforge.predict import predict as predict_texts
 
 
 def predict_examples(model_dir: Path, data: TaskData, examples, max_seq_length: int, place: Placement) -> np.ndarray:
     """Label ids (or regression scores) of a fine-tuned model for `examples`, in order."""
     from transformers import AutoModelForSequenceClassification
+
+    if sentence_model_config(model_dir) is not None:  # a bi-encoder: its cosines on the task's scale
+        pairs = [(e.text_a, e.text_b) for e in examples]
+        return predict_texts(model_dir, pairs, max_length=max_seq_length, batch_size=128, place=place).values
 
     tokenizer = load_tokenizer(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).to(place.device)

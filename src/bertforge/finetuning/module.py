@@ -161,15 +161,16 @@ def predict(model, loader: DataLoader, regression: bool) -> tuple[np.ndarray, np
 
 
 class FinetuneModule(pl.LightningModule):
-    def __init__(self, model, cfg, task, regression: bool, total_steps: int):
+    def __init__(self, model, cfg, task, regression: bool, total_steps: int, loss=training_loss):
         super().__init__()
         self.model, self.cfg, self.task, self.regression = model, cfg, task, regression
+        self.loss = loss  # (model, batch) -> the training loss; a bi-encoder brings its own
         self.total_steps = total_steps
         self.best_score, self.best_state, self.best_metrics, self.history = -float("inf"), None, {}, []
         self._preds, self._gold = [], []
 
     def training_step(self, batch, batch_idx):
-        loss = training_loss(self.model, batch)
+        loss = self.loss(self.model, batch)
         log_now = self.trainer._logger_connector.should_update_logs  # as in pre-training: no sync, little logging
         if (log_now or self.device.type == "cpu") and not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite fine-tuning loss at step {self.global_step}")

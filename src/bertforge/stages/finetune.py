@@ -57,6 +57,7 @@ def run(cfg):
     init, random_init = init_dir(cfg)  # before torch and Lightning load: a wrong path fails in seconds
     from omegaconf import open_dict
 
+    from bertforge.finetuning.bi_encoder import check_bi_encoder_task
     from bertforge.finetuning.loop import finetune_one
     from bertforge.finetuning.tasks import load_task
     from bertforge.hardware import placement
@@ -71,6 +72,7 @@ def run(cfg):
     place = placement(cfg.trainer)
     name = cfg.task.name
     data = load_task(cfg.task)
+    check_bi_encoder_task(finetune_settings(cfg), name, data)
     print(place.line(), flush=True)
     job = sweep_job()
     out = resolve_path(cfg.paths.finetuned) / name if job is None else resolve_path(cfg.paths.sweeps) / name / job
@@ -95,7 +97,8 @@ def run(cfg):
                     tmp / variant,
                     classifier_card(cfg, report[variant], data.labels, mlrun.info.run_id, mlrun.data.tags, place),
                 )
-        report["mlflow_model_uri"] = log_classifier(tmp / "model", cfg.tracking, name)
+        bi_encoder = report["model"]["objective"] == "bi_encoder"
+        report["mlflow_model_uri"] = log_classifier(tmp / "model", cfg.tracking, name, sentence_model=bi_encoder)
         report["hardware"] = place.as_dict()
         write_json(tmp / "finetune.json", report)
         write_run_file(tmp, mlrun, "finetune", task=name)
