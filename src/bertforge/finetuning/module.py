@@ -123,12 +123,19 @@ def load_classifier(
             attn_implementation="sdpa",
         )
         if reinit_word_embeddings:
-            words = model.bert.embeddings.word_embeddings
-            with torch.no_grad():
-                words.weight.normal_(0.0, config.initializer_range)
-                if words.padding_idx is not None:
-                    words.weight[words.padding_idx].zero_()
-    return model.train()  # from_pretrained returns eval mode, and Lightning keeps modules' modes: dropout off
+            reinit_words(model.bert)
+    return model.train()
+
+
+def reinit_words(bert) -> None:
+    """Draw a BertModel's word vectors anew, as BERT initialises them (from torch's seed)."""
+    words = bert.embeddings.word_embeddings
+    with torch.no_grad():
+        words.weight.normal_(0.0, bert.config.initializer_range)
+        if words.padding_idx is not None:
+            words.weight[
+                words.padding_idx
+            ].zero_()  # from_pretrained returns eval mode, and Lightning keeps modules' modes: dropout off
 
 
 def unpadded_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
