@@ -171,6 +171,7 @@ def test_korean_profile_prepares_with_hangul_intact(tmp_path):
     assert tok.unk_token_id not in ids and tok.decode(ids).replace(" ", "") == sentence.replace(" ", "")
 
 
+@pytest.mark.slow  # two fresh processes (5 s capped to AVX2); the fast tier keeps the any-number-of-workers check
 def test_prepare_is_deterministic_across_processes(tmp_path):
     """Two `prepare` runs in fresh processes write byte-identical tokenizers and shards."""
     code = (

@@ -47,7 +47,8 @@ PHASES = "pretrain.phases=[{steps:25,max_seq_length:32,max_predictions_per_seq:5
             [PHASES, "pretrain.checkpoint_every_n_steps=5"],
         ),  # the last checkpoint is the phase boundary (an epoch's end)
         (27, ["trainer.async_checkpoint=true"]),  # written by a background thread, as on a GPU
-        (27, ["model.tie_word_embeddings=false"]),  # an MLM decoder of its own: one more matrix to restore
+        # an MLM decoder of its own: one more matrix to restore (slow: the fast tier's AVX2 time)
+        pytest.param(27, ["model.tie_word_embeddings=false"], marks=pytest.mark.slow),
         # loader workers that persist across epochs, as on a GPU
         pytest.param(27, ["trainer.num_workers=2"], marks=pytest.mark.slow),
     ],
@@ -270,7 +271,7 @@ def test_impossible_phases_fail_before_training(tmp_path, demo_prepared, trackin
         pretrain_run(tmp_path, demo_prepared[1], "bad", [f"pretrain.phases={phases}"])
 
 
-@pytest.mark.parametrize("objective", ["mlm", "sop"])
+@pytest.mark.parametrize("objective", [pytest.param("mlm", marks=pytest.mark.slow), "sop"])  # sop: the fast tier's
 def test_other_objectives_train_and_log_their_curves(tmp_path, demo_prepared, tracking, pretrain_run, objective):
     import csv
 

@@ -295,7 +295,7 @@ vectors = model.encode(["first sentence", "second sentence"])
 or from the command line: `bertforge embed --model path/to/this/directory "a sentence"` (its vectors),
 `bertforge similarity --model path/to/this/directory "first sentence<TAB>second sentence"` (the cosine), and
 `bertforge predict` with the same arguments (the cosine on the task's scale). `AutoModel` loads the BERT
-alone (the token vectors; pool them by the mask-weighted {fc.pooling} to get these vectors)."""
+alone: its token vectors, whose {fc.pooling} pooling over the real tokens gives these vectors."""
 
 
 def write_card(directory: Path, text: str) -> None:

@@ -188,7 +188,9 @@ def predict(
     """Predictions for `texts` (strings, or (text, second text) tuples; order kept), batched by
     length so that padding costs little. Each is cut to `max_length` tokens, by default the length
     the model was fine-tuned at (else 128); `names` name the examples in errors (file:line);
-    `place` (hardware.place(...)) sets device and precision; default: fp32 on the CPU."""
+    `place` (hardware.place(...)) sets device and precision; default: fp32 on the CPU. A bi-encoder
+    the finetune stage wrote (`finetune.objective=bi_encoder`) predicts each pair's cosine times
+    the score a cosine of 1 stands for, as the evaluate stage scores it."""
     from bertforge.data.tokenization import load_tokenizer
     from bertforge.embeddings import DEFAULT_MAX_LENGTH, batches_by_length, check_model_inputs, encode
     from bertforge.finetuning.bi_encoder import sentence_model_config

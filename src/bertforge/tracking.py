@@ -235,6 +235,8 @@ def log_classifier(model_dir: Path, tcfg, task: str, sentence_model: bool = Fals
 
     if sentence_model:  # no MLflow flavour of ours loads a bi-encoder with its pooling: its files, as they are
         mlflow.log_artifacts(str(model_dir), "sentence_model")
+        if tcfg.register_prefix:
+            print(f"tracking.register_prefix: {task}'s bi-encoder is kept as run artifacts, not registered")
         return None
 
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))

@@ -124,7 +124,7 @@ def load_classifier(
         )
         if reinit_word_embeddings:
             reinit_words(model.bert)
-    return model.train()
+    return model.train()  # from_pretrained returns eval mode, and Lightning keeps modules' modes: dropout off
 
 
 def reinit_words(bert) -> None:
@@ -133,9 +133,7 @@ def reinit_words(bert) -> None:
     with torch.no_grad():
         words.weight.normal_(0.0, bert.config.initializer_range)
         if words.padding_idx is not None:
-            words.weight[
-                words.padding_idx
-            ].zero_()  # from_pretrained returns eval mode, and Lightning keeps modules' modes: dropout off
+            words.weight[words.padding_idx].zero_()
 
 
 def unpadded_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
