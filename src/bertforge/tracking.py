@@ -227,7 +227,7 @@ def log_classifier(model_dir: Path, tcfg, task: str, sentence_model: bool = Fals
     """Log a fine-tuned classifier with `mlflow.transformers` (a text-classification pipeline)
     and, if `tracking.register_prefix` is set, register it as `<prefix>-<task>` and point
     `tracking.alias` at the new version. A bi-encoder's sentence-transformers directory
-    (`sentence_model`) is logged as plain artifacts (`sentence_model/`), not registered."""
+    (`sentence_model`) is logged as plain artifacts (`runs:/<run id>/sentence_model`), not registered."""
     if not tcfg.log_model:
         return None
     import mlflow
@@ -237,7 +237,7 @@ def log_classifier(model_dir: Path, tcfg, task: str, sentence_model: bool = Fals
         mlflow.log_artifacts(str(model_dir), "sentence_model")
         if tcfg.register_prefix:
             print(f"tracking.register_prefix: {task}'s bi-encoder is kept as run artifacts, not registered")
-        return None
+        return f"runs:/{mlflow.active_run().info.run_id}/sentence_model"  # what --model reads
 
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
@@ -276,7 +276,8 @@ def log_classifier(model_dir: Path, tcfg, task: str, sentence_model: bool = Fals
 def logged_model_dir(uri: str, key: str = "--model") -> Path:
     """A classifier the finetune stage logged (`models:/bertforge-rte@champion`, `models:/m-…`),
     downloaded to a temporary directory (removed at exit) and laid out as the stage wrote it:
-    weights, config and tokenizer in one directory, with the morpheme cuts the metadata names."""
+    weights, config and tokenizer in one directory, with the morpheme cuts the metadata names.
+    A directory logged as it is (a bi-encoder's `runs:/<run id>/sentence_model`) comes back as it is."""
     import atexit
     import shutil
     import tempfile
@@ -294,6 +295,8 @@ def logged_model_dir(uri: str, key: str = "--model") -> Path:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst))
     except mlflow.exceptions.MlflowException as e:
         raise ConfigError(f"{key}: {uri}: {str(e.message).splitlines()[0]}") from None
+    if (local / "config.json").is_file():  # the model directory itself, logged as artifacts
+        return local
     model, tokenizer = local / "model", local / "components" / "tokenizer"
     if not (model / "config.json").is_file() or not tokenizer.is_dir():
         raise ConfigError(
