@@ -148,7 +148,6 @@ def with_gold(preds: Predictions, raw: list, column: str) -> Predictions:
     """`preds` with each example's reference from the `column` a task file holds (`--gold`): a score
     for a regression model or a similarity, one of the model's labels for a classifier; one error
     naming the row for a value that is neither."""
-
     from bertforge.finetuning.tasks import label_value
 
     if not raw:

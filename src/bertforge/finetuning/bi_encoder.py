@@ -131,7 +131,7 @@ def pair_loader(
     pin_memory: bool = False,
 ) -> DataLoader:
     """Batches of [first texts; second texts], padded on the right to their longest."""
-    from bertforge.finetuning.module import LengthGroupedBatches, pad_batch
+    from bertforge.finetuning.module import batch_loader, pad_batch
 
     def collate(batch):
         feats = pad_batch([x["first"] for x in batch] + [x["second"] for x in batch], tokenizer.pad_token_id)
@@ -140,14 +140,8 @@ def pair_loader(
             feats |= unpad_indices(feats["attention_mask"])
         return feats
 
-    if shuffle and group_by_length:
-        lengths = [max(len(x["first"]["input_ids"]), len(x["second"]["input_ids"])) for x in items]
-        sampler = LengthGroupedBatches(lengths, batch_size, seed)
-        return DataLoader(items, batch_sampler=sampler, collate_fn=collate, pin_memory=pin_memory)
-    g = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        items, batch_size=batch_size, shuffle=shuffle, generator=g, collate_fn=collate, pin_memory=pin_memory
-    )
+    length = (lambda x: max(len(x["first"]["input_ids"]), len(x["second"]["input_ids"]))) if group_by_length else None
+    return batch_loader(items, collate, batch_size, shuffle, seed, length, pin_memory)
 
 
 def save_sentence_model(model: BiEncoder, out_dir: Path, max_length: int) -> None:

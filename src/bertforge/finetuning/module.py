@@ -89,8 +89,17 @@ def make_loader(
             feats |= unpad_indices(feats["attention_mask"])
         return feats
 
-    if shuffle and group_by_length:
-        sampler = LengthGroupedBatches([len(x["input_ids"]) for x in items], batch_size, seed)
+    length = (lambda x: len(x["input_ids"])) if group_by_length else None
+    return batch_loader(items, collate, batch_size, shuffle, seed, length, pin_memory)
+
+
+def batch_loader(
+    items: list[dict], collate, batch_size: int, shuffle: bool, seed: int, length=None, pin_memory: bool = False
+) -> DataLoader:
+    """Batches of `items` through `collate`: length-grouped (`LengthGroupedBatches`) when shuffled
+    with a `length` per item, else seeded shuffled or in order."""
+    if shuffle and length is not None:
+        sampler = LengthGroupedBatches([length(x) for x in items], batch_size, seed)
         return DataLoader(items, batch_sampler=sampler, collate_fn=collate, pin_memory=pin_memory)
     g = torch.Generator().manual_seed(seed)
     return DataLoader(
